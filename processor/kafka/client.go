@@ -1,0 +1,214 @@
+// Package kafka is the Kafka glue of scattergather: the loops that run the
+// scatter, worker and gather roles with franz-go, the gather's ticks, topic
+// creation and checks, and the small producers and consumers the commands
+// use. Everything else in the processor is free of Kafka.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// Headers of dead-letter and late records.
+const (
+	HeaderReason    = "sg-reason"
+	HeaderStage     = "sg-stage"
+	HeaderFlow      = "sg-flow"
+	HeaderTopic     = "sg-source-topic"
+	HeaderPartition = "sg-source-partition"
+	HeaderOffset    = "sg-source-offset"
+)
+
+// Option configures a role.
+type Option func(*options)
+
+type options struct {
+	instance   string
+	logger     *slog.Logger
+	codec      *schemas.Codec
+	clientOpts []kgo.Opt
+	handlers   map[string]any // target → worker.Handler
+	targets    []string
+	now        func() time.Time
+}
+
+// WithInstance sets the instance's stable identity, which makes its
+// transactional ids and its static group membership (group.instance.id):
+// a restarted instance with the same identity fences its predecessor and
+// takes its partitions back at once. Default: the host name. Two instances
+// of one role and flow must have different identities.
+func WithInstance(id string) Option { return func(o *options) { o.instance = id } }
+
+// WithLogger sets the logger. Default: slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithCodec sets the Avro codec. Default: schemas.Default.
+func WithCodec(c *schemas.Codec) Option { return func(o *options) { o.codec = c } }
+
+// WithClientOptions adds franz-go options to every client the role makes
+// (TLS, SASL, timeouts).
+func WithClientOptions(opts ...kgo.Opt) Option {
+	return func(o *options) { o.clientOpts = append(o.clientOpts, opts...) }
+}
+
+// WithNow sets the wall clock of the worker's deadline check and the
+// gather's tick decisions. Default: time.Now.
+func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+func buildOptions(opts []Option) *options {
+	o := &options{codec: schemas.Default, now: time.Now, handlers: map[string]any{}}
+	for _, opt := range opts {
+		opt(o)
+	}
+	if o.instance == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "scattergather"
+		}
+		o.instance = h
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	return o
+}
+
+// baseOpts are the options of every client of a flow.
+func baseOpts(t *topology.Topology, o *options, role string) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(t.Kafka.Brokers...),
+		kgo.ClientID(t.Kafka.ClientID + "-" + role),
+		kgo.WithLogger(slogAdapter{o.logger.With("client", role)}),
+		kgo.RecordPartitioner(partitioner{}),
+		kgo.ProducerLinger(0),
+	}
+	return append(opts, o.clientOpts...)
+}
+
+// partitioner sends a record to the partition it names when it names one
+// (Partition >= 0 and the ctx marker), and by Kafka's key hash otherwise.
+type partitioner struct{}
+
+type explicitPartition struct{}
+
+// toPartition marks r to be written to r.Partition.
+func toPartition(r *kgo.Record, p int32) *kgo.Record {
+	r.Partition = p
+	r.Context = context.WithValue(context.Background(), explicitPartition{}, true)
+	return r
+}
+
+func (partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	return topicPartitioner{key: kgo.StickyKeyPartitioner(nil).ForTopic(topic)}
+}
+
+type topicPartitioner struct {
+	key kgo.TopicPartitioner
+}
+
+func (p topicPartitioner) RequiresConsistency(r *kgo.Record) bool {
+	return isExplicit(r) || p.key.RequiresConsistency(r)
+}
+
+// OnNewBatch forwards to the key partitioner, whose sticky choice for
+// records without a key moves on with each new batch.
+func (p topicPartitioner) OnNewBatch() {
+	if nb, ok := p.key.(kgo.TopicPartitionerOnNewBatch); ok {
+		nb.OnNewBatch()
+	}
+}
+
+func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
+	if isExplicit(r) {
+		return int(r.Partition)
+	}
+	return p.key.Partition(r, n)
+}
+
+func isExplicit(r *kgo.Record) bool {
+	return r.Context != nil && r.Context.Value(explicitPartition{}) != nil
+}
+
+// deadLetter builds the dead-letter record of a record that cannot be
+// processed: the original key and bytes, the reason and the origin in
+// headers.
+func deadLetter(f *topology.Flow, stage string, src *kgo.Record, reason string) *kgo.Record {
+	return &kgo.Record{
+		Topic: f.Topics.DeadLetter,
+		Key:   src.Key,
+		Value: src.Value,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderReason, Value: []byte(reason)},
+			{Key: HeaderStage, Value: []byte(stage)},
+			{Key: HeaderFlow, Value: []byte(f.Name)},
+			{Key: HeaderTopic, Value: []byte(src.Topic)},
+			{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(src.Partition)))},
+			{Key: HeaderOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
+		},
+	}
+}
+
+// Header returns the value of header key of r, or "".
+func Header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// fetchErrors logs the errors of a poll and returns the first fatal one.
+func fetchErrors(fs kgo.Fetches, log *slog.Logger) error {
+	var fatal error
+	fs.EachError(func(topic string, p int32, err error) {
+		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, kgo.ErrClientClosed):
+			fatal = err
+		default:
+			log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
+		}
+	})
+	return fatal
+}
+
+// slogAdapter routes franz-go's log lines to slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Level() kgo.LogLevel {
+	switch {
+	case a.l.Enabled(context.Background(), slog.LevelDebug):
+		return kgo.LogLevelDebug
+	case a.l.Enabled(context.Background(), slog.LevelInfo):
+		return kgo.LogLevelWarn // franz-go's info lines are chatty
+	}
+	return kgo.LogLevelWarn
+}
+
+func (a slogAdapter) Log(level kgo.LogLevel, msg string, kv ...any) {
+	var l slog.Level
+	switch level {
+	case kgo.LogLevelError:
+		l = slog.LevelError
+	case kgo.LogLevelWarn:
+		l = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		l = slog.LevelInfo
+	default:
+		l = slog.LevelDebug
+	}
+	a.l.Log(context.Background(), l, "kafka: "+msg, kv...)
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf("kafka: "+format, args...) }

@@ -1,0 +1,507 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/scattergather/scattergather/processor/gather"
+	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/schemas"
+	"github.com/scattergather/scattergather/store"
+)
+
+// Gather runs the gather role of one flow: it folds its partitions of the
+// results topic into a Pebble store, and writes aggregates (with late
+// results and dead letters) together with the consumed offsets in one
+// transaction per poll. The store's changes are applied only once that
+// transaction commits.
+type Gather struct {
+	topo     *topology.Topology
+	flow     *topology.Flow
+	o        *options
+	log      *slog.Logger
+	stateDir string
+	group    string
+
+	gf    *gather.Flow
+	db    *store.DB
+	parts map[int32]*gatherPart
+
+	mu      sync.Mutex
+	revoked []int32
+
+	statsMu sync.Mutex
+	stats   GatherStats
+}
+
+// GatherStats are the gather's running totals, for progress lines.
+type GatherStats struct {
+	Aggregates   int64
+	Late         int64
+	DeadLettered int64
+	Ticks        int64
+	Rebuilt      int64 // records re-folded silently to rebuild state
+	Open         int64 // open requests over the owned partitions
+}
+
+type gatherPart struct {
+	fold         *gather.Partition
+	lastTick     time.Time
+	nextDeadline int64
+	hasDeadline  bool
+}
+
+// NewGather returns the gather of flow, keeping its state under
+// stateDir/<flow>.
+func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts ...Option) (*Gather, error) {
+	o := buildOptions(opts)
+	gf, err := gather.NewFlow(flow, o.codec)
+	if err != nil {
+		return nil, err
+	}
+	return &Gather{topo: t, flow: flow, o: o, stateDir: stateDir, gf: gf,
+		group: t.Group(flow, "gather"), parts: map[int32]*gatherPart{},
+		log: o.logger.With("role", "gather", "flow", flow.Name)}, nil
+}
+
+// Stats returns the running totals. Safe for concurrent use.
+func (g *Gather) Stats() GatherStats {
+	g.statsMu.Lock()
+	defer g.statsMu.Unlock()
+	return g.stats
+}
+
+func (g *Gather) count(fn func(*GatherStats)) {
+	g.statsMu.Lock()
+	fn(&g.stats)
+	g.statsMu.Unlock()
+}
+
+// Run gathers until ctx ends or a fatal error.
+func (g *Gather) Run(ctx context.Context) error {
+	f := g.flow
+	db, err := store.Open(filepath.Join(g.stateDir, f.Name))
+	if err != nil {
+		return err
+	}
+	g.db = db
+	defer db.Close()
+
+	ticker, err := kgo.NewClient(baseOpts(g.topo, g.o, "gather-tick")...)
+	if err != nil {
+		return errorf("tick producer: %w", err)
+	}
+	defer ticker.Close()
+
+	onLoss := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+		g.mu.Lock()
+		g.revoked = append(g.revoked, lost[f.Topics.Results]...)
+		g.mu.Unlock()
+	}
+	sess, err := kgo.NewGroupTransactSession(append(baseOpts(g.topo, g.o, "gather"),
+		kgo.ConsumerGroup(g.group),
+		kgo.ConsumeTopics(f.Topics.Results),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.TransactionalID(g.group+"."+g.o.instance),
+		kgo.TransactionTimeout(30*time.Second),
+		kgo.InstanceID(g.o.instance),
+		kgo.SessionTimeout(30*time.Second),
+		kgo.OnPartitionsRevoked(onLoss),
+		kgo.OnPartitionsLost(onLoss),
+	)...)
+	if err != nil {
+		return errorf("gather client: %w", err)
+	}
+	defer sess.Close()
+	adm := kadm.NewClient(sess.Client())
+	if err := checkTopics(ctx, adm, f); err != nil {
+		return err
+	}
+	g.log.Info("gather started", "group", g.group, "instance", g.o.instance, "state", filepath.Join(g.stateDir, f.Name))
+
+	for {
+		pollCtx, cancel := context.WithTimeout(ctx, f.Gather.TickInterval.D)
+		fetches := sess.PollFetches(pollCtx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := fetchErrors(fetches, g.log); err != nil {
+			return err
+		}
+		g.dropRevoked()
+		busy := map[int32]bool{}
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) > 0 {
+				busy[fp.Partition] = true
+			}
+		})
+		for p := range busy {
+			if g.parts[p] == nil {
+				if err := g.prepare(ctx, adm, p); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+			}
+		}
+		if len(busy) > 0 {
+			if err := g.transact(ctx, sess, fetches); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		g.tick(ticker, busy)
+	}
+}
+
+// transact folds one poll's records and writes their outputs and offsets
+// in one transaction; the folds commit to the store only if it commits.
+func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+	f := g.flow
+	if err := sess.Begin(); err != nil {
+		return errorf("gather begin: %w", err)
+	}
+	var (
+		mu       sync.Mutex
+		prodErr  error
+		touched  []*gatherPart
+		applyErr error
+		aggs     int64
+		late     int64
+		dead     int64
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			prodErr = errors.Join(prodErr, err)
+			mu.Unlock()
+		}
+	}
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		gp := g.parts[fp.Partition]
+		if gp == nil || len(fp.Records) == 0 || applyErr != nil {
+			return
+		}
+		touched = append(touched, gp)
+		emit := func(o gather.Output) {
+			switch o.Kind {
+			case gather.ToAggregated:
+				aggs++
+				sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Aggregated, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs)}, promise)
+				if o.Aggregate != nil {
+					g.log.Debug("aggregate", "request_id", o.Aggregate.RequestID, "outcome", o.Aggregate.Outcome)
+				}
+			case gather.ToLate:
+				late++
+				sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Late, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs),
+					Headers: []kgo.RecordHeader{
+						{Key: HeaderReason, Value: []byte(o.Reason)},
+						{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(fp.Partition)))},
+						{Key: HeaderOffset, Value: []byte(strconv.FormatInt(o.Offset, 10))},
+					}}, promise)
+			case gather.ToDeadLetter:
+				dead++
+				g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
+				src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
+				sess.Produce(ctx, deadLetter(f, "gather", src, o.Reason), promise)
+			}
+		}
+		for _, r := range fp.Records {
+			if err := gp.fold.Apply(gather.Record{Offset: r.Offset, TimeMs: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}, emit); err != nil {
+				applyErr = err
+				return
+			}
+		}
+	})
+	commit := kgo.TryCommit
+	if applyErr != nil {
+		commit = kgo.TryAbort
+	}
+	if err := sess.Client().Flush(ctx); err != nil {
+		commit = kgo.TryAbort
+	}
+	mu.Lock()
+	if prodErr != nil {
+		commit = kgo.TryAbort
+	}
+	mu.Unlock()
+	metaCtx := kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		for ti := range req.Topics {
+			t := &req.Topics[ti]
+			if t.Topic != f.Topics.Results {
+				continue
+			}
+			for pi := range t.Partitions {
+				p := &t.Partitions[pi]
+				gp := g.parts[p.Partition]
+				if gp == nil {
+					continue
+				}
+				pos, err := gp.fold.Pending()
+				if err != nil {
+					return err
+				}
+				if pos.Next != p.Offset {
+					return fmt.Errorf("gather: partition %d: committing offset %d but the state stands at %d", p.Partition, p.Offset, pos.Next)
+				}
+				meta := metaOf(pos).String()
+				p.Metadata = &meta
+			}
+		}
+		return nil
+	})
+	committed, err := sess.End(metaCtx, commit)
+	if !committed || err != nil {
+		for _, gp := range touched {
+			gp.fold.Abort()
+		}
+		if err != nil {
+			return errorf("gather end transaction: %w", err)
+		}
+		if applyErr != nil {
+			return applyErr
+		}
+		g.log.Info("transaction aborted; the records are read again", "produce_err", prodErr)
+		return nil
+	}
+	var open int64
+	for _, gp := range touched {
+		if err := gp.fold.Commit(); err != nil {
+			return err
+		}
+		g.refreshDeadline(gp)
+	}
+	for _, gp := range g.parts {
+		open += gp.fold.Position().Open
+	}
+	g.count(func(s *GatherStats) {
+		s.Aggregates += aggs
+		s.Late += late
+		s.DeadLettered += dead
+		s.Open = open
+	})
+	return nil
+}
+
+func (g *Gather) refreshDeadline(gp *gatherPart) {
+	ms, ok, err := gp.fold.NextDeadline()
+	if err != nil {
+		g.log.Warn("read next deadline", "err", err)
+		return
+	}
+	gp.nextDeadline, gp.hasDeadline = ms, ok
+}
+
+// tick writes a tick to each owned partition that is quiet (no records in
+// this poll) while its earliest deadline is due by the wall clock, at most
+// once per tick interval, so that its stream time passes the deadline.
+func (g *Gather) tick(ticker *kgo.Client, busy map[int32]bool) {
+	now := g.o.now()
+	for p, gp := range g.parts {
+		if busy[p] || !gp.hasDeadline || now.UnixMilli() <= gp.nextDeadline || now.Sub(gp.lastTick) < g.flow.Gather.TickInterval.D {
+			continue
+		}
+		b, err := g.o.codec.Encode(&schemas.Tick{SentMs: now.UnixMilli()})
+		if err != nil {
+			g.log.Error("encode tick", "err", err)
+			return
+		}
+		gp.lastTick = now
+		ticker.Produce(context.Background(), toPartition(&kgo.Record{Topic: g.flow.Topics.Results, Value: b, Timestamp: now}, p),
+			func(_ *kgo.Record, err error) {
+				if err != nil {
+					g.log.Warn("tick not written", "partition", p, "err", err)
+				}
+			})
+		g.count(func(s *GatherStats) { s.Ticks++ })
+	}
+}
+
+func (g *Gather) dropRevoked() {
+	g.mu.Lock()
+	revoked := g.revoked
+	g.revoked = nil
+	g.mu.Unlock()
+	for _, p := range revoked {
+		if gp := g.parts[p]; gp != nil {
+			gp.fold.Abort()
+			delete(g.parts, p)
+			g.log.Info("partition revoked", "partition", p)
+		}
+	}
+}
+
+// prepare makes the fold of a newly assigned partition: it resumes the
+// local state when it matches the committed position, re-folds the tail
+// when the local state is behind in the same epoch, and otherwise discards
+// it and rebuilds it silently from the oldest needed manifest up to the
+// committed offset.
+func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
+	log := g.log.With("partition", p)
+	committed, metaStr, err := g.committedOffset(ctx, adm, p)
+	if err != nil {
+		return err
+	}
+	st := g.db.Partition(p)
+	local, hasLocal, err := st.Position()
+	if err != nil {
+		return err
+	}
+	meta, metaOK := ParseCommitMeta(metaStr)
+	current := hasLocal && local.Version == store.FormatVersion && metaOK && local.Epoch == meta.Epoch
+
+	var pos store.Position
+	switch {
+	case committed < 0:
+		// Nothing committed: a new group, or one reset without metadata.
+		if hasLocal {
+			if err := st.Discard(); err != nil {
+				return err
+			}
+		}
+		log.Info("partition assigned: no committed offset, starting empty")
+		pos = store.Position{}
+	case current && local.Next == committed:
+		log.Info("partition assigned: local state is current", "offset", committed, "open", local.Open)
+		pos = local
+	case current && local.Next < committed && local.Next >= meta.Oldest:
+		log.Info("partition assigned: re-folding the tail", "from", local.Next, "to", committed)
+		pos = local
+	default:
+		if hasLocal {
+			if err := st.Discard(); err != nil {
+				return err
+			}
+		}
+		if !metaOK {
+			meta = CommitMeta{Oldest: committed}
+			log.Warn("committed offset carries no scattergather metadata: starting empty at it; requests opened before it will not complete here", "offset", committed, "metadata", metaStr)
+		}
+		log.Info("partition assigned: rebuilding state", "from", meta.Oldest, "to", committed, "had_local", hasLocal)
+		pos = store.Position{Epoch: meta.Epoch, Next: meta.Oldest, Oldest: meta.Oldest}
+	}
+	fold := g.gf.NewPartition(p, st, pos)
+	if committed >= 0 && fold.Next() < committed {
+		if err := g.refold(ctx, fold, p, committed, log); err != nil {
+			return err
+		}
+	}
+	gp := &gatherPart{fold: fold}
+	g.refreshDeadline(gp)
+	g.parts[p] = gp
+	return nil
+}
+
+// committedOffset fetches the group's committed offset and metadata of
+// partition p, waiting out pending transactional commits.
+func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32) (int64, string, error) {
+	for attempt := 0; ; attempt++ {
+		resps, err := adm.FetchOffsets(kadm.RequireStable(ctx), g.group)
+		if err == nil {
+			r, ok := resps.Lookup(g.flow.Topics.Results, p)
+			switch {
+			case !ok:
+				return -1, "", nil
+			case r.Err == nil:
+				return r.At, r.Metadata, nil
+			}
+			err = r.Err
+		}
+		if !errors.Is(err, kerr.UnstableOffsetCommit) && !kerr.IsRetriable(err) || attempt >= 300 {
+			return 0, "", errorf("fetch committed offset of partition %d: %w", p, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// refold reads partition p from the fold's position up to committed with
+// a separate consumer and folds it silently: everything it would emit was
+// emitted by the transactions that committed those offsets.
+func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, committed int64, log *slog.Logger) error {
+	start := time.Now()
+	from := fold.Next()
+	cl, err := kgo.NewClient(append(baseOpts(g.topo, g.o, "gather-rebuild"),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{g.flow.Topics.Results: {p: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)...)
+	if err != nil {
+		return errorf("rebuild client: %w", err)
+	}
+	defer cl.Close()
+	discard := func(gather.Output) {}
+	var n int64
+	lastLog := time.Now()
+	idle := 0
+	for fold.Next() < committed {
+		pollCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pollCtx)
+		cancel()
+		if ctx.Err() != nil {
+			fold.Abort()
+			return ctx.Err()
+		}
+		got := 0
+		var applyErr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if applyErr != nil || r.Offset >= committed {
+				return
+			}
+			got++
+			applyErr = fold.Apply(gather.Record{Offset: r.Offset, TimeMs: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}, discard)
+		})
+		if applyErr != nil {
+			fold.Abort()
+			return applyErr
+		}
+		n += int64(got)
+		if got == 0 {
+			// Nothing more is readable below the committed offset (its last
+			// records were control records or are gone).
+			if idle++; idle >= 3 {
+				log.Warn("rebuild stopped short of the committed offset", "at", fold.Next(), "committed", committed)
+				break
+			}
+			continue
+		}
+		idle = 0
+		if n%20000 < int64(got) {
+			if err := fold.Commit(); err != nil {
+				return err
+			}
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			log.Info("rebuilding state", "at", fold.Next(), "to", committed, "records", n)
+			lastLog = time.Now()
+		}
+	}
+	if err := fold.SkipTo(committed); err != nil {
+		return err
+	}
+	if err := fold.Commit(); err != nil {
+		return err
+	}
+	g.count(func(s *GatherStats) { s.Rebuilt += n })
+	log.Info("state rebuilt", "from", from, "to", committed, "records", n, "open", fold.Position().Open, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,65 @@
+package kafka
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/scattergather/scattergather/store"
+)
+
+// CommitMeta is what the gather stores in the metadata of each committed
+// offset of the results topic, so that any instance on any host can tell
+// whether its local state is current and, if not, where a rebuild starts.
+type CommitMeta struct {
+	Version    int    // store.FormatVersion of the writer
+	Epoch      string // changes when the gather stage is replayed
+	Oldest     int64  // offset of the oldest manifest still needed
+	StreamTime int64  // stream time at the committed offset
+}
+
+const metaPrefix = "sg"
+
+// String encodes m as "sg1;e=<epoch>;o=<oldest>;t=<stream time>".
+func (m CommitMeta) String() string {
+	return fmt.Sprintf("%s%d;e=%s;o=%d;t=%d", metaPrefix, m.Version, m.Epoch, m.Oldest, m.StreamTime)
+}
+
+// ParseCommitMeta decodes metadata written by String; ok is false for
+// metadata of another writer.
+func ParseCommitMeta(s string) (m CommitMeta, ok bool) {
+	fields := strings.Split(s, ";")
+	if len(fields) != 4 || !strings.HasPrefix(fields[0], metaPrefix) {
+		return m, false
+	}
+	v, err := strconv.Atoi(strings.TrimPrefix(fields[0], metaPrefix))
+	if err != nil {
+		return m, false
+	}
+	m.Version = v
+	for _, f := range fields[1:] {
+		k, val, found := strings.Cut(f, "=")
+		if !found {
+			return m, false
+		}
+		switch k {
+		case "e":
+			m.Epoch = val
+		case "o":
+			if m.Oldest, err = strconv.ParseInt(val, 10, 64); err != nil {
+				return m, false
+			}
+		case "t":
+			if m.StreamTime, err = strconv.ParseInt(val, 10, 64); err != nil {
+				return m, false
+			}
+		default:
+			return m, false
+		}
+	}
+	return m, true
+}
+
+func metaOf(pos store.Position) CommitMeta {
+	return CommitMeta{Version: store.FormatVersion, Epoch: pos.Epoch, Oldest: pos.Oldest, StreamTime: pos.StreamTime}
+}

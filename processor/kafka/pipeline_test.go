@@ -1,0 +1,80 @@
+package kafka_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/processortest"
+	"github.com/scattergather/scattergather/processor/worker"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// priceHandler answers every task with a price that depends on the
+// target and the request, so the cheapest target is known in advance.
+func priceHandler(base int) worker.Handler {
+	return worker.HandlerFunc(func(_ context.Context, t *schemas.Task) ([]byte, error) {
+		var req struct{ N int }
+		if err := json.Unmarshal(t.Payload, &req); err != nil {
+			return nil, err
+		}
+		return fmt.Appendf(nil, `{"price": %d}`, base+req.N%3*10), nil
+	})
+}
+
+func requests(flow string, n int) []*schemas.Request {
+	out := make([]*schemas.Request, n)
+	for i := range out {
+		out[i] = &schemas.Request{RequestID: fmt.Sprintf("req-%03d", i), Flow: flow, Payload: fmt.Appendf(nil, `{"n": %d}`, i), ContentType: schemas.ContentTypeJSON}
+	}
+	return out
+}
+
+func runCheapest(t *testing.T, brokers []string) {
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 10s
+targets: [{name: a}, {name: b}, {name: c}]
+strategy: {type: all}
+consolidate: {type: min, field: price}
+`)
+	processortest.CreateTopics(t, topo, f)
+	opts := []kafka.Option{
+		kafka.WithHandler("a", priceHandler(100)),
+		kafka.WithHandler("b", priceHandler(95)),
+		kafka.WithHandler("c", priceHandler(105)),
+	}
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+	const n = 30
+	processortest.Send(t, topo, requests(f.Name, n)...)
+	aggs := processortest.Aggregates(t, topo, f, n, 2*time.Minute)
+	for i := range n {
+		id := fmt.Sprintf("req-%03d", i)
+		a := aggs[id]
+		if a == nil {
+			t.Errorf("no aggregate for %s", id)
+			continue
+		}
+		var res struct {
+			Target string
+			Value  int
+		}
+		if err := json.Unmarshal(a.Result, &res); err != nil {
+			t.Fatalf("%s: result %s: %v", id, a.Result, err)
+		}
+		want := 95 + i%3*10
+		if a.Outcome != schemas.OutcomeComplete || res.Target != "b" || res.Value != want || len(a.Answered) != 3 {
+			t.Errorf("%s: outcome %s, cheapest %s at %d (want b at %d), %d answered", id, a.Outcome, res.Target, res.Value, want, len(a.Answered))
+		}
+	}
+}
+
+func TestPipelineFake(t *testing.T) { runCheapest(t, processortest.Fake(t)) }
+
+func TestIntegrationPipeline(t *testing.T) { runCheapest(t, processortest.Brokers(t)) }

@@ -1,0 +1,194 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scattergather/scattergather/processor/scatter"
+	"github.com/scattergather/scattergather/processor/topology"
+)
+
+// Scatter runs the scatter role of one flow: it reads requests and writes
+// each request's manifest and tasks, with the consumed offsets, in one
+// transaction.
+type Scatter struct {
+	topo *topology.Topology
+	flow *topology.Flow
+	o    *options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	poison map[recordID]string // requests whose output the broker refuses
+}
+
+type recordID struct {
+	partition int32
+	offset    int64
+}
+
+// NewScatter returns the scatter of flow.
+func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...Option) *Scatter {
+	o := buildOptions(opts)
+	return &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{},
+		log: o.logger.With("role", "scatter", "flow", flow.Name)}
+}
+
+// Run scatters until ctx ends or a fatal error. It refuses to start when
+// the flow's topics are missing or wrong.
+func (s *Scatter) Run(ctx context.Context) error {
+	f := s.flow
+	group := s.topo.Group(f, "scatter")
+	sess, err := kgo.NewGroupTransactSession(append(baseOpts(s.topo, s.o, "scatter"),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(f.Topics.Requests),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.TransactionalID(group+"."+s.o.instance),
+		kgo.TransactionTimeout(30*time.Second),
+		kgo.InstanceID(s.o.instance),
+		kgo.SessionTimeout(30*time.Second),
+	)...)
+	if err != nil {
+		return errorf("scatter client: %w", err)
+	}
+	defer sess.Close()
+	adm := kadm.NewClient(sess.Client())
+	if err := checkTopics(ctx, adm, f); err != nil {
+		return err
+	}
+	n, err := partitionCount(ctx, adm, f.Topics.Results)
+	if err != nil {
+		return err
+	}
+	planner, err := scatter.NewPlanner(f, n, s.o.codec)
+	if err != nil {
+		return err
+	}
+	s.log.Info("scatter started", "group", group, "instance", s.o.instance, "results_partitions", n)
+
+	for {
+		fetches := sess.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := fetchErrors(fetches, s.log); err != nil {
+			return err
+		}
+		if fetches.Empty() {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return errorf("scatter begin: %w", err)
+		}
+		var (
+			mu       sync.Mutex
+			firstErr error
+			failed   = map[recordID]error{}
+		)
+		now := s.o.now().UnixMilli()
+		fetches.EachRecord(func(r *kgo.Record) {
+			id := recordID{r.Partition, r.Offset}
+			produce := func(out *kgo.Record) {
+				sess.Produce(ctx, out, func(_ *kgo.Record, err error) {
+					if err == nil {
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					failed[id] = err
+				})
+			}
+			for _, out := range s.scatter(planner, r, now) {
+				produce(out)
+			}
+		})
+		commit := kgo.TryCommit
+		if err := sess.Client().Flush(ctx); err != nil && ctx.Err() != nil {
+			return nil
+		}
+		mu.Lock()
+		if firstErr != nil {
+			commit = kgo.TryAbort
+			s.markPoison(failed)
+		}
+		mu.Unlock()
+		committed, err := sess.End(ctx, commit)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return errorf("scatter end transaction: %w", err)
+		}
+		if !committed {
+			s.log.Info("transaction aborted; the requests are read again", "cause", firstErr)
+		}
+	}
+}
+
+// scatter returns the records one request becomes: its manifest and tasks,
+// or its dead letter.
+func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) []*kgo.Record {
+	f := s.flow
+	s.mu.Lock()
+	reason, poisoned := s.poison[recordID{r.Partition, r.Offset}]
+	s.mu.Unlock()
+	if poisoned {
+		return []*kgo.Record{deadLetter(f, "scatter", r, reason)}
+	}
+	req, err := planner.Decode(r.Value)
+	var plan *scatter.Plan
+	if err == nil {
+		plan, err = planner.Plan(req, r.Partition, r.Offset, nowMs)
+	}
+	if err != nil {
+		var rej *scatter.RejectError
+		if errors.As(err, &rej) {
+			s.log.Warn("request dead-lettered", "partition", r.Partition, "offset", r.Offset, "reason", rej.Reason)
+			return []*kgo.Record{deadLetter(f, "scatter", r, rej.Reason)}
+		}
+		s.log.Error("scatter failed", "err", err)
+		return []*kgo.Record{deadLetter(f, "scatter", r, err.Error())}
+	}
+	out := make([]*kgo.Record, 0, 1+len(plan.Tasks))
+	key := []byte(plan.Manifest.RequestID)
+	mb, err := s.o.codec.Encode(plan.Manifest)
+	if err != nil {
+		return []*kgo.Record{deadLetter(f, "scatter", r, fmt.Sprintf("encode manifest: %v", err))}
+	}
+	out = append(out, toPartition(&kgo.Record{Topic: f.Topics.Results, Key: key, Value: mb}, plan.ResultsPartition))
+	for _, t := range plan.Tasks {
+		tb, err := s.o.codec.Encode(t.Task)
+		if err != nil {
+			return []*kgo.Record{deadLetter(f, "scatter", r, fmt.Sprintf("encode task: %v", err))}
+		}
+		out = append(out, &kgo.Record{Topic: t.Topic, Key: key, Value: tb})
+	}
+	s.log.Debug("request scattered", "request_id", plan.Manifest.RequestID, "tasks", len(plan.Tasks), "results_partition", plan.ResultsPartition)
+	return out
+}
+
+// markPoison remembers the requests whose records the broker refused for
+// good (too large), so that the next attempt dead-letters them instead of
+// aborting forever.
+func (s *Scatter) markPoison(failed map[recordID]error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, err := range failed {
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord) {
+			s.poison[id] = fmt.Sprintf("the broker refuses the request's manifest or tasks: %v", err)
+			s.log.Warn("request will be dead-lettered", "partition", id.partition, "offset", id.offset, "err", err)
+		}
+	}
+}

@@ -1,0 +1,275 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/processor/worker"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// WithHandler makes the worker serve target with h instead of the built-in
+// HTTP caller.
+func WithHandler(target string, h worker.Handler) Option {
+	return func(o *options) { o.handlers[target] = h }
+}
+
+// WithTargets restricts the worker to the named targets. Default: every
+// target with a handler (WithHandler) or an http section.
+func WithTargets(names ...string) Option {
+	return func(o *options) { o.targets = append(o.targets, names...) }
+}
+
+// Worker runs the worker role of one flow: for each target it serves, it
+// reads tasks read_committed, keeps up to the target's max_in_flight of
+// them running (and at most the flow's worker.max_in_flight over all
+// targets), writes each result to the partition its task names as soon as
+// it is ready, and commits offsets up to the oldest unfinished task.
+type Worker struct {
+	topo     *topology.Topology
+	flow     *topology.Flow
+	o        *options
+	log      *slog.Logger
+	handlers map[string]worker.Handler
+	global   chan struct{}
+}
+
+// NewWorker returns the worker of flow. It fails when a target it should
+// serve has no handler.
+func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...Option) (*Worker, error) {
+	o := buildOptions(opts)
+	w := &Worker{topo: t, flow: flow, o: o, handlers: map[string]worker.Handler{},
+		log: o.logger.With("role", "worker", "flow", flow.Name), global: make(chan struct{}, flow.Worker.MaxInFlight)}
+	names := o.targets
+	if len(names) == 0 {
+		for _, tg := range flow.Targets {
+			if tg.HTTP != nil || o.handlers[tg.Name] != nil {
+				names = append(names, tg.Name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil, errorf("flow %s: no target to serve: give targets an http section or a Go handler", flow.Name)
+	}
+	for _, name := range names {
+		tg := flow.Target(name)
+		if tg == nil {
+			return nil, errorf("flow %s has no target %q", flow.Name, name)
+		}
+		switch h := o.handlers[name].(type) {
+		case worker.Handler:
+			w.handlers[name] = h
+		case nil:
+			if tg.HTTP == nil {
+				return nil, errorf("flow %s: target %s has no http section and no Go handler", flow.Name, name)
+			}
+			w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil)
+		default:
+			return nil, errorf("handler of target %s is a %T, not a worker.Handler", name, h)
+		}
+	}
+	return w, nil
+}
+
+// Targets returns the names of the targets the worker serves, sorted.
+func (w *Worker) Targets() []string {
+	var out []string
+	for n := range w.handlers {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Run works until ctx ends or a fatal error; on the way out it lets
+// running tasks finish (bounded by their deadlines) and commits.
+func (w *Worker) Run(ctx context.Context) error {
+	prod, err := kgo.NewClient(append(baseOpts(w.topo, w.o, "worker"),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))...)
+	if err != nil {
+		return errorf("worker producer: %w", err)
+	}
+	defer prod.Close()
+	if err := CheckTopics(ctx, w.topo, w.flow, WithClientOptions(w.o.clientOpts...)); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(w.handlers))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, name := range w.Targets() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.runTarget(ctx, prod, w.flow.Target(name)); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(slices.Collect(func(yield func(error) bool) {
+		for e := range errs {
+			if !yield(e) {
+				return
+			}
+		}
+	})...)
+}
+
+func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.Target) error {
+	log := w.log.With("target", tg.Name)
+	h := w.handlers[tg.Name]
+	tracker := worker.NewTracker()
+	local := make(chan struct{}, tg.MaxInFlight)
+	group := w.topo.Group(w.flow, "worker."+tg.Name)
+
+	var cl *kgo.Client
+	mark := func(tp worker.TopicPartition, off int64) {
+		cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: off}}})
+	}
+	onLoss := func(ctx context.Context, c *kgo.Client, lost map[string][]int32) {
+		// Commit what has finished; the rest is re-run by the next owner.
+		for tp, off := range tracker.Committable() {
+			if slices.Contains(lost[tp.Topic], tp.Partition) {
+				mark(tp, off)
+			}
+		}
+		if err := c.CommitMarkedOffsets(ctx); err != nil {
+			log.Warn("commit on revoke failed", "err", err)
+		}
+		for topic, ps := range lost {
+			for _, p := range ps {
+				tracker.Forget(worker.TopicPartition{Topic: topic, Partition: p})
+			}
+		}
+	}
+	var err error
+	cl, err = kgo.NewClient(append(baseOpts(w.topo, w.o, "worker."+tg.Name),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(tg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.InstanceID(w.o.instance),
+		kgo.SessionTimeout(30*time.Second),
+		kgo.OnPartitionsRevoked(onLoss),
+		kgo.OnPartitionsLost(onLoss),
+	)...)
+	if err != nil {
+		return errorf("worker client: %w", err)
+	}
+	defer cl.Close()
+	log.Info("worker started", "group", group, "topic", tg.Topic, "max_in_flight", tg.MaxInFlight)
+
+	var running sync.WaitGroup
+	defer func() {
+		running.Wait()
+		for tp, off := range tracker.Committable() {
+			mark(tp, off)
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := cl.CommitMarkedOffsets(cctx); err != nil {
+			log.Warn("final commit failed", "err", err)
+		}
+	}()
+	for {
+		fetches := cl.PollRecords(ctx, tg.MaxInFlight)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := fetchErrors(fetches, log); err != nil {
+			return err
+		}
+		var stop bool
+		fetches.EachRecord(func(r *kgo.Record) {
+			if stop {
+				return
+			}
+			// Wait for room: per target first, so one hanging target
+			// holds only its own slots of the global bound.
+			select {
+			case local <- struct{}{}:
+			case <-ctx.Done():
+				stop = true
+				return
+			}
+			select {
+			case w.global <- struct{}{}:
+			case <-ctx.Done():
+				<-local
+				stop = true
+				return
+			}
+			tp := worker.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+			tracker.Start(tp, r.Offset)
+			running.Add(1)
+			go func() {
+				defer running.Done()
+				// Shutting down does not cut a task short: it runs to its
+				// deadline, so the result is an answer, not an artefact.
+				out := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+				prod.Produce(context.Background(), out, func(_ *kgo.Record, err error) {
+					<-w.global
+					<-local
+					if err != nil {
+						// Left unfinished: the task runs again after a restart.
+						log.Error("result not written", "offset", r.Offset, "err", err)
+						return
+					}
+					tracker.Finish(tp, r.Offset)
+					if off, ok := tracker.Committable()[tp]; ok {
+						mark(tp, off)
+					}
+				})
+			}()
+		})
+		if stop {
+			return nil
+		}
+	}
+}
+
+// handle turns one task record into the record to write: its result, or its
+// dead letter.
+func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) *kgo.Record {
+	var task schemas.Task
+	if err := w.o.codec.DecodeInto(r.Value, &task); err != nil {
+		log.Warn("task dead-lettered", "offset", r.Offset, "err", err)
+		return deadLetter(w.flow, "worker", r, fmt.Sprintf("undecodable task: %v", err))
+	}
+	switch {
+	case task.Flow != w.flow.Name:
+		return deadLetter(w.flow, "worker", r, fmt.Sprintf("task of flow %q in a task topic of flow %q", task.Flow, w.flow.Name))
+	case task.Target != tg.Name:
+		return deadLetter(w.flow, "worker", r, fmt.Sprintf("task for target %q, which this worker does not serve here (topic of target %q)", task.Target, tg.Name))
+	case task.RequestID == "" || task.TaskID == "":
+		return deadLetter(w.flow, "worker", r, "task without request id or task id")
+	case task.ResultsPartition < 0 || int(task.ResultsPartition) >= w.flow.Partitions:
+		return deadLetter(w.flow, "worker", r, fmt.Sprintf("task names results partition %d of %d", task.ResultsPartition, w.flow.Partitions))
+	}
+	res := worker.Execute(ctx, h, &task, w.o.instance, w.o.now)
+	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
+		res.Status, res.Payload = schemas.StatusError, []byte{}
+		res.Error = fmt.Sprintf("answer of the provider exceeds limits.max_payload_bytes %d", limit)
+	}
+	if res.Status == schemas.StatusError {
+		log.Debug("task failed", "request_id", task.RequestID, "task_id", task.TaskID, "err", res.Error)
+	}
+	b, err := w.o.codec.Encode(res)
+	if err != nil {
+		return deadLetter(w.flow, "worker", r, fmt.Sprintf("encode result: %v", err))
+	}
+	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition)
+}

@@ -1,0 +1,224 @@
+// Package scatter turns a request into its manifest and tasks, as the
+// topology of its flow says: one task per target with the whole payload
+// (fanout mode targets), or one task per item of a JSON array in the
+// payload and per target (mode items), bounded by fanout.max_tasks.
+//
+// Planning is pure: the Kafka glue reads the request, calls Plan, and writes
+// the manifest to the results partition the plan names and the tasks to
+// their topics, with the consumed offset, in one transaction.
+package scatter
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/scattergather/scattergather/processor/payload"
+	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/schemas"
+	"github.com/scattergather/scattergather/store"
+)
+
+// RejectError says why a request cannot be scattered; the request goes to
+// the dead-letter topic with Reason.
+type RejectError struct {
+	Reason string
+}
+
+func (e *RejectError) Error() string { return "scatter: " + e.Reason }
+
+func reject(format string, args ...any) error {
+	return &RejectError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsReject reports whether err is a *RejectError.
+func IsReject(err error) bool {
+	var r *RejectError
+	return errors.As(err, &r)
+}
+
+// Task is one planned task and the topic it goes to.
+type Task struct {
+	Topic string
+	Task  *schemas.Task
+}
+
+// Plan is what one request becomes.
+type Plan struct {
+	// ResultsPartition is the partition of the results topic that receives
+	// the manifest and, from the workers, every result.
+	ResultsPartition int32
+	Manifest         *schemas.Manifest
+	Tasks            []Task
+}
+
+// Planner plans the requests of one flow. It is safe for concurrent use.
+type Planner struct {
+	flow       *topology.Flow
+	partitions int32
+	codec      *schemas.Codec
+}
+
+// NewPlanner returns a planner for flow whose results topic has
+// resultsPartitions partitions.
+func NewPlanner(flow *topology.Flow, resultsPartitions int32, codec *schemas.Codec) (*Planner, error) {
+	if resultsPartitions < 1 {
+		return nil, fmt.Errorf("scatter: results topic %s has %d partitions", flow.Topics.Results, resultsPartitions)
+	}
+	if codec == nil {
+		codec = schemas.Default
+	}
+	return &Planner{flow: flow, partitions: resultsPartitions, codec: codec}, nil
+}
+
+// Decode reads a request record; an undecodable record is a *RejectError.
+func (p *Planner) Decode(value []byte) (*schemas.Request, error) {
+	var req schemas.Request
+	if err := p.codec.DecodeInto(value, &req); err != nil {
+		return nil, reject("undecodable request: %v", err)
+	}
+	return &req, nil
+}
+
+// Plan plans request req, read at partition and offset of the requests
+// topic, at wall-clock time nowMs (which only sets the tasks' advisory
+// deadline; the gather's deadline is the manifest's log time plus the
+// timeout). It returns a *RejectError for a request that must be
+// dead-lettered.
+func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int64) (*Plan, error) {
+	f := p.flow
+	switch {
+	case req.RequestID == "":
+		return nil, reject("missing request id")
+	case len(req.RequestID) > store.MaxRequestID:
+		return nil, reject("request id of %d bytes exceeds %d", len(req.RequestID), store.MaxRequestID)
+	case !utf8.ValidString(req.RequestID):
+		return nil, reject("request id is not valid UTF-8")
+	case req.Flow != f.Name:
+		return nil, reject("unknown flow %q: this is flow %q's request topic", req.Flow, f.Name)
+	case len(req.Payload) > int(f.Limits.MaxPayloadBytes):
+		return nil, reject("payload of %d bytes exceeds limits.max_payload_bytes %d", len(req.Payload), f.Limits.MaxPayloadBytes)
+	}
+
+	type work struct {
+		item    int32
+		payload []byte
+	}
+	units := []work{{item: schemas.NoItem, payload: req.Payload}}
+	if f.Fanout.Mode == topology.FanoutItems {
+		doc, err := payload.Parse(req.Payload)
+		if err != nil {
+			return nil, reject("items fan-out: %v", err)
+		}
+		items, err := payload.Array(doc, f.Fanout.Items)
+		if err != nil {
+			return nil, reject("items fan-out: %v", err)
+		}
+		if len(items) == 0 {
+			return nil, reject("items fan-out: %s is empty: no task to run", f.Fanout.Items)
+		}
+		if n := len(items) * len(f.Targets); n > f.Fanout.MaxTasks {
+			return nil, reject("fan-out of %d tasks exceeds fanout.max_tasks %d", n, f.Fanout.MaxTasks)
+		}
+		units = units[:0]
+		for i, it := range items {
+			b, err := payload.Marshal(it)
+			if err != nil {
+				return nil, reject("items fan-out: item %d: %v", i, err)
+			}
+			units = append(units, work{item: int32(i), payload: b})
+		}
+	}
+
+	rp := Partition(req.RequestID, p.partitions)
+	attrs := req.Attributes
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	ct := req.ContentType
+	if ct == "" {
+		ct = schemas.ContentTypeJSON
+	}
+	plan := &Plan{ResultsPartition: rp}
+	m := &schemas.Manifest{
+		RequestID:        req.RequestID,
+		Flow:             f.Name,
+		Strategy:         f.Strategy.Type,
+		MaxFailures:      int32(f.Strategy.MaxFailuresOrNone()),
+		TimeoutMs:        f.Timeout.D.Milliseconds(),
+		RequestPartition: partition,
+		RequestOffset:    offset,
+		Attributes:       attrs,
+	}
+	deadline := nowMs + m.TimeoutMs
+	for _, u := range units {
+		for _, t := range f.Targets {
+			id := req.RequestID + "/" + t.Name
+			if u.item != schemas.NoItem {
+				id += "/" + strconv.Itoa(int(u.item))
+			}
+			m.Tasks = append(m.Tasks, schemas.TaskRef{TaskID: id, Target: t.Name, Item: u.item})
+			plan.Tasks = append(plan.Tasks, Task{Topic: t.Topic, Task: &schemas.Task{
+				RequestID:        req.RequestID,
+				Flow:             f.Name,
+				TaskID:           id,
+				Target:           t.Name,
+				Item:             u.item,
+				Payload:          u.payload,
+				ContentType:      ct,
+				ResultsPartition: rp,
+				DeadlineMs:       deadline,
+				Attributes:       attrs,
+			}})
+		}
+	}
+	if f.Strategy.Type == topology.StrategyQuorum {
+		m.Quorum = int32(f.Strategy.QuorumFor(len(m.Tasks)))
+	}
+	plan.Manifest = m
+	return plan, nil
+}
+
+// Partition returns the partition of n that Kafka's default partitioner
+// gives key: murmur2 of the key, made positive, modulo n. Results of a
+// request are keyed by its id, so they land where a keyed producer would
+// put them.
+func Partition(key string, n int32) int32 {
+	return (murmur2([]byte(key)) & 0x7fffffff) % n
+}
+
+// murmur2 is Kafka's Utils.murmur2.
+func murmur2(data []byte) int32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	length := len(data)
+	h := seed ^ uint32(length)
+	for i := 0; i+4 <= length; i += 4 {
+		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	tail := length &^ 3
+	switch length % 4 {
+	case 3:
+		h ^= uint32(data[tail+2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(data[tail+1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(data[tail])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return int32(h)
+}

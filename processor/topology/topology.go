@@ -1,0 +1,262 @@
+package topology
+
+import (
+	"fmt"
+	"time"
+)
+
+// Topology is a parsed topology.yaml: the Kafka connection and the flows.
+// Load returns it with defaults applied and validated; treat it as
+// read-only afterwards (it is then safe to share between goroutines).
+type Topology struct {
+	Kafka Kafka   `yaml:"kafka"`
+	Flows []*Flow `yaml:"flows"`
+
+	// File is the path the topology was read from, for messages.
+	File string `yaml:"-"`
+}
+
+// Kafka holds the connection settings shared by every role.
+type Kafka struct {
+	// Brokers are the seed brokers. Default: 127.0.0.1:9092.
+	Brokers []string `yaml:"brokers"`
+	// ClientID is sent to the brokers. Default: scattergather.
+	ClientID string `yaml:"client_id"`
+	// GroupPrefix prefixes every consumer group and transactional id.
+	// Default: scattergather.
+	GroupPrefix string `yaml:"group_prefix"`
+	// ReplicationFactor of the topics that `topics create` makes. Default: 1;
+	// use 3 on a production cluster.
+	ReplicationFactor int `yaml:"replication_factor"`
+}
+
+// Flow is one scatter-gather pipeline with its own topics and groups.
+type Flow struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+
+	Topics     Topics `yaml:"topics"`
+	Partitions int    `yaml:"partitions"`
+
+	// Timeout is how long after its manifest is appended a request may
+	// collect answers. Required.
+	Timeout Duration `yaml:"timeout"`
+
+	Fanout      Fanout      `yaml:"fanout"`
+	Targets     []*Target   `yaml:"targets"`
+	Strategy    Strategy    `yaml:"strategy"`
+	Consolidate Consolidate `yaml:"consolidate"`
+	Limits      Limits      `yaml:"limits"`
+	Gather      GatherOpts  `yaml:"gather"`
+	Worker      WorkerOpts  `yaml:"worker"`
+}
+
+// Topics names a flow's topics. Every name defaults to <flow>.<role>.
+type Topics struct {
+	Requests   string `yaml:"requests"`
+	Results    string `yaml:"results"`
+	Aggregated string `yaml:"aggregated"`
+	Late       string `yaml:"late"`
+	DeadLetter string `yaml:"dead_letter"`
+	// ResultsRetention is the retention.ms that `topics create` gives the
+	// results topic and that `run` requires at least. It must cover the
+	// longest deadline plus the longest outage to survive. Default: 7 days.
+	ResultsRetention Duration `yaml:"results_retention"`
+}
+
+// Fanout modes.
+const (
+	FanoutTargets = "targets" // one task per target, each with the whole payload
+	FanoutItems   = "items"   // one task per item of a JSON array and per target
+)
+
+// Fanout says how a request becomes tasks.
+type Fanout struct {
+	// Mode is targets (default) or items.
+	Mode string `yaml:"mode"`
+	// Items is the path of the JSON array in the payload whose items become
+	// tasks (items mode), e.g. "chunks" or "query.legs".
+	Items string `yaml:"items"`
+	// MaxTasks bounds the tasks of one request; a request that would make
+	// more is dead-lettered. Default: 64.
+	MaxTasks int `yaml:"max_tasks"`
+}
+
+// Target is a provider that answers tasks.
+type Target struct {
+	Name string `yaml:"name"`
+	// Topic is the task topic. Default: <flow>.tasks.<name>.
+	Topic string `yaml:"topic"`
+	// MaxInFlight bounds the tasks of this target a worker runs at once.
+	// Default: the flow's worker.max_in_flight_per_target.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// HTTP configures the built-in HTTP worker for this target. Without it
+	// the target needs a Go handler.
+	HTTP *HTTPTarget `yaml:"http"`
+}
+
+// HTTPTarget configures the built-in HTTP caller.
+type HTTPTarget struct {
+	URL    string `yaml:"url"`
+	Method string `yaml:"method"` // default POST
+	// Timeout of one call. Default: the flow timeout.
+	Timeout Duration `yaml:"timeout"`
+	// Retries after a failed call (transport error, 5xx, 429). Default 0.
+	Retries int `yaml:"retries"`
+	// Backoff before the first retry, doubled each time up to MaxBackoff.
+	// Defaults: 50ms and 1s.
+	Backoff    Duration `yaml:"backoff"`
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// Headers sent with every call; values may use ${ENV_VAR}.
+	Headers map[string]string `yaml:"headers"`
+	// MaxResponseBytes bounds the answer read. Default 1MiB.
+	MaxResponseBytes ByteSize `yaml:"max_response_bytes"`
+	// InsecureSkipVerify disables TLS verification. Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Breaker opens after Failures consecutive failures and rejects calls
+	// for Cooldown. Failures 0 disables it. Defaults: 5 and 5s.
+	Breaker Breaker `yaml:"circuit_breaker"`
+}
+
+// Breaker configures a circuit breaker.
+type Breaker struct {
+	Failures int      `yaml:"failures"`
+	Cooldown Duration `yaml:"cooldown"`
+}
+
+// Strategy types.
+const (
+	StrategyAll     = "all"
+	StrategyFirst   = "first"
+	StrategyQuorum  = "quorum"
+	StrategyTimeout = "timeout"
+)
+
+// Strategy says when a request is complete.
+type Strategy struct {
+	// Type is all (default), first, quorum or timeout.
+	Type string `yaml:"type"`
+	// Quorum is the OK answers a quorum needs: a number or "majority".
+	Quorum Quorum `yaml:"quorum"`
+	// MaxFailures is how many failed tasks are tolerated before the request
+	// completes as failed. Default: no limit (-1).
+	MaxFailures *int `yaml:"max_failures"`
+}
+
+// Consolidation types.
+const (
+	ConsolidateCollect = "collect"
+	ConsolidateMin     = "min"
+	ConsolidateMax     = "max"
+	ConsolidateVote    = "vote"
+	ConsolidateMerge   = "merge"
+	ConsolidateSum     = "sum"
+)
+
+// Consolidate says how the answers become one value.
+type Consolidate struct {
+	// Type is collect (default), min, max, vote, merge, sum, or the name of a
+	// consolidator registered in Go.
+	Type string `yaml:"type"`
+	// Field is the JSON path of the value compared (min, max), counted
+	// (vote) or added (sum).
+	Field string `yaml:"field"`
+	// Path is the JSON path of the list merged (merge).
+	Path string `yaml:"path"`
+	// Key is the field that de-duplicates merged items (merge; optional).
+	Key string `yaml:"key"`
+	// Sort is the numeric field merged items are sorted by (merge; optional).
+	Sort string `yaml:"sort"`
+	// Order is desc (default) or asc.
+	Order string `yaml:"order"`
+	// Top keeps the first Top merged items; 0 keeps all.
+	Top int `yaml:"top"`
+}
+
+// Limits bound what a flow accepts.
+type Limits struct {
+	// MaxPayloadBytes bounds request and result payloads. Default 1MiB.
+	MaxPayloadBytes ByteSize `yaml:"max_payload_bytes"`
+	// MaxOpenRequests bounds the open requests of one gather partition; a
+	// manifest beyond it completes at once as failed. Default 1,000,000.
+	MaxOpenRequests int `yaml:"max_open_requests"`
+	// MaxAggregateBytes bounds an aggregate; a larger one is replaced by a
+	// failed aggregate without its result. Default 900KiB, under the broker's
+	// default message.max.bytes.
+	MaxAggregateBytes ByteSize `yaml:"max_aggregate_bytes"`
+}
+
+// GatherOpts tunes the gather.
+type GatherOpts struct {
+	// TickInterval is the most often a tick is written to one quiet
+	// partition; it bounds how late a deadline fires there. Default 200ms.
+	TickInterval Duration `yaml:"tick_interval"`
+	// ClosedRetention is how long, in log time, a completed request is
+	// remembered so that a second manifest or a late result for it is
+	// recognised. Default: twice the timeout, at least one minute.
+	ClosedRetention Duration `yaml:"closed_retention"`
+}
+
+// WorkerOpts tunes the workers.
+type WorkerOpts struct {
+	// MaxInFlight bounds the tasks one worker process runs at once over all
+	// targets of the flow. Default 256.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxInFlightPerTarget is the default of Target.MaxInFlight. Default 64.
+	MaxInFlightPerTarget int `yaml:"max_in_flight_per_target"`
+}
+
+// Flow returns the flow named name, or nil.
+func (t *Topology) Flow(name string) *Flow {
+	for _, f := range t.Flows {
+		if f.Name == name {
+			return f
+		}
+	}
+	return nil
+}
+
+// Target returns the target named name, or nil.
+func (f *Flow) Target(name string) *Target {
+	for _, t := range f.Targets {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// Group returns the consumer group of a role of the flow ("scatter",
+// "gather", or "worker.<target>").
+func (t *Topology) Group(f *Flow, role string) string {
+	return fmt.Sprintf("%s.%s.%s", t.Kafka.GroupPrefix, f.Name, role)
+}
+
+// QuorumFor returns the OK answers a quorum needs out of n tasks.
+func (s Strategy) QuorumFor(n int) int {
+	if s.Quorum.Majority {
+		return n/2 + 1
+	}
+	return s.Quorum.N
+}
+
+// MaxFailuresOrNone returns max_failures, or -1 when there is no limit.
+func (s Strategy) MaxFailuresOrNone() int {
+	if s.MaxFailures == nil {
+		return -1
+	}
+	return *s.MaxFailures
+}
+
+// TimeoutDuration is Timeout as a time.Duration.
+func (f *Flow) TimeoutDuration() time.Duration { return f.Timeout.D }
+
+// AllTopics lists every topic of the flow: requests, task topics, results,
+// aggregated, late and dead-letter.
+func (f *Flow) AllTopics() []string {
+	ts := []string{f.Topics.Requests}
+	for _, t := range f.Targets {
+		ts = append(ts, t.Topic)
+	}
+	return append(ts, f.Topics.Results, f.Topics.Aggregated, f.Topics.Late, f.Topics.DeadLetter)
+}

@@ -1,0 +1,393 @@
+package topology
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults applied by setDefaults.
+const (
+	DefaultBroker               = "127.0.0.1:9092"
+	DefaultClientID             = "scattergather"
+	DefaultGroupPrefix          = "scattergather"
+	DefaultPartitions           = 3
+	DefaultMaxTasks             = 64
+	DefaultMaxPayloadBytes      = 1 << 20
+	DefaultMaxOpenRequests      = 1_000_000
+	DefaultMaxAggregateBytes    = 900 << 10
+	DefaultTickInterval         = 200 * time.Millisecond
+	DefaultResultsRetention     = 7 * 24 * time.Hour
+	DefaultMaxInFlight          = 256
+	DefaultMaxInFlightPerTarget = 64
+	DefaultHTTPBackoff          = 50 * time.Millisecond
+	DefaultHTTPMaxBackoff       = time.Second
+	DefaultMaxResponseBytes     = 1 << 20
+	DefaultBreakerFailures      = 5
+	DefaultBreakerCooldown      = 5 * time.Second
+)
+
+func (t *Topology) setDefaults() {
+	k := &t.Kafka
+	if len(k.Brokers) == 0 {
+		k.Brokers = []string{DefaultBroker}
+	}
+	if k.ClientID == "" {
+		k.ClientID = DefaultClientID
+	}
+	if k.GroupPrefix == "" {
+		k.GroupPrefix = DefaultGroupPrefix
+	}
+	if k.ReplicationFactor == 0 {
+		k.ReplicationFactor = 1
+	}
+	for _, f := range t.Flows {
+		if f != nil {
+			f.setDefaults()
+		}
+	}
+}
+
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func (f *Flow) setDefaults() {
+	tp := &f.Topics
+	orDefault(&tp.Requests, f.Name+".requests")
+	orDefault(&tp.Results, f.Name+".results")
+	orDefault(&tp.Aggregated, f.Name+".aggregated")
+	orDefault(&tp.Late, f.Name+".late")
+	orDefault(&tp.DeadLetter, f.Name+".dlq")
+	orDefault(&tp.ResultsRetention.D, DefaultResultsRetention)
+	orDefault(&f.Partitions, DefaultPartitions)
+	orDefault(&f.Fanout.Mode, FanoutTargets)
+	orDefault(&f.Fanout.MaxTasks, DefaultMaxTasks)
+	orDefault(&f.Strategy.Type, StrategyAll)
+	orDefault(&f.Consolidate.Type, ConsolidateCollect)
+	if f.Consolidate.Type == ConsolidateMerge {
+		orDefault(&f.Consolidate.Order, "desc")
+	}
+	orDefault(&f.Limits.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	orDefault(&f.Limits.MaxOpenRequests, DefaultMaxOpenRequests)
+	orDefault(&f.Limits.MaxAggregateBytes, DefaultMaxAggregateBytes)
+	orDefault(&f.Gather.TickInterval.D, DefaultTickInterval)
+	orDefault(&f.Gather.ClosedRetention.D, max(2*f.Timeout.D, time.Minute))
+	orDefault(&f.Worker.MaxInFlight, DefaultMaxInFlight)
+	orDefault(&f.Worker.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget)
+	for _, t := range f.Targets {
+		if t == nil {
+			continue
+		}
+		orDefault(&t.Topic, f.Name+".tasks."+t.Name)
+		orDefault(&t.MaxInFlight, f.Worker.MaxInFlightPerTarget)
+		if h := t.HTTP; h != nil {
+			orDefault(&h.Method, "POST")
+			orDefault(&h.Timeout.D, f.Timeout.D)
+			orDefault(&h.Backoff.D, DefaultHTTPBackoff)
+			orDefault(&h.MaxBackoff.D, DefaultHTTPMaxBackoff)
+			orDefault(&h.MaxResponseBytes, DefaultMaxResponseBytes)
+			orDefault(&h.Breaker.Cooldown.D, DefaultBreakerCooldown)
+			if h.Breaker.Failures == 0 {
+				h.Breaker.Failures = DefaultBreakerFailures
+			}
+		}
+	}
+}
+
+// Kafka's own rule for topic names, and a stricter one for flow and target
+// names, which become parts of topic and group names.
+var (
+	topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	partName  = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
+	fieldPath = regexp.MustCompile(`^[^.\s]+(\.[^.\s]+)*$`)
+)
+
+type problems struct {
+	list  []*Problem
+	lines map[string]pos
+}
+
+func (ps *problems) add(path, format string, args ...any) {
+	p := &Problem{Path: path, Msg: fmt.Sprintf(format, args...)}
+	// Point at the key's node if it was written, else at the nearest parent.
+	for q := path; ; {
+		if at, ok := ps.lines[q]; ok {
+			p.Line, p.Column = at.line, at.col
+			break
+		}
+		i := strings.LastIndexAny(q, ".[")
+		if i < 0 {
+			break
+		}
+		q = q[:i]
+	}
+	ps.list = append(ps.list, p)
+}
+
+// Validate checks a topology that has its defaults and reports every
+// problem at once.
+func (t *Topology) Validate() error { return t.validate(nil) }
+
+func (t *Topology) validate(lines map[string]pos) error {
+	ps := &problems{lines: lines}
+	for i, b := range t.Kafka.Brokers {
+		if b == "" || !strings.Contains(b, ":") {
+			ps.add(fmt.Sprintf("kafka.brokers[%d]", i), "want host:port, have %q", b)
+		}
+	}
+	if t.Kafka.ReplicationFactor < 1 {
+		ps.add("kafka.replication_factor", "must be at least 1")
+	}
+	if len(t.Flows) == 0 {
+		ps.add("flows", "at least one flow is required")
+	}
+	flowNames := map[string]int{}
+	topicOwner := map[string]string{}
+	for i, f := range t.Flows {
+		path := fmt.Sprintf("flows[%d]", i)
+		if f == nil {
+			ps.add(path, "empty flow")
+			continue
+		}
+		if j, dup := flowNames[f.Name]; dup && f.Name != "" {
+			ps.add(path+".name", "flow %q is also flows[%d]", f.Name, j)
+		}
+		flowNames[f.Name] = i
+		f.validate(ps, path)
+		for _, tp := range f.AllTopics() {
+			if tp == "" {
+				continue
+			}
+			if owner, dup := topicOwner[tp]; dup {
+				ps.add(path, "topic %q is used twice (%s): flows never share topics", tp, owner)
+				continue
+			}
+			topicOwner[tp] = path
+		}
+	}
+	if len(ps.list) == 0 {
+		return nil
+	}
+	return &Error{Problems: ps.list}
+}
+
+func (f *Flow) validate(ps *problems, path string) {
+	if !partName.MatchString(f.Name) {
+		ps.add(path+".name", "want a name of letters, digits, _ and - (at most 100), have %q", f.Name)
+	}
+	for _, tp := range []struct{ key, name string }{
+		{"requests", f.Topics.Requests}, {"results", f.Topics.Results}, {"aggregated", f.Topics.Aggregated},
+		{"late", f.Topics.Late}, {"dead_letter", f.Topics.DeadLetter},
+	} {
+		if !topicName.MatchString(tp.name) {
+			ps.add(path+".topics."+tp.key, "invalid topic name %q", tp.name)
+		}
+	}
+	if f.Partitions < 1 {
+		ps.add(path+".partitions", "must be at least 1")
+	}
+	if f.Timeout.D <= 0 {
+		ps.add(path+".timeout", "required: how long a request may collect answers, e.g. 2s")
+	}
+	if f.Topics.ResultsRetention.D < f.Timeout.D+f.Gather.ClosedRetention.D {
+		ps.add(path+".topics.results_retention", "%s is shorter than the timeout plus gather.closed_retention (%s)",
+			f.Topics.ResultsRetention.D, f.Timeout.D+f.Gather.ClosedRetention.D)
+	}
+
+	switch f.Fanout.Mode {
+	case FanoutTargets:
+		if f.Fanout.Items != "" {
+			ps.add(path+".fanout.items", "only used with mode: items")
+		}
+	case FanoutItems:
+		if !fieldPath.MatchString(f.Fanout.Items) {
+			ps.add(path+".fanout.items", "required with mode: items: the path of a JSON array in the payload, e.g. chunks")
+		}
+	default:
+		ps.add(path+".fanout.mode", "unknown mode %q (one of targets, items)", f.Fanout.Mode)
+	}
+	if f.Fanout.MaxTasks < 1 {
+		ps.add(path+".fanout.max_tasks", "must be at least 1")
+	}
+
+	if len(f.Targets) == 0 {
+		ps.add(path+".targets", "at least one target is required")
+	}
+	if f.Fanout.Mode == FanoutTargets && len(f.Targets) > f.Fanout.MaxTasks {
+		ps.add(path+".targets", "%d targets exceed fanout.max_tasks (%d)", len(f.Targets), f.Fanout.MaxTasks)
+	}
+	targetNames := map[string]int{}
+	for i, t := range f.Targets {
+		tpath := fmt.Sprintf("%s.targets[%d]", path, i)
+		if t == nil {
+			ps.add(tpath, "empty target")
+			continue
+		}
+		if j, dup := targetNames[t.Name]; dup && t.Name != "" {
+			ps.add(tpath+".name", "target %q is also targets[%d]", t.Name, j)
+		}
+		targetNames[t.Name] = i
+		t.validate(ps, tpath)
+	}
+
+	f.Strategy.validate(ps, path+".strategy", f)
+	f.Consolidate.validate(ps, path+".consolidate")
+
+	if f.Limits.MaxPayloadBytes < 1 {
+		ps.add(path+".limits.max_payload_bytes", "must be at least 1")
+	}
+	if f.Limits.MaxOpenRequests < 1 {
+		ps.add(path+".limits.max_open_requests", "must be at least 1")
+	}
+	if f.Limits.MaxAggregateBytes < 1024 {
+		ps.add(path+".limits.max_aggregate_bytes", "must be at least 1KiB")
+	}
+	if f.Gather.TickInterval.D < time.Millisecond {
+		ps.add(path+".gather.tick_interval", "must be at least 1ms")
+	}
+	if f.Gather.ClosedRetention.D < 0 {
+		ps.add(path+".gather.closed_retention", "must not be negative")
+	}
+	if f.Worker.MaxInFlight < 1 {
+		ps.add(path+".worker.max_in_flight", "must be at least 1")
+	}
+	if f.Worker.MaxInFlightPerTarget < 1 {
+		ps.add(path+".worker.max_in_flight_per_target", "must be at least 1")
+	}
+}
+
+func (t *Target) validate(ps *problems, path string) {
+	if !partName.MatchString(t.Name) {
+		ps.add(path+".name", "want a name of letters, digits, _ and - (at most 100), have %q", t.Name)
+	}
+	if !topicName.MatchString(t.Topic) {
+		ps.add(path+".topic", "invalid topic name %q", t.Topic)
+	}
+	if t.MaxInFlight < 1 {
+		ps.add(path+".max_in_flight", "must be at least 1")
+	}
+	h := t.HTTP
+	if h == nil {
+		return
+	}
+	hp := path + ".http"
+	if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		ps.add(hp+".url", "want an absolute http or https URL, have %q", redactURL(h.URL))
+	}
+	if !slices.Contains([]string{"POST", "PUT", "GET"}, h.Method) {
+		ps.add(hp+".method", "unknown method %q (one of POST, PUT, GET)", h.Method)
+	}
+	if h.Timeout.D <= 0 {
+		ps.add(hp+".timeout", "must be positive")
+	}
+	if h.Retries < 0 {
+		ps.add(hp+".retries", "must not be negative")
+	}
+	if h.Backoff.D < 0 || h.MaxBackoff.D < h.Backoff.D {
+		ps.add(hp+".backoff", "want 0 <= backoff <= max_backoff")
+	}
+	if h.MaxResponseBytes < 1 {
+		ps.add(hp+".max_response_bytes", "must be at least 1")
+	}
+	if h.Breaker.Failures < 0 {
+		ps.add(hp+".circuit_breaker.failures", "must not be negative (0 disables the breaker)")
+	}
+	for name := range h.Headers {
+		if name == "" || strings.ContainsAny(name, " :\r\n") {
+			ps.add(hp+".headers", "invalid header name %q", name)
+		}
+	}
+}
+
+// redactURL drops the user information of a URL so a password in it never
+// reaches a message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if err != nil && strings.Contains(s, "@") {
+			return "(unparseable URL)"
+		}
+		return s
+	}
+	u.User = url.User("REDACTED")
+	return u.String()
+}
+
+func (s *Strategy) validate(ps *problems, path string, f *Flow) {
+	switch s.Type {
+	case StrategyAll, StrategyFirst, StrategyTimeout:
+		if s.Quorum != (Quorum{}) {
+			ps.add(path+".quorum", "only used with type: quorum")
+		}
+	case StrategyQuorum:
+		switch {
+		case s.Quorum.Majority:
+		case s.Quorum.N < 1:
+			ps.add(path+".quorum", "required with type: quorum: a number of OK answers (at least 1) or majority")
+		case f.Fanout.Mode == FanoutTargets && s.Quorum.N > len(f.Targets):
+			ps.add(path+".quorum", "%d exceeds the %d targets: the quorum could never be reached", s.Quorum.N, len(f.Targets))
+		}
+	default:
+		ps.add(path+".type", "unknown strategy %q (one of all, first, quorum, timeout)", s.Type)
+	}
+	if s.MaxFailures != nil && *s.MaxFailures < 0 {
+		ps.add(path+".max_failures", "must not be negative (leave it out for no limit)")
+	}
+}
+
+func (c *Consolidate) validate(ps *problems, path string) {
+	needField := func() {
+		if !fieldPath.MatchString(c.Field) {
+			ps.add(path+".field", "required with type: %s: the JSON path of the value, e.g. price", c.Type)
+		}
+	}
+	unused := func(name, v string) {
+		if v != "" {
+			ps.add(path+"."+name, "not used with type: %s", c.Type)
+		}
+	}
+	switch c.Type {
+	case ConsolidateCollect:
+		unused("field", c.Field)
+		unused("path", c.Path)
+	case ConsolidateMin, ConsolidateMax, ConsolidateVote, ConsolidateSum:
+		needField()
+		unused("path", c.Path)
+		unused("key", c.Key)
+		unused("sort", c.Sort)
+	case ConsolidateMerge:
+		unused("field", c.Field)
+		if !fieldPath.MatchString(c.Path) {
+			ps.add(path+".path", "required with type: merge: the JSON path of the list to merge, e.g. hits")
+		}
+		if c.Key != "" && !fieldPath.MatchString(c.Key) {
+			ps.add(path+".key", "invalid field path %q", c.Key)
+		}
+		if c.Sort != "" && !fieldPath.MatchString(c.Sort) {
+			ps.add(path+".sort", "invalid field path %q", c.Sort)
+		}
+		if c.Order != "asc" && c.Order != "desc" {
+			ps.add(path+".order", "want asc or desc, have %q", c.Order)
+		}
+		if c.Top < 0 {
+			ps.add(path+".top", "must not be negative (0 keeps all)")
+		}
+	default:
+		if !partName.MatchString(c.Type) {
+			ps.add(path+".type", "unknown consolidation %q (one of collect, min, max, vote, merge, sum, or a registered name)", c.Type)
+		}
+	}
+	if c.Type != ConsolidateMerge {
+		unused("order", c.Order)
+		if c.Top != 0 {
+			ps.add(path+".top", "not used with type: %s", c.Type)
+		}
+	}
+}

@@ -1,0 +1,256 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// Handler answers one task. It returns the answer's payload, or an error
+// that becomes an ERROR result carrying the error's text. The context ends
+// at the task's deadline. Handlers run concurrently: they must be safe for
+// concurrent use. The returned payload is owned by the caller.
+type Handler interface {
+	Handle(ctx context.Context, task *schemas.Task) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, task *schemas.Task) ([]byte, error)
+
+// Handle calls f(ctx, task).
+func (f HandlerFunc) Handle(ctx context.Context, task *schemas.Task) ([]byte, error) {
+	return f(ctx, task)
+}
+
+// Middleware wraps a Handler with behaviour of its own.
+type Middleware func(Handler) Handler
+
+// Chain wraps h with mw; the first middleware is the outermost.
+func Chain(h Handler, mw ...Middleware) Handler {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
+// Errors of the middleware.
+var (
+	// ErrCircuitOpen: the target's circuit breaker is open; the provider was
+	// not called.
+	ErrCircuitOpen = errors.New("worker: circuit breaker open")
+	// ErrPanic: the handler panicked; Recover turned it into this error.
+	ErrPanic = errors.New("worker: handler panicked")
+	// ErrDeadline: the task's deadline passed before it could run.
+	ErrDeadline = errors.New("worker: task deadline passed")
+)
+
+// PermanentError marks an error that retrying will not cure (a 4xx answer,
+// a malformed task); Retry gives up at once.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that Retry does not retry it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+type attemptsKey struct{}
+
+// withAttempts returns a context that counts provider calls.
+func withAttempts(ctx context.Context) (context.Context, *atomic.Int32) {
+	n := new(atomic.Int32)
+	return context.WithValue(ctx, attemptsKey{}, n), n
+}
+
+// CountAttempt records one call to the provider; Retry calls it for each
+// try, and the result's attempts field reports the total. Handlers outside
+// Retry need not call it: no count means one attempt.
+func CountAttempt(ctx context.Context) {
+	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
+		n.Add(1)
+	}
+}
+
+// Retry calls the handler up to 1+retries times while it fails with an
+// error that is not permanent and the context lives, sleeping backoff
+// before the first retry and doubling it up to maxBackoff.
+func Retry(retries int, backoff, maxBackoff time.Duration) Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
+			wait := backoff
+			for try := 0; ; try++ {
+				CountAttempt(ctx)
+				out, err := next.Handle(ctx, t)
+				var perm *PermanentError
+				if err == nil || try >= retries || errors.As(err, &perm) || errors.Is(err, ErrCircuitOpen) {
+					return out, err
+				}
+				timer := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return nil, fmt.Errorf("%w (gave up retrying: %w)", err, context.Cause(ctx))
+				case <-timer.C:
+				}
+				wait = min(2*wait, maxBackoff)
+			}
+		})
+	}
+}
+
+// Timeout bounds each call of the handler to d.
+func Timeout(d time.Duration) Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
+			ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("worker: call timed out after %s", d))
+			defer cancel()
+			out, err := next.Handle(ctx, t)
+			if err != nil && ctx.Err() != nil {
+				err = fmt.Errorf("%w: %w", err, context.Cause(ctx))
+			}
+			return out, err
+		})
+	}
+}
+
+// Recover turns a panic in the handler into an ERROR result.
+func Recover() Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, t *schemas.Task) (out []byte, err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("%w: %v", ErrPanic, r)
+				}
+			}()
+			return next.Handle(ctx, t)
+		})
+	}
+}
+
+// Breaker is a circuit breaker for one target: after Failures consecutive
+// failures it opens and fails calls at once with ErrCircuitOpen for
+// Cooldown, then lets one call through (half-open) and closes again if it
+// succeeds. Safe for concurrent use.
+type Breaker struct {
+	failures int
+	cooldown time.Duration
+	now      func() time.Time
+
+	mu        sync.Mutex
+	fails     int
+	openUntil time.Time
+	probing   bool
+}
+
+// NewBreaker returns a closed breaker. failures < 1 disables it.
+func NewBreaker(failures int, cooldown time.Duration) *Breaker {
+	return &Breaker{failures: failures, cooldown: cooldown, now: time.Now}
+}
+
+// Middleware returns the breaker as a Middleware. Share one Breaker per
+// target so that all of its calls count.
+func (b *Breaker) Middleware() Middleware {
+	return func(next Handler) Handler {
+		if b.failures < 1 {
+			return next
+		}
+		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
+			if err := b.allow(); err != nil {
+				return nil, err
+			}
+			out, err := next.Handle(ctx, t)
+			b.record(err == nil)
+			return out, err
+		})
+	}
+}
+
+func (b *Breaker) allow() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fails < b.failures {
+		return nil
+	}
+	if b.now().Before(b.openUntil) || b.probing {
+		return ErrCircuitOpen
+	}
+	b.probing = true // half-open: one call decides
+	return nil
+}
+
+func (b *Breaker) record(ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+	if ok {
+		b.fails = 0
+		return
+	}
+	b.fails++
+	if b.fails >= b.failures {
+		b.openUntil = b.now().Add(b.cooldown)
+	}
+}
+
+// Execute runs task through h and returns its result: OK with the payload,
+// or ERROR with the reason. A task whose deadline (by the now function) has
+// passed is answered ERROR without calling h. Execute never returns nil.
+func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, now func() time.Time) *schemas.Result {
+	start := now()
+	res := &schemas.Result{
+		RequestID:   task.RequestID,
+		Flow:        task.Flow,
+		TaskID:      task.TaskID,
+		Target:      task.Target,
+		Item:        task.Item,
+		Payload:     []byte{},
+		ContentType: schemas.ContentTypeJSON,
+		Worker:      worker,
+	}
+	deadline := time.UnixMilli(task.DeadlineMs)
+	if !start.Before(deadline) {
+		res.Status = schemas.StatusError
+		res.Error = fmt.Sprintf("%v: deadline %s, now %s", ErrDeadline, deadline.UTC().Format(time.RFC3339Nano), start.UTC().Format(time.RFC3339Nano))
+		res.Attempts = 0
+		return res
+	}
+	ctx, cancel := context.WithDeadlineCause(ctx, deadline, ErrDeadline)
+	defer cancel()
+	ctx, attempts := withAttempts(ctx)
+	out, err := Recover()(h).Handle(ctx, task)
+	res.DurationMs = now().Sub(start).Milliseconds()
+	res.Attempts = max(attempts.Load(), 1)
+	if err != nil {
+		res.Status = schemas.StatusError
+		res.Error = truncate(err.Error(), MaxErrorBytes)
+		if ctx.Err() != nil && !errors.Is(err, ErrDeadline) && errors.Is(context.Cause(ctx), ErrDeadline) {
+			res.Error += " (task deadline passed)"
+		}
+		return res
+	}
+	res.Status = schemas.StatusOK
+	if out != nil {
+		res.Payload = out
+	}
+	return res
+}
+
+// MaxErrorBytes bounds the error text a result carries.
+const MaxErrorBytes = 2048
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,135 @@
+package schemas
+
+// Status is the outcome of one task as a worker reports it.
+type Status string
+
+// Task statuses.
+const (
+	StatusOK    Status = "OK"
+	StatusError Status = "ERROR"
+)
+
+// Outcome is the rule that completed a request.
+type Outcome string
+
+// Outcomes, as the aggregate schema enumerates them.
+const (
+	// OutcomeComplete: every task answered (OK or ERROR) before the deadline.
+	OutcomeComplete Outcome = "complete"
+	// OutcomeFirst: the first OK answer completed a first-strategy request.
+	OutcomeFirst Outcome = "first"
+	// OutcomeQuorum: enough OK answers completed a quorum-strategy request.
+	OutcomeQuorum Outcome = "quorum"
+	// OutcomeDeadline: the deadline ended a timeout-strategy request, its normal end.
+	OutcomeDeadline Outcome = "deadline"
+	// OutcomeTimeout: the deadline passed before the strategy was satisfied.
+	OutcomeTimeout Outcome = "timeout"
+	// OutcomeFailed: too many failures, no possible success, or a consolidation
+	// that could not be built.
+	OutcomeFailed Outcome = "failed"
+)
+
+// ContentTypeJSON is the default content type of payloads.
+const ContentTypeJSON = "application/json"
+
+// NoItem is the item index of a task of a static fan-out.
+const NoItem = -1
+
+// Request is a request to scatter (request.avsc).
+type Request struct {
+	RequestID   string            `avro:"request_id"`
+	Flow        string            `avro:"flow"`
+	Payload     []byte            `avro:"payload"`
+	ContentType string            `avro:"content_type"`
+	Attributes  map[string]string `avro:"attributes"`
+}
+
+// Task is one unit of work for one target (task.avsc).
+type Task struct {
+	RequestID        string            `avro:"request_id"`
+	Flow             string            `avro:"flow"`
+	TaskID           string            `avro:"task_id"`
+	Target           string            `avro:"target"`
+	Item             int32             `avro:"item"`
+	Payload          []byte            `avro:"payload"`
+	ContentType      string            `avro:"content_type"`
+	ResultsPartition int32             `avro:"results_partition"`
+	DeadlineMs       int64             `avro:"deadline_ms"`
+	Attributes       map[string]string `avro:"attributes"`
+}
+
+// TaskRef names one expected task of a request (manifest.avsc).
+type TaskRef struct {
+	TaskID string `avro:"task_id"`
+	Target string `avro:"target"`
+	Item   int32  `avro:"item"`
+}
+
+// Manifest opens a request in the gather (manifest.avsc).
+type Manifest struct {
+	RequestID        string            `avro:"request_id"`
+	Flow             string            `avro:"flow"`
+	Tasks            []TaskRef         `avro:"tasks"`
+	Strategy         string            `avro:"strategy"`
+	Quorum           int32             `avro:"quorum"`
+	MaxFailures      int32             `avro:"max_failures"`
+	TimeoutMs        int64             `avro:"timeout_ms"`
+	RequestPartition int32             `avro:"request_partition"`
+	RequestOffset    int64             `avro:"request_offset"`
+	Attributes       map[string]string `avro:"attributes"`
+}
+
+// Result is the answer to one task (result.avsc).
+type Result struct {
+	RequestID   string `avro:"request_id"`
+	Flow        string `avro:"flow"`
+	TaskID      string `avro:"task_id"`
+	Target      string `avro:"target"`
+	Item        int32  `avro:"item"`
+	Status      Status `avro:"status"`
+	Payload     []byte `avro:"payload"`
+	ContentType string `avro:"content_type"`
+	Error       string `avro:"error"`
+	Attempts    int32  `avro:"attempts"`
+	DurationMs  int64  `avro:"duration_ms"`
+	Worker      string `avro:"worker"`
+}
+
+// Tick is the gather's clock record (tick.avsc).
+type Tick struct {
+	SentMs int64 `avro:"sent_ms"`
+}
+
+// Answer is one task's answer as the aggregate reports it.
+type Answer struct {
+	TaskID     string `avro:"task_id"`
+	Target     string `avro:"target"`
+	Item       int32  `avro:"item"`
+	Error      string `avro:"error"`
+	LatencyMs  int64  `avro:"latency_ms"`
+	Attempts   int32  `avro:"attempts"`
+	DurationMs int64  `avro:"duration_ms"`
+}
+
+// Aggregate is the consolidated answer to one request (aggregate.avsc).
+type Aggregate struct {
+	RequestID      string            `avro:"request_id"`
+	Flow           string            `avro:"flow"`
+	Outcome        Outcome           `avro:"outcome"`
+	Reason         string            `avro:"reason"`
+	Strategy       string            `avro:"strategy"`
+	Consolidation  string            `avro:"consolidation"`
+	Result         []byte            `avro:"result"`
+	ContentType    string            `avro:"content_type"`
+	Tasks          int32             `avro:"tasks"`
+	Answered       []Answer          `avro:"answered"`
+	Failed         []Answer          `avro:"failed"`
+	Missing        []TaskRef         `avro:"missing"`
+	Duplicates     int32             `avro:"duplicates"`
+	OpenedMs       int64             `avro:"opened_ms"`
+	DeadlineMs     int64             `avro:"deadline_ms"`
+	CompletedMs    int64             `avro:"completed_ms"`
+	Partition      int32             `avro:"partition"`
+	ManifestOffset int64             `avro:"manifest_offset"`
+	Attributes     map[string]string `avro:"attributes"`
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test, unit and integration, against a real Apache Kafka broker:
+# starts a throw-away broker (scripts/kafka.sh fetches it from Maven Central
+# the first time), runs go vet and go test -race with the broker's address,
+# stops the broker, and fails if any integration test was skipped or none ran.
+#
+# Usage: scripts/test.sh [go test flags, e.g. -run Pipeline]
+# Environment: SG_TEST_KAFKA_PORT (default 19092) and SG_TEST_KAFKA_DIR
+# (default /tmp/scattergather-test-kafka) keep it apart from a broker you
+# run yourself on 9092.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v go >/dev/null || { echo "test.sh: go is not installed" >&2; exit 1; }
+
+export SG_KAFKA_PORT="${SG_TEST_KAFKA_PORT:-19092}"
+export SG_KAFKA_CONTROLLER_PORT="$((SG_KAFKA_PORT + 1))"
+export SG_KAFKA_DIR="${SG_TEST_KAFKA_DIR:-/tmp/scattergather-test-kafka}"
+
+scripts/kafka.sh clean >/dev/null
+trap 'scripts/kafka.sh clean >/dev/null 2>&1 || true' EXIT
+scripts/kafka.sh start >/dev/null
+echo "test.sh: Kafka $(scripts/kafka.sh version) on 127.0.0.1:$SG_KAFKA_PORT"
+
+echo "test.sh: go vet ./..."
+go vet ./...
+
+log="$(mktemp)"
+echo "test.sh: go test -race ./... (log: $log)"
+set +e
+SG_KAFKA_BROKERS="127.0.0.1:$SG_KAFKA_PORT" SG_REQUIRE_INTEGRATION=1 \
+  go test -race -count=1 -timeout 25m -v "$@" ./... >"$log" 2>&1
+rc=$?
+set -e
+grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)' "$log" | grep -v -E '^\s*--- PASS' || true
+
+passed=$(grep -c -E '^\s*--- PASS: TestIntegration' "$log" || true)
+skipped=$(grep -c -E '^\s*--- SKIP: TestIntegration' "$log" || true)
+echo "test.sh: integration tests passed: $passed, skipped: $skipped"
+if [[ $rc -ne 0 ]]; then
+  echo "test.sh: FAIL (go test exit $rc)" >&2
+  exit "$rc"
+fi
+if [[ $skipped -ne 0 || $passed -eq 0 ]]; then
+  echo "test.sh: FAIL: integration tests must run against the real broker" >&2
+  exit 1
+fi
+echo "test.sh: PASS"

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/avro"
+
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// FormatVersion is the version of the key and value layout. State written
+// with another version is discarded and rebuilt from the log.
+const FormatVersion = 1
+
+// Errors returned by the store.
+var (
+	// ErrClosed: the DB was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrKeyTooLong: a request id longer than MaxRequestID bytes.
+	ErrKeyTooLong = errors.New("store: request id too long")
+)
+
+// MaxRequestID is the longest request id the store keys (bytes).
+const MaxRequestID = 1024
+
+// Request is the state of one open request: its manifest and counters.
+// Answers are stored beside it, one key per task.
+type Request struct {
+	RequestID      string            `avro:"request_id"`
+	Tasks          []schemas.TaskRef `avro:"tasks"`
+	Strategy       string            `avro:"strategy"`
+	Quorum         int32             `avro:"quorum"`
+	MaxFailures    int32             `avro:"max_failures"`
+	OpenedMs       int64             `avro:"opened_ms"`
+	DeadlineMs     int64             `avro:"deadline_ms"`
+	ManifestOffset int64             `avro:"manifest_offset"`
+	Attributes     map[string]string `avro:"attributes"`
+	OK             int32             `avro:"ok"`
+	Failed         int32             `avro:"failed"`
+	Duplicates     int32             `avro:"duplicates"`
+}
+
+// Answered is the number of distinct tasks that answered.
+func (r *Request) Answered() int { return int(r.OK + r.Failed) }
+
+// Answer is one task's answer as the fold keeps it until completion.
+type Answer struct {
+	Index      int32  `avro:"index"` // position of the task in Request.Tasks
+	OK         bool   `avro:"ok"`
+	Payload    []byte `avro:"payload"`
+	Error      string `avro:"error"`
+	LogMs      int64  `avro:"log_ms"` // log time of the result record
+	Attempts   int32  `avro:"attempts"`
+	DurationMs int64  `avro:"duration_ms"`
+}
+
+// Closed remembers a completed request for a while.
+type Closed struct {
+	ExpiresMs      int64 `avro:"expires_ms"`
+	ManifestOffset int64 `avro:"manifest_offset"`
+}
+
+// Position is where a partition's state stands in the log. It is written in
+// the same batch as the state it describes.
+type Position struct {
+	Version int32 `avro:"version"`
+	// Epoch changes when the gather stage is replayed; state of another
+	// epoch is stale.
+	Epoch string `avro:"epoch"`
+	// Next is the offset after the last record folded into this state.
+	Next int64 `avro:"next"`
+	// Oldest is the smallest manifest offset still needed: of the oldest
+	// open or remembered closed request, or Next when there is none. A
+	// rebuild starts here.
+	Oldest     int64 `avro:"oldest"`
+	StreamTime int64 `avro:"stream_time"`
+	Open       int64 `avro:"open"`
+}
+
+var (
+	requestSchema  = avro.MustSchemaFor[Request](avro.WithNamespace("io.scattergather.store"))
+	answerSchema   = avro.MustSchemaFor[Answer](avro.WithNamespace("io.scattergather.store"))
+	closedSchema   = avro.MustSchemaFor[Closed](avro.WithNamespace("io.scattergather.store"))
+	positionSchema = avro.MustSchemaFor[Position](avro.WithNamespace("io.scattergather.store"))
+)
+
+// Key tags: the byte after the partition prefix.
+const (
+	tagPosition = 'm'
+	tagRequest  = 'o'
+	tagAnswer   = 'a'
+	tagDeadline = 'd'
+	tagClosed   = 'c'
+	tagExpiry   = 'x'
+	tagOffset   = 's'
+)
+
+// DB is the Pebble store of one gather process and flow. Each partition's
+// state lives under its own key prefix. A DB is safe for concurrent use;
+// a Partition and its Txns are not.
+type DB struct {
+	pdb *pebble.DB
+}
+
+// Option configures Open.
+type Option func(*pebble.Options)
+
+// WithFS makes the store use fs instead of the disk (vfs.NewMem() in tests).
+func WithFS(fs vfs.FS) Option { return func(o *pebble.Options) { o.FS = fs } }
+
+// WithCacheSize sets Pebble's block cache size in bytes. Default 64MiB.
+func WithCacheSize(n int64) Option {
+	return func(o *pebble.Options) { o.CacheSize = n }
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opts ...Option) (*DB, error) {
+	o := &pebble.Options{CacheSize: 64 << 20, Logger: quietLogger{}}
+	for _, opt := range opts {
+		opt(o)
+	}
+	pdb, err := pebble.Open(dir, o)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	return &DB{pdb: pdb}, nil
+}
+
+// Close closes the store.
+func (db *DB) Close() error {
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// DiskUsage is the size of the store's files in bytes.
+func (db *DB) DiskUsage() uint64 { return db.pdb.Metrics().DiskSpaceUsage() }
+
+// Partition returns the state of one partition.
+func (db *DB) Partition(p int32) *Partition {
+	var prefix [4]byte
+	binary.BigEndian.PutUint32(prefix[:], uint32(p))
+	return &Partition{db: db, prefix: prefix}
+}
+
+// Partition is one partition's state.
+type Partition struct {
+	db     *DB
+	prefix [4]byte
+}
+
+func (p *Partition) key(tag byte, parts ...[]byte) []byte {
+	n := 5
+	for _, b := range parts {
+		n += len(b)
+	}
+	k := make([]byte, 0, n)
+	k = append(k, p.prefix[:]...)
+	k = append(k, tag)
+	for _, b := range parts {
+		k = append(k, b...)
+	}
+	return k
+}
+
+func be64(v int64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(v))
+	return b[:]
+}
+
+// idPart encodes a request id with a length prefix, so that no id is a
+// prefix of another's keys.
+func idPart(id string) []byte {
+	b := make([]byte, 2, 2+len(id))
+	binary.BigEndian.PutUint16(b, uint16(len(id)))
+	return append(b, id...)
+}
+
+// Position returns the stored position; ok is false when the partition has
+// no state.
+func (p *Partition) Position() (pos Position, ok bool, err error) {
+	v, closer, err := p.db.pdb.Get(p.key(tagPosition))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Position{}, false, nil
+	}
+	if err != nil {
+		return Position{}, false, fmt.Errorf("store: read position: %w", err)
+	}
+	defer closer.Close()
+	if _, err := positionSchema.Decode(v, &pos); err != nil {
+		return Position{}, false, fmt.Errorf("store: decode position: %w", err)
+	}
+	return pos, true, nil
+}
+
+// Discard deletes all of the partition's state.
+func (p *Partition) Discard() error {
+	start := p.prefix[:]
+	var end [4]byte
+	binary.BigEndian.PutUint32(end[:], binary.BigEndian.Uint32(start)+1)
+	if err := p.db.pdb.DeleteRange(start, end[:], pebble.NoSync); err != nil {
+		return fmt.Errorf("store: discard partition: %w", err)
+	}
+	return nil
+}
+
+// Begin starts a Txn over the partition's state at position pos: an
+// overlay of changes that reads its own writes, applied by Commit and
+// dropped by Discard.
+func (p *Partition) Begin(pos Position) *Txn {
+	return &Txn{p: p, b: p.db.pdb.NewIndexedBatch(), open: pos.Open}
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...)) // pebble's contract: Fatalf does not return
+}
+
+var _ io.Closer = (*DB)(nil)
+
+// NextDeadline returns the earliest deadline of an open request in the
+// stored (committed) state.
+func (p *Partition) NextDeadline() (ms int64, ok bool, err error) {
+	lo := p.key(tagDeadline)
+	it, err := p.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	return int64(binary.BigEndian.Uint64(it.Key()[len(lo):])), true, nil
+}

@@ -1,0 +1,313 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Txn is an overlay of changes to one partition's state, read through
+// (it sees its own writes over the stored state). Commit applies it in one
+// batch together with the new position; Discard drops it. A Txn is not
+// safe for concurrent use.
+type Txn struct {
+	p    *Partition
+	b    *pebble.Batch
+	open int64
+	buf  []byte
+}
+
+// Open is the number of open requests as of this Txn.
+func (t *Txn) Open() int64 { return t.open }
+
+// Commit applies the changes and pos (whose Open is set from the Txn) in one
+// atomic batch. The Txn cannot be used afterwards.
+func (t *Txn) Commit(pos Position) error {
+	defer t.b.Close()
+	pos.Version = FormatVersion
+	pos.Open = t.open
+	v, err := positionSchema.Encode(&pos)
+	if err != nil {
+		return fmt.Errorf("store: encode position: %w", err)
+	}
+	if err := t.b.Set(t.p.key(tagPosition), v, nil); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	// The store is a cache of the log: a write lost to a machine crash is
+	// found by the position check and re-folded, so no fsync per commit.
+	if err := t.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Discard drops the changes.
+func (t *Txn) Discard() { t.b.Close() }
+
+// Len is the size of the overlay in bytes.
+func (t *Txn) Len() int { return t.b.Len() }
+
+func (t *Txn) getRaw(key []byte, decode func([]byte) error) (bool, error) {
+	v, closer, err := t.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: get: %w", err)
+	}
+	defer closer.Close()
+	if err := decode(v); err != nil {
+		return false, fmt.Errorf("store: decode: %w", err)
+	}
+	return true, nil
+}
+
+func checkID(id string) error {
+	if len(id) > MaxRequestID {
+		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(id))
+	}
+	return nil
+}
+
+// Request returns the open request id; ok is false when it is not open.
+func (t *Txn) Request(id string) (r *Request, ok bool, err error) {
+	if err := checkID(id); err != nil {
+		return nil, false, err
+	}
+	r = new(Request)
+	ok, err = t.getRaw(t.p.key(tagRequest, idPart(id)), func(v []byte) error {
+		_, err := requestSchema.Decode(v, r)
+		return err
+	})
+	if !ok {
+		r = nil
+	}
+	return r, ok, err
+}
+
+// OpenRequest stores a newly opened request with its deadline and manifest
+// offset in the indexes.
+func (t *Txn) OpenRequest(r *Request) error {
+	if err := checkID(r.RequestID); err != nil {
+		return err
+	}
+	if err := t.PutRequest(r); err != nil {
+		return err
+	}
+	id := idPart(r.RequestID)
+	if err := t.b.Set(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil, nil); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := t.b.Set(t.p.key(tagOffset, be64(r.ManifestOffset), id), nil, nil); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	t.open++
+	return nil
+}
+
+// PutRequest updates an open request's header.
+func (t *Txn) PutRequest(r *Request) error {
+	var err error
+	t.buf, err = requestSchema.AppendEncode(t.buf[:0], r)
+	if err != nil {
+		return fmt.Errorf("store: encode request: %w", err)
+	}
+	if err := t.b.Set(t.p.key(tagRequest, idPart(r.RequestID)), t.buf, nil); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+func (t *Txn) answerKey(id string, index int32) []byte {
+	var ix [4]byte
+	binary.BigEndian.PutUint32(ix[:], uint32(index))
+	return t.p.key(tagAnswer, idPart(id), ix[:])
+}
+
+// HasAnswer reports whether task index of request id has answered.
+func (t *Txn) HasAnswer(id string, index int32) (bool, error) {
+	return t.getRaw(t.answerKey(id, index), func([]byte) error { return nil })
+}
+
+// PutAnswer stores an answer of request id.
+func (t *Txn) PutAnswer(id string, a *Answer) error {
+	var err error
+	t.buf, err = answerSchema.AppendEncode(t.buf[:0], a)
+	if err != nil {
+		return fmt.Errorf("store: encode answer: %w", err)
+	}
+	if err := t.b.Set(t.answerKey(id, a.Index), t.buf, nil); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Answers returns the answers of request id in task order.
+func (t *Txn) Answers(id string) ([]Answer, error) {
+	prefix := t.p.key(tagAnswer, idPart(id))
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	var out []Answer
+	for it.First(); it.Valid(); it.Next() {
+		var a Answer
+		if _, err := answerSchema.Decode(it.Value(), &a); err != nil {
+			return nil, fmt.Errorf("store: decode answer: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return out, nil
+}
+
+// CloseRequest removes open request r with its answers and index entries,
+// and remembers it as closed until expiresMs (log time).
+func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
+	id := idPart(r.RequestID)
+	prefix := t.p.key(tagAnswer, id)
+	sets := []error{
+		t.b.Delete(t.p.key(tagRequest, id), nil),
+		t.b.DeleteRange(prefix, prefixEnd(prefix), nil),
+		t.b.Delete(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil),
+	}
+	if err := errors.Join(sets...); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	t.open--
+	c := Closed{ExpiresMs: expiresMs, ManifestOffset: r.ManifestOffset}
+	v, err := closedSchema.Encode(&c)
+	if err != nil {
+		return fmt.Errorf("store: encode closed: %w", err)
+	}
+	// The offset index entry stays: a remembered closed request is still
+	// needed to rebuild the same state.
+	if err := errors.Join(
+		t.b.Set(t.p.key(tagClosed, id), v, nil),
+		t.b.Set(t.p.key(tagExpiry, be64(expiresMs), id), nil, nil),
+	); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Closed returns the closed marker of request id.
+func (t *Txn) Closed(id string) (c Closed, ok bool, err error) {
+	if err := checkID(id); err != nil {
+		return c, false, err
+	}
+	ok, err = t.getRaw(t.p.key(tagClosed, idPart(id)), func(v []byte) error {
+		_, err := closedSchema.Decode(v, &c)
+		return err
+	})
+	return c, ok, err
+}
+
+// ExpireClosed forgets the closed requests whose memory expires at or
+// before ms.
+func (t *Txn) ExpireClosed(ms int64) (int, error) {
+	lo := t.p.key(tagExpiry)
+	hi := t.p.key(tagExpiry, be64(ms+1))
+	type entry struct{ key, id []byte }
+	var expired []entry
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		expired = append(expired, entry{key: append([]byte(nil), k...), id: append([]byte(nil), k[len(lo)+8:]...)})
+	}
+	err = it.Error()
+	it.Close()
+	if err != nil {
+		return 0, fmt.Errorf("store: %w", err)
+	}
+	for _, e := range expired {
+		ck := t.p.key(tagClosed, e.id)
+		var c Closed
+		ok, err := t.getRaw(ck, func(v []byte) error { _, err := closedSchema.Decode(v, &c); return err })
+		if err != nil {
+			return 0, err
+		}
+		errs := []error{t.b.Delete(e.key, nil)}
+		if ok {
+			errs = append(errs, t.b.Delete(ck, nil), t.b.Delete(t.p.key(tagOffset, be64(c.ManifestOffset), e.id), nil))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return 0, fmt.Errorf("store: %w", err)
+		}
+	}
+	return len(expired), nil
+}
+
+// Due is an entry of the deadline index.
+type Due struct {
+	DeadlineMs int64
+	RequestID  string
+}
+
+// DueBefore returns up to limit open requests whose deadline is before ms,
+// earliest first (ties by request id). The cost grows with the number due,
+// not the number open.
+func (t *Txn) DueBefore(ms int64, limit int) ([]Due, error) {
+	lo := t.p.key(tagDeadline)
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: t.p.key(tagDeadline, be64(ms))})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	var out []Due
+	for it.First(); it.Valid() && len(out) < limit; it.Next() {
+		k := it.Key()[len(lo):]
+		out = append(out, Due{
+			DeadlineMs: int64(binary.BigEndian.Uint64(k[:8])),
+			RequestID:  string(k[8+2:]),
+		})
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return out, nil
+}
+
+// NextDeadline returns the earliest deadline of an open request.
+func (t *Txn) NextDeadline() (ms int64, ok bool, err error) {
+	d, err := t.DueBefore(1<<62, 1)
+	if err != nil || len(d) == 0 {
+		return 0, false, err
+	}
+	return d[0].DeadlineMs, true, nil
+}
+
+// OldestOffset returns the smallest manifest offset of an open or
+// remembered closed request.
+func (t *Txn) OldestOffset() (off int64, ok bool, err error) {
+	lo := t.p.key(tagOffset)
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	return int64(binary.BigEndian.Uint64(it.Key()[len(lo):])), true, nil
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
