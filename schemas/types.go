@@ -1,5 +1,7 @@
 package schemas
 
+import "encoding/json"
+
 // Status is the outcome of one task as a worker reports it.
 type Status string
 
@@ -37,99 +39,113 @@ const NoItem = -1
 
 // Request is a request to scatter (request.avsc).
 type Request struct {
-	RequestID   string            `avro:"request_id"`
-	Flow        string            `avro:"flow"`
-	Payload     []byte            `avro:"payload"`
-	ContentType string            `avro:"content_type"`
-	Attributes  map[string]string `avro:"attributes"`
+	RequestID   string            `avro:"request_id" json:"request_id"`
+	Flow        string            `avro:"flow" json:"flow"`
+	Payload     []byte            `avro:"payload" json:"payload"`
+	ContentType string            `avro:"content_type" json:"content_type"`
+	Attributes  map[string]string `avro:"attributes" json:"attributes"`
 }
 
 // Task is one unit of work for one target (task.avsc).
 type Task struct {
-	RequestID        string            `avro:"request_id"`
-	Flow             string            `avro:"flow"`
-	TaskID           string            `avro:"task_id"`
-	Target           string            `avro:"target"`
-	Item             int32             `avro:"item"`
-	Payload          []byte            `avro:"payload"`
-	ContentType      string            `avro:"content_type"`
-	ResultsPartition int32             `avro:"results_partition"`
-	DeadlineMs       int64             `avro:"deadline_ms"`
-	Attributes       map[string]string `avro:"attributes"`
+	RequestID        string            `avro:"request_id" json:"request_id"`
+	Flow             string            `avro:"flow" json:"flow"`
+	TaskID           string            `avro:"task_id" json:"task_id"`
+	Target           string            `avro:"target" json:"target"`
+	Item             int32             `avro:"item" json:"item"`
+	Payload          []byte            `avro:"payload" json:"payload"`
+	ContentType      string            `avro:"content_type" json:"content_type"`
+	ResultsPartition int32             `avro:"results_partition" json:"results_partition"`
+	DeadlineMs       int64             `avro:"deadline_ms" json:"deadline_ms"`
+	Attributes       map[string]string `avro:"attributes" json:"attributes"`
 }
 
 // TaskRef names one expected task of a request (manifest.avsc).
 type TaskRef struct {
-	TaskID string `avro:"task_id"`
-	Target string `avro:"target"`
-	Item   int32  `avro:"item"`
+	TaskID string `avro:"task_id" json:"task_id"`
+	Target string `avro:"target" json:"target"`
+	Item   int32  `avro:"item" json:"item"`
 }
 
 // Manifest opens a request in the gather (manifest.avsc).
 type Manifest struct {
-	RequestID        string            `avro:"request_id"`
-	Flow             string            `avro:"flow"`
-	Tasks            []TaskRef         `avro:"tasks"`
-	Strategy         string            `avro:"strategy"`
-	Quorum           int32             `avro:"quorum"`
-	MaxFailures      int32             `avro:"max_failures"`
-	TimeoutMs        int64             `avro:"timeout_ms"`
-	RequestPartition int32             `avro:"request_partition"`
-	RequestOffset    int64             `avro:"request_offset"`
-	Attributes       map[string]string `avro:"attributes"`
+	RequestID        string            `avro:"request_id" json:"request_id"`
+	Flow             string            `avro:"flow" json:"flow"`
+	Tasks            []TaskRef         `avro:"tasks" json:"tasks"`
+	Strategy         string            `avro:"strategy" json:"strategy"`
+	Quorum           int32             `avro:"quorum" json:"quorum"`
+	MaxFailures      int32             `avro:"max_failures" json:"max_failures"`
+	TimeoutMs        int64             `avro:"timeout_ms" json:"timeout_ms"`
+	RequestPartition int32             `avro:"request_partition" json:"request_partition"`
+	RequestOffset    int64             `avro:"request_offset" json:"request_offset"`
+	Attributes       map[string]string `avro:"attributes" json:"attributes"`
 }
 
 // Result is the answer to one task (result.avsc).
 type Result struct {
-	RequestID   string `avro:"request_id"`
-	Flow        string `avro:"flow"`
-	TaskID      string `avro:"task_id"`
-	Target      string `avro:"target"`
-	Item        int32  `avro:"item"`
-	Status      Status `avro:"status"`
-	Payload     []byte `avro:"payload"`
-	ContentType string `avro:"content_type"`
-	Error       string `avro:"error"`
-	Attempts    int32  `avro:"attempts"`
-	DurationMs  int64  `avro:"duration_ms"`
-	Worker      string `avro:"worker"`
+	RequestID   string `avro:"request_id" json:"request_id"`
+	Flow        string `avro:"flow" json:"flow"`
+	TaskID      string `avro:"task_id" json:"task_id"`
+	Target      string `avro:"target" json:"target"`
+	Item        int32  `avro:"item" json:"item"`
+	Status      Status `avro:"status" json:"status"`
+	Payload     []byte `avro:"payload" json:"payload"`
+	ContentType string `avro:"content_type" json:"content_type"`
+	Error       string `avro:"error" json:"error"`
+	Attempts    int32  `avro:"attempts" json:"attempts"`
+	DurationMs  int64  `avro:"duration_ms" json:"duration_ms"`
+	Worker      string `avro:"worker" json:"worker"`
 }
 
 // Tick is the gather's clock record (tick.avsc).
 type Tick struct {
-	SentMs int64 `avro:"sent_ms"`
+	SentMs int64 `avro:"sent_ms" json:"sent_ms"`
 }
 
 // Answer is one task's answer as the aggregate reports it.
 type Answer struct {
-	TaskID     string `avro:"task_id"`
-	Target     string `avro:"target"`
-	Item       int32  `avro:"item"`
-	Error      string `avro:"error"`
-	LatencyMs  int64  `avro:"latency_ms"`
-	Attempts   int32  `avro:"attempts"`
-	DurationMs int64  `avro:"duration_ms"`
+	TaskID     string `avro:"task_id" json:"task_id"`
+	Target     string `avro:"target" json:"target"`
+	Item       int32  `avro:"item" json:"item"`
+	Error      string `avro:"error" json:"error"`
+	LatencyMs  int64  `avro:"latency_ms" json:"latency_ms"`
+	Attempts   int32  `avro:"attempts" json:"attempts"`
+	DurationMs int64  `avro:"duration_ms" json:"duration_ms"`
 }
 
 // Aggregate is the consolidated answer to one request (aggregate.avsc).
 type Aggregate struct {
-	RequestID      string            `avro:"request_id"`
-	Flow           string            `avro:"flow"`
-	Outcome        Outcome           `avro:"outcome"`
-	Reason         string            `avro:"reason"`
-	Strategy       string            `avro:"strategy"`
-	Consolidation  string            `avro:"consolidation"`
-	Result         []byte            `avro:"result"`
-	ContentType    string            `avro:"content_type"`
-	Tasks          int32             `avro:"tasks"`
-	Answered       []Answer          `avro:"answered"`
-	Failed         []Answer          `avro:"failed"`
-	Missing        []TaskRef         `avro:"missing"`
-	Duplicates     int32             `avro:"duplicates"`
-	OpenedMs       int64             `avro:"opened_ms"`
-	DeadlineMs     int64             `avro:"deadline_ms"`
-	CompletedMs    int64             `avro:"completed_ms"`
-	Partition      int32             `avro:"partition"`
-	ManifestOffset int64             `avro:"manifest_offset"`
-	Attributes     map[string]string `avro:"attributes"`
+	RequestID      string            `avro:"request_id" json:"request_id"`
+	Flow           string            `avro:"flow" json:"flow"`
+	Outcome        Outcome           `avro:"outcome" json:"outcome"`
+	Reason         string            `avro:"reason" json:"reason"`
+	Strategy       string            `avro:"strategy" json:"strategy"`
+	Consolidation  string            `avro:"consolidation" json:"consolidation"`
+	Result         []byte            `avro:"result" json:"result"`
+	ContentType    string            `avro:"content_type" json:"content_type"`
+	Tasks          int32             `avro:"tasks" json:"tasks"`
+	Answered       []Answer          `avro:"answered" json:"answered"`
+	Failed         []Answer          `avro:"failed" json:"failed"`
+	Missing        []TaskRef         `avro:"missing" json:"missing"`
+	Duplicates     int32             `avro:"duplicates" json:"duplicates"`
+	OpenedMs       int64             `avro:"opened_ms" json:"opened_ms"`
+	DeadlineMs     int64             `avro:"deadline_ms" json:"deadline_ms"`
+	CompletedMs    int64             `avro:"completed_ms" json:"completed_ms"`
+	Partition      int32             `avro:"partition" json:"partition"`
+	ManifestOffset int64             `avro:"manifest_offset" json:"manifest_offset"`
+	Attributes     map[string]string `avro:"attributes" json:"attributes"`
+}
+
+// MarshalJSON writes the aggregate as JSON with its result inline (not as
+// base64), for people and tools that read aggregates as JSON lines.
+func (a *Aggregate) MarshalJSON() ([]byte, error) {
+	type plain Aggregate
+	result := json.RawMessage(a.Result)
+	if !json.Valid(result) {
+		result = json.RawMessage("null")
+	}
+	return json.Marshal(struct {
+		*plain
+		Result json.RawMessage `json:"result"`
+	}{(*plain)(a), result})
 }

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+func cmdValidate(_ context.Context, e *env, args []string) int {
+	f := newFlags(e, "validate", "[--topology FILE]")
+	f.topologyFlags()
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	if f.NArg() > 0 {
+		return f.usageError("unexpected argument %q", f.Arg(0))
+	}
+	t, err := f.load(e)
+	if err != nil {
+		var te *topology.Error
+		if errors.As(err, &te) {
+			for _, p := range te.Problems {
+				fmt.Fprintln(e.stderr, p.Error())
+			}
+			fmt.Fprintf(e.stderr, "%s: %d problem(s)\n", f.topology, len(te.Problems))
+			return exitFail
+		}
+		return fail(e, "validate", err)
+	}
+	var names []string
+	for _, fl := range t.Flows {
+		names = append(names, fl.Name)
+	}
+	fmt.Fprintf(e.stdout, "%s: OK (%d flow(s): %s)\n", f.topology, len(t.Flows), strings.Join(names, ", "))
+	return exitOK
+}
+
+func cmdRun(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "run", "--role scatter|worker|gather|all [--topology FILE] [--flow NAMES] [flags]")
+	f.topologyFlags()
+	f.logFlags()
+	role := f.String("role", "", "role to run: scatter, worker, gather or all (required)")
+	flows := f.String("flow", "", "comma-separated flows to run (default: every flow)")
+	stateDir := f.String("state-dir", "state", "directory of the gather's Pebble state")
+	instance := f.String("instance-id", "", "stable identity of this instance: transactional ids and static group membership (default: host name)")
+	targets := f.String("targets", "", "comma-separated targets a worker serves (default: every target with an http section)")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	switch *role {
+	case kafka.RoleScatter, kafka.RoleWorker, kafka.RoleGather, kafka.RoleAll:
+	case "":
+		return f.usageError("--role is required")
+	default:
+		return f.usageError("unknown role %q", *role)
+	}
+	if f.NArg() > 0 {
+		return f.usageError("unexpected argument %q", f.Arg(0))
+	}
+	log, err := f.logger(e)
+	if err != nil {
+		return f.usageError("%v", err)
+	}
+	t, err := f.load(e)
+	if err != nil {
+		return fail(e, "run", err)
+	}
+	fl, err := selectFlows(t, *flows)
+	if err != nil {
+		return fail(e, "run", err)
+	}
+	opts := []kafka.Option{kafka.WithLogger(log)}
+	if *instance != "" {
+		opts = append(opts, kafka.WithInstance(*instance))
+	}
+	if *targets != "" {
+		opts = append(opts, kafka.WithTargets(strings.Split(*targets, ",")...))
+	}
+	runners, err := kafka.Roles(t, fl, *role, *stateDir, opts...)
+	if err != nil {
+		return fail(e, "run", err)
+	}
+	log.Info("running", "role", *role, "flows", len(fl), "brokers", strings.Join(t.Kafka.Brokers, ","))
+	if err := kafka.RunAll(ctx, runners...); err != nil {
+		return fail(e, "run", err)
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+func cmdTopics(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "topics", "create|check [--topology FILE] [--flow NAMES]")
+	f.topologyFlags()
+	flows := f.String("flow", "", "comma-separated flows (default: every flow)")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	if f.NArg() != 1 || (f.Arg(0) != "create" && f.Arg(0) != "check") {
+		return f.usageError("want one action: create or check")
+	}
+	t, err := f.load(e)
+	if err != nil {
+		return fail(e, "topics", err)
+	}
+	fl, err := selectFlows(t, *flows)
+	if err != nil {
+		return fail(e, "topics", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if f.Arg(0) == "check" {
+		var errs []error
+		for _, flow := range fl {
+			if err := kafka.CheckTopics(ctx, t, flow); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintf(e.stdout, "flow %s: topics OK\n", flow.Name)
+		}
+		if len(errs) > 0 {
+			return fail(e, "topics", errors.Join(errs...))
+		}
+		return exitOK
+	}
+	res, err := kafka.CreateTopics(ctx, t, fl)
+	if err != nil {
+		return fail(e, "topics", err)
+	}
+	code := exitOK
+	for _, r := range res {
+		switch {
+		case r.Err != nil:
+			fmt.Fprintf(e.stdout, "%-40s FAILED: %v\n", r.Topic, r.Err)
+			code = exitFail
+		case r.Created:
+			fmt.Fprintf(e.stdout, "%-40s created (%d partitions)\n", r.Topic, r.Partitions)
+		default:
+			fmt.Fprintf(e.stdout, "%-40s exists\n", r.Topic)
+		}
+	}
+	for _, flow := range fl {
+		if err := kafka.CheckTopics(ctx, t, flow); err != nil {
+			fmt.Fprintln(e.stderr, err)
+			code = exitFail
+		}
+	}
+	return code
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func cmdSend(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "send", "--flow NAME [--id ID] [--attr k=v]... [PAYLOAD_JSON]\n\nWithout PAYLOAD_JSON, each line of standard input is one payload\n(or, with --envelope, one {\"request_id\", \"payload\", \"attributes\"} object).")
+	f.topologyFlags()
+	flowName := f.String("flow", "", "flow to send to (required)")
+	id := f.String("id", "", "request id of a single payload (default: random)")
+	envelope := f.Bool("envelope", false, "input lines are {\"request_id\",\"payload\",\"attributes\"} objects")
+	var attrs attrFlag
+	f.Var(&attrs, "attr", "attribute `key=value` of every request (repeatable)")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	if *flowName == "" {
+		return f.usageError("--flow is required")
+	}
+	if f.NArg() > 1 {
+		return f.usageError("want at most one payload argument")
+	}
+	t, err := f.load(e)
+	if err != nil {
+		return fail(e, "send", err)
+	}
+	if t.Flow(*flowName) == nil {
+		return fail(e, "send", fmt.Errorf("no flow %q in %s", *flowName, f.topology))
+	}
+	s, err := kafka.NewSender(t)
+	if err != nil {
+		return fail(e, "send", err)
+	}
+	defer s.Close()
+
+	var (
+		mu     sync.Mutex
+		sent   int
+		failed error
+	)
+	done := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed = errors.Join(failed, err)
+			return
+		}
+		sent++
+	}
+	toRequest := func(line []byte) (*schemas.Request, error) {
+		req := &schemas.Request{Flow: *flowName, ContentType: schemas.ContentTypeJSON, Attributes: map[string]string{}}
+		if *envelope {
+			var env struct {
+				RequestID  string            `json:"request_id"`
+				Payload    json.RawMessage   `json:"payload"`
+				Attributes map[string]string `json:"attributes"`
+			}
+			if err := json.Unmarshal(line, &env); err != nil {
+				return nil, fmt.Errorf("envelope: %w", err)
+			}
+			req.RequestID, req.Payload = env.RequestID, env.Payload
+			for k, v := range env.Attributes {
+				req.Attributes[k] = v
+			}
+		} else {
+			if !json.Valid(line) {
+				return nil, errors.New("payload is not valid JSON")
+			}
+			req.Payload = line
+		}
+		for k, v := range attrs {
+			req.Attributes[k] = v
+		}
+		if req.RequestID == "" {
+			req.RequestID = newID()
+		}
+		return req, nil
+	}
+	emit := func(line []byte) error {
+		req, err := toRequest(line)
+		if err != nil {
+			return err
+		}
+		if err := s.Send(ctx, req, done); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, req.RequestID)
+		return nil
+	}
+	if f.NArg() == 1 {
+		line := []byte(f.Arg(0))
+		if *id != "" && !*envelope {
+			req, err := toRequest(line)
+			if err != nil {
+				return fail(e, "send", err)
+			}
+			req.RequestID = *id
+			if err := s.Send(ctx, req, done); err != nil {
+				return fail(e, "send", err)
+			}
+			fmt.Fprintln(e.stdout, req.RequestID)
+		} else if err := emit(line); err != nil {
+			return fail(e, "send", err)
+		}
+	} else {
+		sc := bufio.NewScanner(e.stdin)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		n := 0
+		for sc.Scan() {
+			n++
+			line := []byte(strings.TrimSpace(sc.Text()))
+			if len(line) == 0 {
+				continue
+			}
+			if err := emit(line); err != nil {
+				return fail(e, "send", fmt.Errorf("line %d: %w", n, err))
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return fail(e, "send", err)
+		}
+	}
+	if err := s.Flush(ctx); err != nil {
+		return fail(e, "send", err)
+	}
+	if failed != nil {
+		return fail(e, "send", failed)
+	}
+	fmt.Fprintf(e.stderr, "sent %d request(s) to %s\n", sent, t.Flow(*flowName).Topics.Requests)
+	return exitOK
+}
+
+type attrFlag map[string]string
+
+func (a *attrFlag) String() string { return fmt.Sprint(map[string]string(*a)) }
+
+func (a *attrFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, have %q", s)
+	}
+	if *a == nil {
+		*a = attrFlag{}
+	}
+	(*a)[k] = v
+	return nil
+}
+
+func cmdTail(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "tail", "--flow NAME [--from start|end] [-n COUNT] [--timeout DURATION]")
+	f.topologyFlags()
+	flowName := f.String("flow", "", "flow whose aggregates to print (required)")
+	from := f.String("from", "start", "where to begin: start or end")
+	count := f.Int("n", 0, "stop after COUNT aggregates (0: follow until interrupted)")
+	timeout := f.Duration("timeout", 0, "stop after this long (0: no limit)")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	if *flowName == "" {
+		return f.usageError("--flow is required")
+	}
+	if *from != "start" && *from != "end" {
+		return f.usageError("--from must be start or end")
+	}
+	t, err := f.load(e)
+	if err != nil {
+		return fail(e, "tail", err)
+	}
+	fl := t.Flow(*flowName)
+	if fl == nil {
+		return fail(e, "tail", fmt.Errorf("no flow %q in %s", *flowName, f.topology))
+	}
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	r, err := kafka.NewReader(t, fl.Topics.Aggregated, *from == "start")
+	if err != nil {
+		return fail(e, "tail", err)
+	}
+	defer r.Close()
+	enc := json.NewEncoder(e.stdout)
+	n := 0
+	for *count == 0 || n < *count {
+		recs, err := r.Poll(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "scattergather tail: %v\n", err)
+		}
+		for _, rec := range recs {
+			var a schemas.Aggregate
+			if err := schemas.DecodeInto(rec.Value, &a); err != nil {
+				fmt.Fprintf(e.stderr, "scattergather tail: offset %d/%d: %v\n", rec.Partition, rec.Offset, err)
+				continue
+			}
+			if err := enc.Encode(&a); err != nil {
+				return fail(e, "tail", err)
+			}
+			if n++; *count > 0 && n >= *count {
+				break
+			}
+		}
+	}
+	if *count > 0 && n < *count {
+		return fail(e, "tail", fmt.Errorf("%d of %d aggregates before the timeout", n, *count))
+	}
+	return exitOK
+}
+
