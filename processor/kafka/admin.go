@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -70,7 +71,39 @@ func CreateTopics(ctx context.Context, t *topology.Topology, flows []*topology.F
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	return out, waitVisible(ctx, adm, out)
+}
+
+// waitVisible waits until the brokers' metadata shows the created topics:
+// a controller acknowledges a creation before every broker knows of it.
+func waitVisible(ctx context.Context, adm *kadm.Client, res []TopicResult) error {
+	var topics []string
+	for _, r := range res {
+		if r.Created {
+			topics = append(topics, r.Topic)
+		}
+	}
+	for len(topics) > 0 {
+		details, err := adm.ListTopics(ctx, topics...)
+		if err == nil {
+			missing := topics[:0]
+			for _, t := range topics {
+				if d, ok := details[t]; !ok || d.Err != nil || len(d.Partitions) == 0 {
+					missing = append(missing, t)
+				}
+			}
+			topics = missing
+		}
+		if len(topics) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return errorf("created topics not visible yet (%s): %w", joinTopics(topics), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // TopicError describes a topic that does not fit its flow.

@@ -43,6 +43,7 @@ type Gather struct {
 
 	statsMu sync.Mutex
 	stats   GatherStats
+	*readiness
 }
 
 // GatherStats are the gather's running totals, for progress lines.
@@ -71,7 +72,7 @@ func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts 
 		return nil, err
 	}
 	return &Gather{topo: t, flow: flow, o: o, stateDir: stateDir, gf: gf,
-		group: t.Group(flow, "gather"), parts: map[int32]*gatherPart{},
+		group: t.Group(flow, "gather"), parts: map[int32]*gatherPart{}, readiness: newReadiness(1),
 		log: o.logger.With("role", "gather", "flow", flow.Name)}, nil
 }
 
@@ -121,6 +122,7 @@ func (g *Gather) Run(ctx context.Context) error {
 		kgo.SessionTimeout(30*time.Second),
 		kgo.OnPartitionsRevoked(onLoss),
 		kgo.OnPartitionsLost(onLoss),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { g.assigned() }),
 	)...)
 	if err != nil {
 		return errorf("gather client: %w", err)

@@ -18,7 +18,10 @@ const (
 
 // Runner is a role of one flow.
 type Runner interface {
+	// Run runs the role until ctx ends or a fatal error.
 	Run(ctx context.Context) error
+	// Ready is closed once the role has been assigned partitions.
+	Ready() <-chan struct{}
 }
 
 // Roles builds the runners of role ("scatter", "worker", "gather" or
@@ -78,3 +81,32 @@ func RunAll(ctx context.Context, runners ...Runner) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// readiness is closed once a role has its first partitions assigned
+// (every target's, for a worker).
+type readiness struct {
+	once    sync.Once
+	ch      chan struct{}
+	mu      sync.Mutex
+	pending int
+}
+
+func newReadiness(parts int) *readiness {
+	return &readiness{ch: make(chan struct{}), pending: parts}
+}
+
+// assigned records that one part of the role got partitions.
+func (r *readiness) assigned() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending > 0 {
+		r.pending--
+	}
+	if r.pending == 0 {
+		r.once.Do(func() { close(r.ch) })
+	}
+}
+
+// Ready is closed once the role has been assigned partitions: a request
+// sent after it is read without waiting for a group to form.
+func (r *readiness) Ready() <-chan struct{} { return r.ch }

@@ -27,6 +27,7 @@ type Scatter struct {
 
 	mu     sync.Mutex
 	poison map[recordID]string // requests whose output the broker refuses
+	*readiness
 }
 
 type recordID struct {
@@ -37,7 +38,7 @@ type recordID struct {
 // NewScatter returns the scatter of flow.
 func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...Option) *Scatter {
 	o := buildOptions(opts)
-	return &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{},
+	return &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{}, readiness: newReadiness(1),
 		log: o.logger.With("role", "scatter", "flow", flow.Name)}
 }
 
@@ -56,6 +57,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		kgo.TransactionTimeout(30*time.Second),
 		kgo.InstanceID(s.o.instance),
 		kgo.SessionTimeout(30*time.Second),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.assigned() }),
 	)...)
 	if err != nil {
 		return errorf("scatter client: %w", err)

@@ -40,6 +40,7 @@ type Worker struct {
 	log      *slog.Logger
 	handlers map[string]worker.Handler
 	global   chan struct{}
+	*readiness
 }
 
 // NewWorker returns the worker of flow. It fails when a target it should
@@ -56,6 +57,7 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...Option) (*Work
 			}
 		}
 	}
+	w.readiness = newReadiness(len(names))
 	if len(names) == 0 {
 		return nil, errorf("flow %s: no target to serve: give targets an http section or a Go handler", flow.Name)
 	}
@@ -165,6 +167,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		kgo.SessionTimeout(30*time.Second),
 		kgo.OnPartitionsRevoked(onLoss),
 		kgo.OnPartitionsLost(onLoss),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.assigned() }),
 	)...)
 	if err != nil {
 		return errorf("worker client: %w", err)

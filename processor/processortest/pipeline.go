@@ -49,12 +49,25 @@ func CreateTopics(t testing.TB, topo *topology.Topology, f *topology.Flow) {
 }
 
 // Start runs runners in the background until the test ends (or stop is
-// called) and fails the test if one of them fails.
+// called), waits until each has been assigned partitions, and fails the
+// test if one of them fails.
 func Start(t testing.TB, runners ...kafka.Runner) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- kafka.RunAll(ctx, runners...) }()
+	timeout := time.After(2 * time.Minute)
+	for _, r := range runners {
+		select {
+		case <-r.Ready():
+		case err := <-done:
+			cancel()
+			t.Fatalf("pipeline stopped before it was ready: %v", err)
+		case <-timeout:
+			cancel()
+			t.Fatalf("%T not ready after 2m", r)
+		}
+	}
 	var stopped bool
 	stop = func() {
 		if stopped {

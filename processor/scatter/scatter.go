@@ -82,10 +82,11 @@ func (p *Planner) Decode(value []byte) (*schemas.Request, error) {
 }
 
 // Plan plans request req, read at partition and offset of the requests
-// topic, at wall-clock time nowMs (which only sets the tasks' advisory
-// deadline; the gather's deadline is the manifest's log time plus the
-// timeout). It returns a *RejectError for a request that must be
-// dead-lettered.
+// topic, at wall-clock time nowMs. nowMs only sets the tasks' deadline
+// (nowMs + timeout + worker.deadline_grace), after which a worker no longer
+// calls the provider; whether an answer counts is decided by the gather:
+// the manifest's log time plus the timeout. It returns a *RejectError for a
+// request that must be dead-lettered.
 func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int64) (*Plan, error) {
 	f := p.flow
 	switch {
@@ -151,7 +152,7 @@ func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int6
 		RequestOffset:    offset,
 		Attributes:       attrs,
 	}
-	deadline := nowMs + m.TimeoutMs
+	deadline := nowMs + m.TimeoutMs + f.Worker.DeadlineGrace.D.Milliseconds()
 	for _, u := range units {
 		for _, t := range f.Targets {
 			id := req.RequestID + "/" + t.Name

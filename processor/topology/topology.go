@@ -204,6 +204,12 @@ type WorkerOpts struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 	// MaxInFlightPerTarget is the default of Target.MaxInFlight. Default 64.
 	MaxInFlightPerTarget int `yaml:"max_in_flight_per_target"`
+	// DeadlineGrace is added to a task's deadline (the scatter's clock plus
+	// the timeout) to cover the time until the broker appends the manifest,
+	// from which the gather counts. A provider that hangs is cut at the
+	// task's deadline, so its ERROR result lands after the gather's deadline
+	// and the target is reported missing, not failed. Default 1s.
+	DeadlineGrace Duration `yaml:"deadline_grace"`
 }
 
 // Flow returns the flow named name, or nil.
@@ -256,7 +262,9 @@ func (f *Flow) TimeoutDuration() time.Duration { return f.Timeout.D }
 func (f *Flow) AllTopics() []string {
 	ts := []string{f.Topics.Requests}
 	for _, t := range f.Targets {
-		ts = append(ts, t.Topic)
+		if t != nil { // an empty list entry, reported by validation
+			ts = append(ts, t.Topic)
+		}
 	}
 	return append(ts, f.Topics.Results, f.Topics.Aggregated, f.Topics.Late, f.Topics.DeadLetter)
 }

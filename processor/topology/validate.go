@@ -23,6 +23,7 @@ const (
 	DefaultResultsRetention     = 7 * 24 * time.Hour
 	DefaultMaxInFlight          = 256
 	DefaultMaxInFlightPerTarget = 64
+	DefaultDeadlineGrace        = time.Second
 	DefaultHTTPBackoff          = 50 * time.Millisecond
 	DefaultHTTPMaxBackoff       = time.Second
 	DefaultMaxResponseBytes     = 1 << 20
@@ -81,6 +82,7 @@ func (f *Flow) setDefaults() {
 	orDefault(&f.Gather.ClosedRetention.D, max(2*f.Timeout.D, time.Minute))
 	orDefault(&f.Worker.MaxInFlight, DefaultMaxInFlight)
 	orDefault(&f.Worker.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget)
+	orDefault(&f.Worker.DeadlineGrace.D, DefaultDeadlineGrace)
 	for _, t := range f.Targets {
 		if t == nil {
 			continue
@@ -258,6 +260,9 @@ func (f *Flow) validate(ps *problems, path string) {
 	if f.Worker.MaxInFlight < 1 {
 		ps.add(path+".worker.max_in_flight", "must be at least 1")
 	}
+	if f.Worker.DeadlineGrace.D < 0 {
+		ps.add(path+".worker.deadline_grace", "must not be negative")
+	}
 	if f.Worker.MaxInFlightPerTarget < 1 {
 		ps.add(path+".worker.max_in_flight_per_target", "must be at least 1")
 	}
@@ -311,7 +316,10 @@ func (t *Target) validate(ps *problems, path string) {
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
-		if err != nil && strings.Contains(s, "@") {
+		// Without a scheme ("user:pw@host/x") or with an opaque one
+		// ("mailto:user:pw@host") the user information is not parsed as
+		// such: hide any URL with an @ whose user part was not recognised.
+		if strings.Contains(s, "@") {
 			return "(unparseable URL)"
 		}
 		return s

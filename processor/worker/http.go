@@ -106,4 +106,3 @@ func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client) Handler {
 		Timeout(cfg.Timeout.D),
 	)
 }
-
