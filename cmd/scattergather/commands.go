@@ -370,4 +370,3 @@ func cmdTail(ctx context.Context, e *env, args []string) int {
 	}
 	return exitOK
 }
-

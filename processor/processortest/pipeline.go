@@ -187,3 +187,16 @@ func Aggregates(t testing.TB, topo *topology.Topology, f *topology.Flow, n int, 
 	}
 	return out
 }
+
+// Eventually polls cond every 10ms until it holds, or fails the test
+// after timeout naming what it waited for.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: still waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
