@@ -103,10 +103,19 @@ func cmdTopics(ctx context.Context, e *env, args []string) int {
 	f := newFlags(e, "topics", "create|check [--topology FILE] [--flow NAMES]")
 	f.topologyFlags()
 	flows := f.String("flow", "", "comma-separated flows (default: every flow)")
+	var action string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		action, args = args[0], args[1:]
+	}
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
-	if f.NArg() != 1 || (f.Arg(0) != "create" && f.Arg(0) != "check") {
+	if action == "" && f.NArg() == 1 {
+		action = f.Arg(0)
+	} else if f.NArg() > 0 {
+		return f.usageError("unexpected argument %q", f.Arg(0))
+	}
+	if action != "create" && action != "check" {
 		return f.usageError("want one action: create or check")
 	}
 	t, err := f.load(e)
@@ -119,7 +128,7 @@ func cmdTopics(ctx context.Context, e *env, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if f.Arg(0) == "check" {
+	if action == "check" {
 		var errs []error
 		for _, flow := range fl {
 			if err := kafka.CheckTopics(ctx, t, flow); err != nil {

@@ -25,7 +25,7 @@ import (
 	"github.com/scattergather/scattergather/processor/topology"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 // Exit codes.
 const (
@@ -71,7 +71,9 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Run 'scattergather <command> --help' for the flags of a command.")
 }
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// run runs the command in args and returns its exit code. It stops on
+// SIGINT or SIGTERM, or when ctx ends.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.LookupEnv}
 	if len(args) == 0 {
 		usage(stderr)
@@ -84,7 +86,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return c.run(ctx, e, args[1:])
 		}

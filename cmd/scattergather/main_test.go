@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scattergather/scattergather/processor/processortest"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCmd(ctx context.Context, stdin string, args ...string) result {
+	var out, errOut bytes.Buffer
+	code := run(ctx, args, strings.NewReader(stdin), &out, &errOut)
+	return result{code, out.String(), errOut.String()}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUsageAndValidation(t *testing.T) {
+	bad := writeFile(t, "bad.yaml", "flows:\n  - name: x\n    timeout: soon\n    targets: [{name: a}]\n    strategy: {type: alll}\n    bogus: 1\n")
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		stderr   string
+		noStderr string
+	}{
+		{"no command", nil, exitUsage, "", "Usage: scattergather <command>", ""},
+		{"help", []string{"help"}, exitOK, "Commands:", "", ""},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`, ""},
+		{"validate example", []string{"validate", "--topology", "../../topology.yaml"}, exitOK, "OK (1 flow(s): flights)", "", ""},
+		{"validate bad", []string{"validate", "--topology", bad}, exitFail, "",
+			"flows[0].timeout: want a duration such as 250ms or 2s, have \"soon\"", ""},
+		{"validate bad lists every problem", []string{"validate", "--topology", bad}, exitFail, "", "flows[0].bogus: unknown key", ""},
+		{"validate missing file", []string{"validate", "--topology", "/nonexistent.yaml"}, exitFail, "", "no such file", ""},
+		{"validate bad flag", []string{"validate", "--bogus"}, exitUsage, "", "flag provided but not defined: -bogus", ""},
+		{"validate help", []string{"validate", "--help"}, exitOK, "", "Usage: scattergather validate", ""},
+		{"run without role", []string{"run", "--topology", "../../topology.yaml"}, exitUsage, "", "--role is required", ""},
+		{"run bad role", []string{"run", "--role", "boss"}, exitUsage, "", `unknown role "boss"`, ""},
+		{"run bad log level", []string{"run", "--role", "all", "--log-level", "loud", "--topology", "../../topology.yaml"}, exitUsage, "", "bad --log-level", ""},
+		{"run help", []string{"run", "-h"}, exitOK, "", "-state-dir", ""},
+		{"topics without action", []string{"topics"}, exitUsage, "", "want one action", ""},
+		{"send without flow", []string{"send"}, exitUsage, "", "--flow is required", ""},
+		{"send unknown flow", []string{"send", "--topology", "../../topology.yaml", "--flow", "trains", "{}"}, exitFail, "", `no flow "trains"`, ""},
+		{"send bad attr", []string{"send", "--flow", "x", "--attr", "novalue"}, exitUsage, "", "want key=value", ""},
+		{"tail bad from", []string{"tail", "--flow", "flights", "--from", "middle"}, exitUsage, "", "--from must be start or end", ""},
+		{"demo bad requests", []string{"demo", "--requests", "0"}, exitUsage, "", "must be positive", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCmd(context.Background(), "", tc.args...)
+			if r.code != tc.code {
+				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tc.stdout) {
+				t.Errorf("stdout %q does not contain %q", r.stdout, tc.stdout)
+			}
+			if !strings.Contains(r.stderr, tc.stderr) {
+				t.Errorf("stderr %q does not contain %q", r.stderr, tc.stderr)
+			}
+		})
+	}
+}
+
+// TestRunSendTail drives the commands as a user would: topics create, run
+// --role all with the built-in HTTP worker, send, and tail.
+func TestRunSendTail(t *testing.T) {
+	brokers := processortest.Fake(t)
+	var mu sync.Mutex
+	keys := map[string]bool{}
+	provider := func(price int) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			keys[r.Header.Get("Idempotency-Key")] = true
+			mu.Unlock()
+			fmt.Fprintf(w, `{"price": %d}`, price)
+		}))
+	}
+	p1, p2 := provider(120), provider(80)
+	defer p1.Close()
+	defer p2.Close()
+	topo := writeFile(t, "topology.yaml", fmt.Sprintf(`
+kafka: {brokers: [%s]}
+flows:
+  - name: quotes
+    timeout: 20s
+    targets:
+      - {name: one, http: {url: %s}}
+      - {name: two, http: {url: "${TWO_URL}"}}
+    consolidate: {type: min, field: price}
+`, brokers[0], p1.URL))
+	t.Setenv("TWO_URL", p2.URL)
+
+	if r := runCmd(context.Background(), "", "topics", "create", "--topology", topo); r.code != exitOK || !strings.Contains(r.stdout, "quotes.results") {
+		t.Fatalf("topics create: %+v", r)
+	}
+	if r := runCmd(context.Background(), "", "topics", "check", "--topology", topo); r.code != exitOK {
+		t.Fatalf("topics check: %+v", r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan result, 1)
+	go func() {
+		runDone <- runCmd(ctx, "", "run", "--topology", topo, "--role", "all", "--state-dir", t.TempDir(), "--log-level", "warn")
+	}()
+	send := runCmd(context.Background(), `{"from":"AMS"}`+"\n"+`{"from":"CDG"}`+"\n", "send", "--topology", topo, "--flow", "quotes", "--attr", "team=search")
+	if send.code != exitOK {
+		t.Fatalf("send: %+v", send)
+	}
+	ids := strings.Fields(send.stdout)
+	if len(ids) != 2 {
+		t.Fatalf("send printed %q, want two request ids", send.stdout)
+	}
+	tail := runCmd(context.Background(), "", "tail", "--topology", topo, "--flow", "quotes", "-n", "2", "--timeout", "60s")
+	if tail.code != exitOK {
+		t.Fatalf("tail: %+v", tail)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(tail.stdout), "\n") {
+		var a struct {
+			RequestID  string            `json:"request_id"`
+			Outcome    string            `json:"outcome"`
+			Attributes map[string]string `json:"attributes"`
+			Result     struct {
+				Target string
+				Value  float64
+			} `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatalf("tail line %q: %v", line, err)
+		}
+		seen[a.RequestID] = true
+		if a.Outcome != string(schemas.OutcomeComplete) || a.Result.Target != "two" || a.Result.Value != 80 || a.Attributes["team"] != "search" {
+			t.Errorf("aggregate %s", line)
+		}
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Errorf("no aggregate for %s", id)
+		}
+		for _, target := range []string{"one", "two"} {
+			mu.Lock()
+			ok := keys[id+"/"+target]
+			mu.Unlock()
+			if !ok {
+				t.Errorf("provider %s never got Idempotency-Key %s/%s", target, id, target)
+			}
+		}
+	}
+	cancel()
+	select {
+	case r := <-runDone:
+		if r.code != exitOK {
+			t.Errorf("run exited %d: %s", r.code, r.stderr)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("run did not stop within a minute of its context ending")
+	}
+}
+
+func TestDemo(t *testing.T) {
+	r := runCmd(context.Background(), "", "demo", "--requests", "40", "--rate", "400")
+	if r.code != exitOK {
+		t.Fatalf("demo exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"40 requests -> 40 aggregates (exactly one each)", "aggregates by outcome:", "p50", "a few consolidated events:"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
