@@ -87,8 +87,10 @@ func (p *provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.name, q.From, q.To, q.Date, price, p.name, r.Header.Get("Idempotency-Key"))
 }
 
-func (p *provider) start() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func (p *provider) start() error { return p.startOn("127.0.0.1:0") }
+
+func (p *provider) startOn(addr string) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -150,15 +152,9 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	defer cluster.Close()
 
-	providers := []*provider{
-		{name: "skyscanner", env: "SKYSCANNER_URL", minMs: 30, maxMs: 250, failRate: 0.03, basePrice: 180},
-		{name: "kayak", env: "KAYAK_URL", minMs: 20, maxMs: 400, failRate: 0.04, hangRate: 0.04, basePrice: 170},
-		{name: "expedia", env: "EXPEDIA_URL", minMs: 60, maxMs: 500, failRate: 0.02, basePrice: 175},
-	}
+	providers := demoProviders(d.seed)
 	vars := map[string]string{"SG_BROKERS": strings.Join(cluster.ListenAddrs(), ",")}
-	for i, p := range providers {
-		p.rng = rand.New(rand.NewPCG(d.seed, uint64(i)))
-		p.hangingClosers = make(chan struct{})
+	for _, p := range providers {
 		if err := p.start(); err != nil {
 			return fmt.Errorf("provider %s: %w", p.name, err)
 		}
@@ -470,4 +466,42 @@ func (p *progress) done() {
 	if p.tty && p.shown {
 		fmt.Fprintln(p.w)
 	}
+}
+
+func demoProviders(seed uint64) []*provider {
+	ps := []*provider{
+		{name: "skyscanner", env: "SKYSCANNER_URL", minMs: 30, maxMs: 250, failRate: 0.03, basePrice: 180},
+		{name: "kayak", env: "KAYAK_URL", minMs: 20, maxMs: 400, failRate: 0.04, hangRate: 0.04, basePrice: 170},
+		{name: "expedia", env: "EXPEDIA_URL", minMs: 60, maxMs: 500, failRate: 0.02, basePrice: 175},
+	}
+	for i, p := range ps {
+		p.rng = rand.New(rand.NewPCG(seed, uint64(i)))
+		p.hangingClosers = make(chan struct{})
+	}
+	return ps
+}
+
+// cmdProviders serves the demo's simulated providers on fixed addresses,
+// for running the example topology against a real cluster (docker-compose).
+func cmdProviders(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "providers", "[--listen ADDR,ADDR,ADDR] [--seed N]")
+	listen := f.String("listen", "127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083", "addresses of skyscanner, kayak and expedia")
+	seed := f.Uint64("seed", 1, "seed of the simulated answers")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	addrs := strings.Split(*listen, ",")
+	ps := demoProviders(*seed)
+	if len(addrs) != len(ps) {
+		return f.usageError("--listen wants %d addresses", len(ps))
+	}
+	for i, p := range ps {
+		if err := p.startOn(addrs[i]); err != nil {
+			return fail(e, "providers", err)
+		}
+		defer p.stop()
+		fmt.Fprintf(e.stdout, "provider %-10s %s\n", p.name, p.url)
+	}
+	<-ctx.Done()
+	return exitOK
 }

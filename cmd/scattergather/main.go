@@ -57,6 +57,7 @@ func init() {
 		{"topics", "create or check the flows' topics", cmdTopics},
 		{"send", "send requests (JSON in, Avro on the wire)", cmdSend},
 		{"tail", "print aggregates as JSON lines", cmdTail},
+		{"providers", "serve the demo's simulated flight-price providers over HTTP", cmdProviders},
 	}
 }
 
