@@ -332,7 +332,6 @@ wait:
 	<-readDone
 	mu.Lock()
 	defer mu.Unlock()
-	progress.show(d.n, d.n, len(aggs), g.Stats().Open)
 	progress.done()
 	stats := g.Stats()
 	elapsed := time.Since(start)

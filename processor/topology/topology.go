@@ -175,7 +175,9 @@ type Consolidate struct {
 
 // Limits bound what a flow accepts.
 type Limits struct {
-	// MaxPayloadBytes bounds request and result payloads. Default 1MiB.
+	// MaxPayloadBytes bounds request and result payloads. Default 900KiB,
+	// so that a task or result record stays under the producer's 1MB batch
+	// limit.
 	MaxPayloadBytes ByteSize `yaml:"max_payload_bytes"`
 	// MaxOpenRequests bounds the open requests of one gather partition; a
 	// manifest beyond it completes at once as failed. Default 1,000,000.

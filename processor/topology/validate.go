@@ -16,7 +16,7 @@ const (
 	DefaultGroupPrefix          = "scattergather"
 	DefaultPartitions           = 3
 	DefaultMaxTasks             = 64
-	DefaultMaxPayloadBytes      = 1 << 20
+	DefaultMaxPayloadBytes      = 900 << 10
 	DefaultMaxOpenRequests      = 1_000_000
 	DefaultMaxAggregateBytes    = 900 << 10
 	DefaultTickInterval         = 200 * time.Millisecond
