@@ -38,8 +38,8 @@ type Gather struct {
 	db    *store.DB
 	parts map[int32]*gatherPart
 
-	mu      sync.Mutex
-	revoked []int32
+	mu     sync.Mutex
+	events []partEvent // assignments and revocations, in order
 
 	statsMu sync.Mutex
 	stats   GatherStats
@@ -54,6 +54,11 @@ type GatherStats struct {
 	Ticks        int64
 	Rebuilt      int64 // records re-folded silently to rebuild state
 	Open         int64 // open requests over the owned partitions
+}
+
+type partEvent struct {
+	assigned   bool
+	partitions []int32
 }
 
 type gatherPart struct {
@@ -105,11 +110,17 @@ func (g *Gather) Run(ctx context.Context) error {
 	}
 	defer ticker.Close()
 
-	onLoss := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-		g.mu.Lock()
-		g.revoked = append(g.revoked, lost[f.Topics.Results]...)
-		g.mu.Unlock()
+	record := func(assigned bool) func(context.Context, *kgo.Client, map[string][]int32) {
+		return func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+			g.mu.Lock()
+			g.events = append(g.events, partEvent{assigned: assigned, partitions: ps[f.Topics.Results]})
+			g.mu.Unlock()
+			if assigned {
+				g.assigned()
+			}
+		}
 	}
+	onLoss := record(false)
 	sess, err := kgo.NewGroupTransactSession(append(baseOpts(g.topo, g.o, "gather"),
 		kgo.ConsumerGroup(g.group),
 		kgo.ConsumeTopics(f.Topics.Results),
@@ -122,7 +133,7 @@ func (g *Gather) Run(ctx context.Context) error {
 		kgo.SessionTimeout(30*time.Second),
 		kgo.OnPartitionsRevoked(onLoss),
 		kgo.OnPartitionsLost(onLoss),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { g.assigned() }),
+		kgo.OnPartitionsAssigned(record(true)),
 	)...)
 	if err != nil {
 		return errorf("gather client: %w", err)
@@ -144,7 +155,14 @@ func (g *Gather) Run(ctx context.Context) error {
 		if err := fetchErrors(fetches, g.log); err != nil {
 			return err
 		}
-		g.dropRevoked()
+		// Partitions are prepared when assigned, not when records arrive: a
+		// quiet partition with open requests must tick too.
+		if err := g.handleEvents(ctx, adm); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 		busy := map[int32]bool{}
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if len(fp.Records) > 0 {
@@ -336,18 +354,29 @@ func (g *Gather) tick(ticker *kgo.Client, busy map[int32]bool) {
 	}
 }
 
-func (g *Gather) dropRevoked() {
+// handleEvents applies the assignments and revocations the group made
+// since the last poll, in order.
+func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) error {
 	g.mu.Lock()
-	revoked := g.revoked
-	g.revoked = nil
+	events := g.events
+	g.events = nil
 	g.mu.Unlock()
-	for _, p := range revoked {
-		if gp := g.parts[p]; gp != nil {
-			gp.fold.Abort()
-			delete(g.parts, p)
-			g.log.Info("partition revoked", "partition", p)
+	for _, ev := range events {
+		for _, p := range ev.partitions {
+			gp := g.parts[p]
+			switch {
+			case ev.assigned && gp == nil:
+				if err := g.prepare(ctx, adm, p); err != nil {
+					return err
+				}
+			case !ev.assigned && gp != nil:
+				gp.fold.Abort()
+				delete(g.parts, p)
+				g.log.Info("partition revoked", "partition", p)
+			}
 		}
 	}
+	return nil
 }
 
 // prepare makes the fold of a newly assigned partition: it resumes the

@@ -95,3 +95,52 @@ consolidate: {type: min, field: price}
 		})
 	}
 }
+
+// TestIntegrationDeadlinesFireOnQuietPartitions restarts the gather while
+// requests wait for a target that no worker serves, and sends nothing
+// more: only the gather's ticks move stream time past the deadlines, on
+// partitions whose state was rebuilt at assignment.
+func TestIntegrationDeadlinesFireOnQuietPartitions(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 2s
+targets: [{name: a}, {name: b}, {name: c}]
+consolidate: {type: min, field: price}
+gather: {tick_interval: 100ms}
+`)
+	processortest.CreateTopics(t, topo, f)
+	opts := []kafka.Option{kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithTargets("a", "b")}
+	sc, err := kafka.Roles(topo, topo.Flows, kafka.RoleScatter, "", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kafka.NewWorker(topo, f, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, append(sc, w)...)
+	g1, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1 := processortest.Start(t, g1)
+	const n = 5
+	processortest.Send(t, topo, requests(f.Name, n)...)
+	processortest.Eventually(t, time.Minute, "open requests committed", func() bool { return g1.Stats().Open == n })
+	stop1()
+
+	g2, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, g2)
+	aggs := processortest.Aggregates(t, topo, f, n, time.Minute)
+	for id, a := range aggs {
+		if a.Outcome != schemas.OutcomeTimeout || refs(a.Missing) != "c" || a.CompletedMs <= a.DeadlineMs {
+			t.Errorf("%s: outcome %s missing %q completed %d deadline %d", id, a.Outcome, refs(a.Missing), a.CompletedMs, a.DeadlineMs)
+		}
+	}
+	if g2.Stats().Ticks == 0 {
+		t.Error("no tick written, yet the deadlines fired")
+	}
+}
