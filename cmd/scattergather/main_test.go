@@ -86,8 +86,12 @@ func TestUsageAndValidation(t *testing.T) {
 
 // TestRunSendTail drives the commands as a user would: topics create, run
 // --role all with the built-in HTTP worker, send, and tail.
-func TestRunSendTail(t *testing.T) {
-	brokers := processortest.Fake(t)
+func TestRunSendTail(t *testing.T) { testRunSendTail(t, processortest.Fake(t)) }
+
+func TestIntegrationRunSendTail(t *testing.T) { testRunSendTail(t, processortest.Brokers(t)) }
+
+func testRunSendTail(t *testing.T, brokers []string) {
+	flow := processortest.Unique("quotes")
 	var mu sync.Mutex
 	keys := map[string]bool{}
 	provider := func(price int) *httptest.Server {
@@ -104,16 +108,16 @@ func TestRunSendTail(t *testing.T) {
 	topo := writeFile(t, "topology.yaml", fmt.Sprintf(`
 kafka: {brokers: [%s]}
 flows:
-  - name: quotes
+  - name: %s
     timeout: 20s
     targets:
       - {name: one, http: {url: %s}}
       - {name: two, http: {url: "${TWO_URL}"}}
     consolidate: {type: min, field: price}
-`, brokers[0], p1.URL))
+`, brokers[0], flow, p1.URL))
 	t.Setenv("TWO_URL", p2.URL)
 
-	if r := runCmd(context.Background(), "", "topics", "create", "--topology", topo); r.code != exitOK || !strings.Contains(r.stdout, "quotes.results") {
+	if r := runCmd(context.Background(), "", "topics", "create", "--topology", topo); r.code != exitOK || !strings.Contains(r.stdout, flow+".results") {
 		t.Fatalf("topics create: %+v", r)
 	}
 	if r := runCmd(context.Background(), "", "topics", "check", "--topology", topo); r.code != exitOK {
@@ -124,7 +128,7 @@ flows:
 	go func() {
 		runDone <- runCmd(ctx, "", "run", "--topology", topo, "--role", "all", "--state-dir", t.TempDir(), "--log-level", "warn")
 	}()
-	send := runCmd(context.Background(), `{"from":"AMS"}`+"\n"+`{"from":"CDG"}`+"\n", "send", "--topology", topo, "--flow", "quotes", "--attr", "team=search")
+	send := runCmd(context.Background(), `{"from":"AMS"}`+"\n"+`{"from":"CDG"}`+"\n", "send", "--topology", topo, "--flow", flow, "--attr", "team=search")
 	if send.code != exitOK {
 		t.Fatalf("send: %+v", send)
 	}
@@ -132,7 +136,7 @@ flows:
 	if len(ids) != 2 {
 		t.Fatalf("send printed %q, want two request ids", send.stdout)
 	}
-	tail := runCmd(context.Background(), "", "tail", "--topology", topo, "--flow", "quotes", "-n", "2", "--timeout", "60s")
+	tail := runCmd(context.Background(), "", "tail", "--topology", topo, "--flow", flow, "-n", "2", "--timeout", "60s")
 	if tail.code != exitOK {
 		t.Fatalf("tail: %+v", tail)
 	}
