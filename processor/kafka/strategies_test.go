@@ -225,3 +225,31 @@ consolidate: {type: sum, field: price}
 		}
 	}
 }
+
+// TestIntegrationHungTargetDoesNotStallOthers gives a hanging target two
+// slots and the whole worker three: its tasks queue behind each other, and
+// the other targets keep answering every request.
+func TestIntegrationHungTargetDoesNotStallOthers(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 2s
+targets: [{name: a}, {name: b}, {name: c, max_in_flight: 2}]
+consolidate: {type: min, field: price}
+worker: {max_in_flight: 3, deadline_grace: 200ms}
+`)
+	processortest.CreateTopics(t, topo, f)
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(),
+		kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithHandler("c", hanging()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+	const n = 20
+	processortest.Send(t, topo, requests(f.Name, n)...)
+	aggs := processortest.Aggregates(t, topo, f, n, 2*time.Minute)
+	for id, a := range aggs {
+		if names(a.Answered) != "a,b" || a.Outcome != schemas.OutcomeTimeout {
+			t.Errorf("%s: outcome %s answered %q failed %q missing %q", id, a.Outcome, names(a.Answered), names(a.Failed), refs(a.Missing))
+		}
+	}
+}
