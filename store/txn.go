@@ -253,8 +253,9 @@ type Due struct {
 }
 
 // DueBefore returns up to limit open requests whose deadline is before ms,
-// earliest first (ties by request id). The cost grows with the number due,
-// not the number open.
+// earliest first (ties by request id length, then by id: the index keys
+// hold the length-prefixed id). The cost grows with the number due, not the
+// number open.
 func (t *Txn) DueBefore(ms int64, limit int) ([]Due, error) {
 	lo := t.p.key(tagDeadline)
 	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: t.p.key(tagDeadline, be64(ms))})

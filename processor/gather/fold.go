@@ -426,15 +426,25 @@ func (p *Partition) decide(r *store.Request, deadline bool) Decision {
 // complete builds the aggregate of r, emits it and closes r.
 func (p *Partition) complete(tx *store.Txn, r *store.Request, answers []store.Answer, dec Decision, emit func(Output)) error {
 	agg := p.aggregate(r, answers, dec)
+	limit := int(p.f.cfg.Limits.MaxAggregateBytes)
 	b, err := p.f.codec.Encode(agg)
-	if err == nil && len(b) > int(p.f.cfg.Limits.MaxAggregateBytes) {
+	if err == nil && len(b) > limit {
 		err = fmt.Errorf("aggregate of %d bytes exceeds limits.max_aggregate_bytes %d", len(b), p.f.cfg.Limits.MaxAggregateBytes)
 	}
 	if err != nil {
 		// Never a transaction that aborts on every retry: a failed aggregate
 		// without the result takes its place.
 		agg.Outcome, agg.Reason, agg.Result = schemas.OutcomeFailed, err.Error(), []byte("null")
-		if b, err = p.f.codec.Encode(agg); err != nil {
+		b, err = p.f.codec.Encode(agg)
+		if err == nil && len(b) > limit {
+			// Still too large: the per-task lists (which grow with the
+			// tasks and their error texts) and the attributes go too.
+			agg.Answered, agg.Failed, agg.Missing = []schemas.Answer{}, []schemas.Answer{}, []schemas.TaskRef{}
+			agg.Attributes = map[string]string{}
+			agg.Reason += " (task lists and attributes dropped)"
+			b, err = p.f.codec.Encode(agg)
+		}
+		if err != nil {
 			return fmt.Errorf("gather: encode aggregate of %q: %w", r.RequestID, err)
 		}
 	}

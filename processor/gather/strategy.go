@@ -125,7 +125,8 @@ func MaxFailures(max int, s Strategy) Strategy {
 }
 
 // StrategyFor returns the strategy a manifest names, with its quorum and
-// max_failures. It fails for an unknown name or an impossible quorum.
+// max_failures. It fails for an unknown name or a quorum below 1; a quorum
+// above the number of tasks is accepted and fails the request at once.
 func StrategyFor(name string, quorum, maxFailures, tasks int) (Strategy, error) {
 	var s Strategy
 	switch name {

@@ -120,8 +120,18 @@ type HTTPTarget struct {
 
 // Breaker configures a circuit breaker.
 type Breaker struct {
-	Failures int      `yaml:"failures"`
+	// Failures is the number of consecutive failures that opens it; 0
+	// disables the breaker. Default 5 (set by Load when absent).
+	Failures *int     `yaml:"failures"`
 	Cooldown Duration `yaml:"cooldown"`
+}
+
+// Threshold returns Failures, or 0 (disabled) when it is unset.
+func (b Breaker) Threshold() int {
+	if b.Failures == nil {
+		return 0
+	}
+	return *b.Failures
 }
 
 // Strategy types.

@@ -96,8 +96,9 @@ func (f *Flow) setDefaults() {
 			orDefault(&h.MaxBackoff.D, DefaultHTTPMaxBackoff)
 			orDefault(&h.MaxResponseBytes, DefaultMaxResponseBytes)
 			orDefault(&h.Breaker.Cooldown.D, DefaultBreakerCooldown)
-			if h.Breaker.Failures == 0 {
-				h.Breaker.Failures = DefaultBreakerFailures
+			if h.Breaker.Failures == nil {
+				n := DefaultBreakerFailures
+				h.Breaker.Failures = &n
 			}
 		}
 	}
@@ -301,7 +302,7 @@ func (t *Target) validate(ps *problems, path string) {
 	if h.MaxResponseBytes < 1 {
 		ps.add(hp+".max_response_bytes", "must be at least 1")
 	}
-	if h.Breaker.Failures < 0 {
+	if h.Breaker.Threshold() < 0 {
 		ps.add(hp+".circuit_breaker.failures", "must not be negative (0 disables the breaker)")
 	}
 	for name := range h.Headers {

@@ -115,8 +115,8 @@ func Timeout(d time.Duration) Middleware {
 			ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("worker: call timed out after %s", d))
 			defer cancel()
 			out, err := next.Handle(ctx, t)
-			if err != nil && ctx.Err() != nil {
-				err = fmt.Errorf("%w: %w", err, context.Cause(ctx))
+			if cause := context.Cause(ctx); err != nil && ctx.Err() != nil && !errors.Is(err, cause) {
+				err = fmt.Errorf("%w: %w", err, cause)
 			}
 			return out, err
 		})
@@ -168,8 +168,14 @@ func (b *Breaker) Middleware() Middleware {
 			if err := b.allow(); err != nil {
 				return nil, err
 			}
+			ok := false
+			// Deferred, so that a panicking call counts as a failure and a
+			// half-open probe never stays pending for ever.
+			defer func() { b.record(ok) }()
 			out, err := next.Handle(ctx, t)
-			b.record(err == nil)
+			// A permanent error (a 4xx answer) shows a provider that is up.
+			var perm *PermanentError
+			ok = err == nil || errors.As(err, &perm)
 			return out, err
 		})
 	}

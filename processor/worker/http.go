@@ -48,18 +48,25 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("worker: build request: %w", err))
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", t.ContentType)
-	}
-	req.Header.Set("Idempotency-Key", t.TaskID)
-	req.Header.Set("X-Request-Id", t.RequestID)
 	for k, v := range c.cfg.Headers {
 		req.Header.Set(k, v)
 	}
+	if body != nil {
+		ct := t.ContentType
+		if ct == "" {
+			ct = schemas.ContentTypeJSON
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	// Set last: configured headers cannot replace the task's identity.
+	req.Header.Set("Idempotency-Key", t.TaskID)
+	req.Header.Set("X-Request-Id", t.RequestID)
 	resp, err := c.client.Do(req)
 	if err != nil {
+		// The context's cause (ErrDeadline, the Timeout middleware's) has
+		// no Timeout method: check the context too.
 		var uerr interface{ Timeout() bool }
-		if errors.As(err, &uerr) && uerr.Timeout() {
+		if ctx.Err() != nil || errors.As(err, &uerr) && uerr.Timeout() {
 			return nil, fmt.Errorf("provider timed out: %w", context.Cause(ctx))
 		}
 		var nerr *net.OpError
@@ -99,7 +106,7 @@ func snippet(b []byte) string {
 // middleware: a circuit breaker, retries with backoff and a per-call
 // timeout, as its topology says.
 func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client) Handler {
-	br := NewBreaker(cfg.Breaker.Failures, cfg.Breaker.Cooldown.D)
+	br := NewBreaker(cfg.Breaker.Threshold(), cfg.Breaker.Cooldown.D)
 	return Chain(NewHTTPCaller(cfg, client),
 		Retry(cfg.Retries, cfg.Backoff.D, cfg.MaxBackoff.D),
 		br.Middleware(),

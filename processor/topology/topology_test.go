@@ -1,0 +1,726 @@
+package topology_test
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/scattergather/scattergather/processor/topology"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/bad")
+
+// testEnv is the environment every test parses with: no test reads the
+// process environment.
+var testEnv = map[string]string{
+	"SKY_HOST":      "api.skyscanner.example",
+	"SKY_KEY":       "sky-key-123",
+	"SECRET_TOKEN":  "tok-very-secret-value",
+	"PROVIDER_HOST": "p.example.com",
+	"EMPTY":         "",
+}
+
+func lookup(env map[string]string) topology.Env {
+	return func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	}
+}
+
+// secrets must never appear in any message.
+var secrets = []string{"s3cret-ftp", "hunter2", "pa55word", "tok-very-secret-value"}
+
+func parse(t *testing.T, doc string, env map[string]string) (*topology.Topology, error) {
+	t.Helper()
+	return topology.Parse("t.yaml", []byte(doc), lookup(env))
+}
+
+func mustParse(t *testing.T, doc string) *topology.Topology {
+	t.Helper()
+	topo, err := parse(t, doc, testEnv)
+	if err != nil {
+		t.Fatalf("parse:\n%v", err)
+	}
+	return topo
+}
+
+func TestRepositoryTopologyLoads(t *testing.T) {
+	topo, err := topology.Parse("topology.yaml", readFile(t, "../../topology.yaml"), lookup(nil))
+	if err != nil {
+		t.Fatalf("the repository's topology.yaml does not load:\n%v", err)
+	}
+	if err := topo.Validate(); err != nil {
+		t.Errorf("re-validation: %v", err)
+	}
+	f := topo.Flow("flights")
+	if f == nil {
+		t.Fatal("no flow flights")
+	}
+	if got := f.Target("skyscanner").HTTP.Headers["X-Api-Key"]; got != "demo-key" {
+		t.Errorf("X-Api-Key from ${SKYSCANNER_API_KEY:-demo-key} = %q", got)
+	}
+	if got := topo.Kafka.Brokers; !reflect.DeepEqual(got, []string{"127.0.0.1:9092"}) {
+		t.Errorf("brokers %q", got)
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func intp(i int) *int { return &i }
+
+func TestFullFile(t *testing.T) {
+	topo, err := topology.Parse("testdata/full.yaml", readFile(t, "testdata/full.yaml"), lookup(testEnv))
+	if err != nil {
+		t.Fatalf("full.yaml:\n%v", err)
+	}
+	d := func(s string) topology.Duration {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return topology.Duration{D: v}
+	}
+	want := &topology.Topology{
+		File: "testdata/full.yaml",
+		Kafka: topology.Kafka{
+			Brokers:           []string{"broker-1:9092", "broker-2:9092"},
+			ClientID:          "sg-test",
+			GroupPrefix:       "sgtest",
+			ReplicationFactor: 3,
+		},
+		Flows: []*topology.Flow{{
+			Name:        "flights",
+			Description: "cheapest fare across providers",
+			Topics: topology.Topics{
+				Requests: "fl.in", Results: "fl.results", Aggregated: "fl.out", Late: "fl.late", DeadLetter: "fl.dlq",
+				ResultsRetention: d("48h"),
+			},
+			Partitions: 6,
+			Timeout:    d("1500ms"),
+			Fanout:     topology.Fanout{Mode: "targets", MaxTasks: 8},
+			Targets: []*topology.Target{
+				{Name: "skyscanner", Topic: "fl.tasks.sky", MaxInFlight: 16, HTTP: &topology.HTTPTarget{
+					URL: "https://api.skyscanner.example/quote", Method: "PUT", Timeout: d("1s"), Retries: 2,
+					Backoff: d("10ms"), MaxBackoff: d("500ms"),
+					Headers:          map[string]string{"X-Api-Key": "sky-key-123", "Accept": "application/json"},
+					MaxResponseBytes: 512 << 10, InsecureSkipVerify: true,
+					Breaker: topology.Breaker{Failures: intp(3), Cooldown: d("30s")},
+				}},
+				{Name: "kayak", Topic: "flights.tasks.kayak", MaxInFlight: 32, HTTP: &topology.HTTPTarget{
+					URL: "http://kayak.internal:8080/quote", Method: "POST", Timeout: d("1500ms"),
+					Backoff: d("50ms"), MaxBackoff: d("1s"), MaxResponseBytes: 1 << 20,
+					Breaker: topology.Breaker{Failures: intp(5), Cooldown: d("5s")},
+				}},
+				{Name: "expedia", Topic: "flights.tasks.expedia", MaxInFlight: 32},
+			},
+			Strategy:    topology.Strategy{Type: "quorum", Quorum: topology.Quorum{Majority: true}, MaxFailures: intp(1)},
+			Consolidate: topology.Consolidate{Type: "merge", Path: "offers", Key: "id", Sort: "price", Order: "asc", Top: 5},
+			Limits:      topology.Limits{MaxPayloadBytes: 2 << 20, MaxOpenRequests: 5000, MaxAggregateBytes: 800_000},
+			Gather:      topology.GatherOpts{TickInterval: d("50ms"), ClosedRetention: d("10m")},
+			Worker:      topology.WorkerOpts{MaxInFlight: 128, MaxInFlightPerTarget: 32, DeadlineGrace: d("250ms")},
+		}, {
+			Name: "summarize",
+			Topics: topology.Topics{
+				Requests: "summarize.requests", Results: "summarize.results", Aggregated: "summarize.aggregated",
+				Late: "summarize.late", DeadLetter: "summarize.dlq", ResultsRetention: d("168h"),
+			},
+			Partitions:  3,
+			Timeout:     d("45s"),
+			Fanout:      topology.Fanout{Mode: "items", Items: "doc.chunks", MaxTasks: 100},
+			Targets:     []*topology.Target{{Name: "llm", Topic: "summarize.tasks.llm", MaxInFlight: 64}},
+			Strategy:    topology.Strategy{Type: "timeout"},
+			Consolidate: topology.Consolidate{Type: "vote", Field: "summary.label"},
+			Limits: topology.Limits{MaxPayloadBytes: topology.DefaultMaxPayloadBytes, MaxOpenRequests: topology.DefaultMaxOpenRequests,
+				MaxAggregateBytes: topology.DefaultMaxAggregateBytes},
+			Gather: topology.GatherOpts{TickInterval: d("200ms"), ClosedRetention: d("90s")},
+			Worker: topology.WorkerOpts{MaxInFlight: 256, MaxInFlightPerTarget: 64, DeadlineGrace: d("1s")},
+		}},
+	}
+	if !reflect.DeepEqual(topo, want) {
+		for i := range want.Flows {
+			if i < len(topo.Flows) && !reflect.DeepEqual(topo.Flows[i], want.Flows[i]) {
+				t.Errorf("flow %d:\n got %+v\nwant %+v", i, *topo.Flows[i], *want.Flows[i])
+				for j := range want.Flows[i].Targets {
+					if j < len(topo.Flows[i].Targets) && !reflect.DeepEqual(topo.Flows[i].Targets[j], want.Flows[i].Targets[j]) {
+						t.Errorf("target %d:\n got %+v %+v\nwant %+v %+v", j, topo.Flows[i].Targets[j], topo.Flows[i].Targets[j].HTTP,
+							want.Flows[i].Targets[j], want.Flows[i].Targets[j].HTTP)
+					}
+				}
+			}
+		}
+		if !reflect.DeepEqual(topo.Kafka, want.Kafka) {
+			t.Errorf("kafka:\n got %+v\nwant %+v", topo.Kafka, want.Kafka)
+		}
+	}
+	if got, want := topo.Flows[0].AllTopics(), []string{"fl.in", "fl.tasks.sky", "flights.tasks.kayak", "flights.tasks.expedia", "fl.results", "fl.out", "fl.late", "fl.dlq"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("AllTopics %q, want %q", got, want)
+	}
+	if got := topo.Group(topo.Flows[1], "worker.llm"); got != "sgtest.summarize.worker.llm" {
+		t.Errorf("group %q", got)
+	}
+	if got := topo.Flows[0].Strategy.QuorumFor(3); got != 2 {
+		t.Errorf("majority of 3 = %d, want 2", got)
+	}
+	if topo.Flow("nope") != nil || topo.Flows[0].Target("nope") != nil {
+		t.Error("lookup of an unknown name is not nil")
+	}
+}
+
+// TestFullFileHasEveryKey fails when a key is added to the types without
+// being exercised by testdata/full.yaml.
+func TestFullFileHasEveryKey(t *testing.T) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(readFile(t, "testdata/full.yaml"), &root); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			walk(n.Content[0], path)
+		case yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c, path+"[]")
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				have[p] = true
+				walk(n.Content[i+1], p)
+			}
+		}
+	}
+	walk(&root, "")
+
+	var want []string
+	var keys func(t reflect.Type, path string)
+	keys = func(t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || t == reflect.TypeFor[topology.Duration]() || t == reflect.TypeFor[topology.Quorum]() {
+			return
+		}
+		for i := 0; i < t.NumField(); i++ {
+			tag := t.Field(i).Tag.Get("yaml")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			p := tag
+			if path != "" {
+				p = path + "." + tag
+			}
+			want = append(want, p)
+			ft := t.Field(i).Type
+			if ft.Kind() == reflect.Slice {
+				keys(ft.Elem(), p+"[]")
+			} else if ft.Kind() != reflect.Map {
+				keys(ft, p)
+			}
+		}
+	}
+	keys(reflect.TypeFor[topology.Topology](), "")
+	if len(want) < 50 {
+		t.Fatalf("only %d keys found by reflection: %q", len(want), want)
+	}
+	for _, k := range want {
+		if !have[k] {
+			t.Errorf("testdata/full.yaml does not set %s", k)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	topo := mustParse(t, `
+flows:
+  - name: orders
+    timeout: 10s
+    targets:
+      - name: a
+      - name: b
+        max_in_flight: 3
+        http: {url: "http://b.example/x"}
+    consolidate: {type: merge, path: hits}
+  - name: slow
+    timeout: 45s
+    targets: [{name: a}]
+  - name: kept
+    timeout: 45s
+    gather: {closed_retention: 5s}
+    worker: {max_in_flight_per_target: 7}
+    targets: [{name: a}]
+`)
+	k := topo.Kafka
+	if !reflect.DeepEqual(k, topology.Kafka{Brokers: []string{"127.0.0.1:9092"}, ClientID: "scattergather", GroupPrefix: "scattergather", ReplicationFactor: 1}) {
+		t.Errorf("kafka defaults %+v", k)
+	}
+	f := topo.Flows[0]
+	for _, c := range []struct{ name, got, want string }{
+		{"requests", f.Topics.Requests, "orders.requests"},
+		{"results", f.Topics.Results, "orders.results"},
+		{"aggregated", f.Topics.Aggregated, "orders.aggregated"},
+		{"late", f.Topics.Late, "orders.late"},
+		{"dead_letter", f.Topics.DeadLetter, "orders.dlq"},
+		{"target topic", f.Targets[0].Topic, "orders.tasks.a"},
+		{"fanout mode", f.Fanout.Mode, "targets"},
+		{"strategy", f.Strategy.Type, "all"},
+		{"merge order", f.Consolidate.Order, "desc"},
+		{"http method", f.Targets[1].HTTP.Method, "POST"},
+		{"consumer group", topo.Group(f, "gather"), "scattergather.orders.gather"},
+		{"second flow consolidation", topo.Flows[1].Consolidate.Type, "collect"},
+		{"second flow order", topo.Flows[1].Consolidate.Order, ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	h := f.Targets[1].HTTP
+	for _, c := range []struct {
+		name      string
+		got, want int64
+	}{
+		{"results retention", int64(f.Topics.ResultsRetention.D), int64(7 * 24 * time.Hour)},
+		{"partitions", int64(f.Partitions), 3},
+		{"max tasks", int64(f.Fanout.MaxTasks), 64},
+		{"max failures", int64(f.Strategy.MaxFailuresOrNone()), -1},
+		{"max payload", int64(f.Limits.MaxPayloadBytes), topology.DefaultMaxPayloadBytes},
+		{"max open", int64(f.Limits.MaxOpenRequests), topology.DefaultMaxOpenRequests},
+		{"max aggregate", int64(f.Limits.MaxAggregateBytes), topology.DefaultMaxAggregateBytes},
+		{"max aggregate under the broker's default message size", int64(f.Limits.MaxAggregateBytes), min(topology.DefaultMaxAggregateBytes, 1<<20-1)},
+		{"max payload under the broker's default message size", int64(f.Limits.MaxPayloadBytes), min(topology.DefaultMaxPayloadBytes, 1<<20-1)},
+		{"tick interval", int64(f.Gather.TickInterval.D), int64(200 * time.Millisecond)},
+		{"closed retention max(2*10s, 1m)", int64(f.Gather.ClosedRetention.D), int64(time.Minute)},
+		{"closed retention max(2*45s, 1m)", int64(topo.Flows[1].Gather.ClosedRetention.D), int64(90 * time.Second)},
+		{"closed retention as written", int64(topo.Flows[2].Gather.ClosedRetention.D), int64(5 * time.Second)},
+		{"worker max in flight", int64(f.Worker.MaxInFlight), 256},
+		{"per target", int64(f.Worker.MaxInFlightPerTarget), 64},
+		{"deadline grace", int64(f.Worker.DeadlineGrace.D), int64(topology.DefaultDeadlineGrace)},
+		{"target max in flight", int64(f.Targets[0].MaxInFlight), 64},
+		{"target max in flight as written", int64(f.Targets[1].MaxInFlight), 3},
+		{"target max in flight from the flow", int64(topo.Flows[2].Targets[0].MaxInFlight), 7},
+		{"http timeout = flow timeout", int64(h.Timeout.D), int64(10 * time.Second)},
+		{"http retries", int64(h.Retries), 0},
+		{"http backoff", int64(h.Backoff.D), int64(50 * time.Millisecond)},
+		{"http max backoff", int64(h.MaxBackoff.D), int64(time.Second)},
+		{"http max response", int64(h.MaxResponseBytes), 1 << 20},
+		{"breaker failures", int64(h.Breaker.Threshold()), 5},
+		{"breaker cooldown", int64(h.Breaker.Cooldown.D), int64(5 * time.Second)},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	if f.Targets[0].HTTP != nil {
+		t.Error("a target without http got an HTTP config")
+	}
+}
+
+func TestInterpolation(t *testing.T) {
+	env := map[string]string{"HOST": "h.example", "PORT": "8080", "EMPTY": "", "N": "4"}
+	for _, tc := range []struct {
+		name, value, want string
+		wantErr           string
+	}{
+		{"plain", "abc", "abc", ""},
+		{"set", "${HOST}", "h.example", ""},
+		{"two in one value", "${HOST}:${PORT}", "h.example:8080", ""},
+		{"default unused", "${HOST:-other}", "h.example", ""},
+		{"default used", "${NOPE:-fallback}", "fallback", ""},
+		{"empty default", "x${NOPE:-}y", "xy", ""},
+		{"default with colon and slash", "${NOPE:-http://d:1/p}", "http://d:1/p", ""},
+		{"set but empty takes the default", "${EMPTY:-d}", "d", ""},
+		{"set but empty without default", "a${EMPTY}b", "ab", ""},
+		{"not a reference", "$HOST and ${1X}", "$HOST and ${1X}", ""},
+		{"unset", "${NOPE}", "", `t.yaml:4:18: flows[0].description: environment variable NOPE is not set`},
+		{"unset among set", "${HOST}${NOPE2}", "", `environment variable NOPE2 is not set`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "flows:\n  - name: f\n    timeout: 1s\n    description: \"" + tc.value + "\"\n    targets: [{name: a}]\n"
+			topo, err := parse(t, doc, env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := topo.Flows[0].Description; got != tc.want {
+				t.Errorf("%q became %q, want %q", tc.value, got, tc.want)
+			}
+		})
+	}
+	// Typed values are interpolated before they are parsed.
+	topo, err := parse(t, "flows:\n  - name: f\n    timeout: ${T:-3s}\n    partitions: ${N}\n    targets: [{name: a}]\n", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := topo.Flows[0]; f.Timeout.D != 3*time.Second || f.Partitions != 4 {
+		t.Errorf("timeout %s partitions %d", f.Timeout, f.Partitions)
+	}
+}
+
+func TestScalars(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		check      func(f *topology.Flow) bool
+		wantErr    string
+	}{
+		{"limits.max_payload_bytes", "1048576", func(f *topology.Flow) bool { return f.Limits.MaxPayloadBytes == 1<<20 }, ""},
+		{"limits.max_payload_bytes", "512KiB", func(f *topology.Flow) bool { return f.Limits.MaxPayloadBytes == 512<<10 }, ""},
+		{"limits.max_payload_bytes", "2 MiB", func(f *topology.Flow) bool { return f.Limits.MaxPayloadBytes == 2<<20 }, ""},
+		{"limits.max_payload_bytes", "1GiB", func(f *topology.Flow) bool { return f.Limits.MaxPayloadBytes == 1<<30 }, ""},
+		{"limits.max_payload_bytes", "3MB", func(f *topology.Flow) bool { return f.Limits.MaxPayloadBytes == 3_000_000 }, ""},
+		{"limits.max_payload_bytes", "10KB", func(f *topology.Flow) bool { return f.Limits.MaxPayloadBytes == 10_000 }, ""},
+		{"limits.max_payload_bytes", "100B", func(f *topology.Flow) bool { return f.Limits.MaxPayloadBytes == 100 }, ""},
+		{"limits.max_payload_bytes", "1.5MiB", nil, `want a size such as 1048576, 512KiB or 1MiB, have "1.5MiB"`},
+		{"limits.max_payload_bytes", "1TB", nil, `have "1TB"`},
+		{"limits.max_payload_bytes", "-1", nil, `have "-1"`},
+		{"limits.max_payload_bytes", "99999999999GiB", nil, `have "99999999999GiB"`},
+		{"limits.max_payload_bytes", "[1]", nil, "want a scalar value, have a list"},
+		{"gather.tick_interval", "1m30s", func(f *topology.Flow) bool { return f.Gather.TickInterval.D == 90*time.Second }, ""},
+		{"gather.tick_interval", "5", nil, `want a duration such as 250ms or 2s, have "5"`},
+		{"gather.tick_interval", "soon", nil, `have "soon"`},
+		{"strategy.quorum", "2", func(f *topology.Flow) bool { return f.Strategy.Quorum == topology.Quorum{N: 2} }, ""},
+		{"strategy.quorum", "majority", func(f *topology.Flow) bool {
+			return f.Strategy.Quorum.Majority && f.Strategy.Quorum.String() == "majority"
+		}, ""},
+		{"strategy.quorum", "most", nil, `want a number or majority, have "most"`},
+		{"strategy.max_failures", "0", func(f *topology.Flow) bool { return f.Strategy.MaxFailuresOrNone() == 0 }, ""},
+		{"strategy.max_failures", "two", nil, `want an integer, have "two"`},
+		{"partitions", "1e3", nil, `want an integer, have "1e3"`},
+		{"targets.0.http.insecure_skip_verify", "maybe", nil, `want true or false, have "maybe"`},
+		{"targets.0.http.headers", "x", nil, "want a mapping, have a scalar"},
+		{"targets", "{name: a}", nil, "want a list, have a mapping"},
+		{"description", "{a: b}", nil, "want a scalar value, have a mapping"},
+	} {
+		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
+			base := map[string]any{
+				"name": "f", "timeout": "1s",
+				"targets":  []any{map[string]any{"name": "a", "http": map[string]any{"url": "http://a/"}}, map[string]any{"name": "b"}},
+				"strategy": map[string]any{"type": "quorum", "quorum": 1},
+			}
+			set(base, tc.key, yamlValue(t, tc.value))
+			doc, err := yaml.Marshal(map[string]any{"flows": []any{base}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			topo, err := topology.Parse("t.yaml", doc, lookup(nil))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error\n%v\nwant one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%s\n%v", doc, err)
+			}
+			if !tc.check(topo.Flows[0]) {
+				t.Errorf("%s: %q decoded to %+v", tc.key, tc.value, topo.Flows[0])
+			}
+		})
+	}
+}
+
+func yamlValue(t *testing.T, s string) any {
+	t.Helper()
+	var v any
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		return s
+	}
+	if _, isMap := v.(map[string]any); isMap {
+		return v
+	}
+	if _, isList := v.([]any); isList {
+		return v
+	}
+	return s // keep scalars as written
+}
+
+func set(m map[string]any, path string, v any) {
+	parts := strings.Split(path, ".")
+	var cur any = m
+	for i, p := range parts {
+		last := i == len(parts)-1
+		switch c := cur.(type) {
+		case map[string]any:
+			if last {
+				c[p] = v
+				return
+			}
+			if _, ok := c[p]; !ok {
+				c[p] = map[string]any{}
+			}
+			cur = c[p]
+		case []any:
+			idx := int(p[0] - '0')
+			if last {
+				c[idx] = v
+				return
+			}
+			cur = c[idx]
+		}
+	}
+}
+
+func TestProblemPosition(t *testing.T) {
+	doc := `flows:
+  - name: f
+    timeout: 1s
+    targets: [{name: a}]
+    strategy:
+      type: quorum
+      quorum: 2
+      colour: blue
+`
+	_, err := parse(t, doc, nil)
+	var te *topology.Error
+	if !errors.As(err, &te) || len(te.Problems) != 1 {
+		t.Fatalf("want one problem, have %v", err)
+	}
+	p := te.Problems[0]
+	if p.File != "t.yaml" || p.Line != 8 || p.Column != 7 || p.Path != "flows[0].strategy.colour" || !strings.HasPrefix(p.Msg, "unknown key (known: type, quorum, max_failures)") {
+		t.Errorf("problem %+v", *p)
+	}
+	if got, want := p.Error(), "t.yaml:8:7: flows[0].strategy.colour: unknown key (known: type, quorum, max_failures)"; got != want {
+		t.Errorf("message\n got %s\nwant %s", got, want)
+	}
+
+	// A validation problem points at the value that is wrong.
+	doc = strings.Replace(doc, "      colour: blue\n", "", 1)
+	_, err = parse(t, doc, nil)
+	if !errors.As(err, &te) || len(te.Problems) != 1 {
+		t.Fatalf("want one problem, have %v", err)
+	}
+	if p := te.Problems[0]; p.Line != 7 || p.Column != 15 || p.Path != "flows[0].strategy.quorum" {
+		t.Errorf("problem %+v", *p)
+	}
+	// errors.As finds each problem through Unwrap.
+	var one *topology.Problem
+	if !errors.As(err, &one) || one != te.Problems[0] {
+		t.Error("errors.As does not find the *Problem")
+	}
+
+	// A missing key is reported at its nearest written parent.
+	_, err = parse(t, "flows:\n  - name: f\n    targets: [{name: a}]\n", nil)
+	if !errors.As(err, &te) || len(te.Problems) != 1 {
+		t.Fatalf("want one problem, have %v", err)
+	}
+	if p := te.Problems[0]; p.Line != 2 || p.Column != 5 || p.Path != "flows[0].timeout" {
+		t.Errorf("problem %+v", *p)
+	}
+
+	// Problem formatting without file or position.
+	for _, c := range []struct {
+		p    topology.Problem
+		want string
+	}{
+		{topology.Problem{Msg: "m"}, "m"},
+		{topology.Problem{Path: "a.b", Msg: "m"}, "a.b: m"},
+		{topology.Problem{File: "f", Path: "a", Msg: "m"}, "f: a: m"},
+		{topology.Problem{File: "f", Line: 1, Column: 2, Msg: "m"}, "f:1:2: m"},
+	} {
+		if got := c.p.Error(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.p, got, c.want)
+		}
+	}
+}
+
+func TestValidateWithoutParse(t *testing.T) {
+	topo := mustParse(t, "flows: [{name: f, timeout: 1s, targets: [{name: a}]}]")
+	if err := topo.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	topo.Flows[0].Strategy.Type = "best"
+	topo.Flows[0].Targets[0].Topic = ""
+	err := topo.Validate()
+	want := "flows[0].targets[0].topic: invalid topic name \"\"\nflows[0].strategy.type: unknown strategy \"best\" (one of all, first, quorum, timeout)"
+	if err == nil || err.Error() != want {
+		t.Errorf("error\n%v\nwant\n%s", err, want)
+	}
+}
+
+// TestBadFiles parses every testdata/bad/*.yaml and compares the messages
+// with the .golden beside it; go test -update rewrites them.
+func TestBadFiles(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.yaml")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("bad files: %v %v", files, err)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			topo, err := topology.Parse(filepath.ToSlash(file), readFile(t, file), lookup(testEnv))
+			if err == nil {
+				t.Fatalf("%s parsed: %+v", file, topo)
+			}
+			if topo != nil {
+				t.Error("a topology returned with an error")
+			}
+			var te *topology.Error
+			if !errors.As(err, &te) {
+				t.Fatalf("error %T, want *topology.Error", err)
+			}
+			if n := len(te.Problems); n < 3 && name != "syntax" && name != "empty" && name != "noflows" {
+				t.Errorf("%d problems; the file is meant to have several", n)
+			}
+			got := err.Error() + "\n"
+			for _, s := range secrets {
+				if strings.Contains(got, s) {
+					t.Errorf("a secret (%s) appears in the messages:\n%s", s, got)
+				}
+			}
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("messages of %s differ from %s:\n got:\n%s\nwant:\n%s", file, golden, got, want)
+			}
+		})
+	}
+}
+
+func TestGoldenFilesHaveYAML(t *testing.T) {
+	goldens, _ := filepath.Glob("testdata/bad/*.golden")
+	for _, g := range goldens {
+		if _, err := os.Stat(strings.TrimSuffix(g, ".golden") + ".yaml"); err != nil {
+			t.Errorf("stale golden file %s", g)
+		}
+	}
+}
+
+func TestSecretsNeverShown(t *testing.T) {
+	for _, url := range []string{
+		"ftp://user:s3cret-ftp@host/x",
+		"http://user:hunter2@host:port/x",
+		"user:pa55word@host/x",
+		"//user:hunter2@",
+		"https://user:hunter2@/x",
+		"${SECRET_URL}",
+	} {
+		t.Run(url, func(t *testing.T) {
+			env := map[string]string{"SECRET_URL": "mailto:tok-very-secret-value@example.com"}
+			doc := "flows:\n  - name: f\n    timeout: 1s\n    targets:\n      - name: a\n        http: {url: \"" + url + "\"}\n"
+			_, err := parse(t, doc, env)
+			if err == nil {
+				t.Fatal("an invalid URL was accepted")
+			}
+			if !strings.Contains(err.Error(), "flows[0].targets[0].http.url: want an absolute http or https URL") {
+				t.Errorf("message %v", err)
+			}
+			for _, s := range secrets {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("the password shows: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// fuzzEnv is a small fixed environment for FuzzParse.
+var fuzzEnv = lookup(map[string]string{"A": "1", "B": "", "URL": "http://x/"})
+
+func FuzzParse(f *testing.F) {
+	for _, glob := range []string{"../../topology.yaml", "testdata/*.yaml", "testdata/bad/*.yaml"} {
+		files, _ := filepath.Glob(glob)
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("flows: [~]"))
+	f.Add([]byte("flows: [{name: f, timeout: 1s, targets: [~]}]"))
+	f.Add([]byte("flows: [{name: f, timeout: 1s, targets: [{name: a, http: ~}], strategy: ~}]"))
+	f.Add([]byte("a: &x {b: *x}"))
+	f.Add([]byte("flows: [{name: '${A}', timeout: '${B:-1s}', targets: [{name: a, http: {url: '${URL}'}}]}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		topo, err := topology.Parse("fuzz.yaml", data, fuzzEnv)
+		if err != nil {
+			if topo != nil {
+				t.Fatal("topology and error both returned")
+			}
+			var te *topology.Error
+			if errors.As(err, &te) {
+				if len(te.Problems) == 0 {
+					t.Fatal("an *Error without problems")
+				}
+				for _, p := range te.Problems {
+					if p.Msg == "" {
+						t.Fatalf("problem without a message: %+v", *p)
+					}
+				}
+			}
+			return
+		}
+		if topo == nil {
+			t.Fatal("neither topology nor error")
+		}
+		if err := topo.Validate(); err != nil {
+			t.Fatalf("a parsed topology does not re-validate: %v\n%s", err, data)
+		}
+		for _, fl := range topo.Flows {
+			if fl.TimeoutDuration() <= 0 || len(fl.Targets) == 0 {
+				t.Fatalf("flow %+v passed validation", fl)
+			}
+			seen := map[string]bool{}
+			for _, tp := range fl.AllTopics() {
+				if seen[tp] {
+					t.Fatalf("topic %q twice", tp)
+				}
+				seen[tp] = true
+			}
+		}
+	})
+}
+
+func TestBreakerZeroDisables(t *testing.T) {
+	doc := `
+flows:
+  - name: f
+    timeout: 1s
+    targets:
+      - {name: off, http: {url: "http://p", circuit_breaker: {failures: 0}}}
+      - {name: dflt, http: {url: "http://p"}}
+`
+	topo, err := topology.Parse("t.yaml", []byte(doc), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := topo.Flows[0]
+	if got := f.Target("off").HTTP.Breaker.Threshold(); got != 0 {
+		t.Errorf("failures: 0 gives threshold %d, want 0 (disabled)", got)
+	}
+	if got := f.Target("dflt").HTTP.Breaker.Threshold(); got != topology.DefaultBreakerFailures {
+		t.Errorf("default threshold %d, want %d", got, topology.DefaultBreakerFailures)
+	}
+}
