@@ -15,9 +15,9 @@ import (
 
 func sampleRecords() []any {
 	return []any{
-		&schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{"a":1}`), ContentType: schemas.ContentTypeJSON, Attributes: map[string]string{"k": "v"}},
-		&schemas.Task{RequestID: "r1", Flow: "f", TaskID: "r1/a", Target: "a", Item: -1, Payload: []byte(`{}`), ContentType: schemas.ContentTypeJSON, ResultsPartition: 3, DeadlineMs: 1700000000000, Attributes: map[string]string{}},
-		&schemas.Manifest{RequestID: "r1", Flow: "f", Tasks: []schemas.TaskRef{{TaskID: "r1/a", Target: "a", Item: -1}, {TaskID: "r1/b/0", Target: "b", Item: 0}}, Strategy: "quorum", Quorum: 2, MaxFailures: -1, TimeoutMs: 1500, RequestPartition: 1, RequestOffset: 42, Attributes: map[string]string{}},
+		&schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{"a":1}`), ContentType: schemas.ContentTypeJSON, Attributes: schemas.AttributesOf(map[string]string{"k": "v"})},
+		&schemas.Task{RequestID: "r1", Flow: "f", TaskID: "r1/a", Target: "a", Item: -1, Payload: []byte(`{}`), ContentType: schemas.ContentTypeJSON, ResultsPartition: 3, DeadlineMs: 1700000000000, Attributes: schemas.AttributesOf(map[string]string{})},
+		&schemas.Manifest{RequestID: "r1", Flow: "f", Tasks: []schemas.TaskRef{{TaskID: "r1/a", Target: "a", Item: -1}, {TaskID: "r1/b/0", Target: "b", Item: 0}}, Strategy: "quorum", Quorum: 2, MaxFailures: -1, TimeoutMs: 1500, RequestPartition: 1, RequestOffset: 42, Attributes: schemas.AttributesOf(map[string]string{})},
 		&schemas.Result{RequestID: "r1", Flow: "f", TaskID: "r1/a", Target: "a", Item: -1, Status: schemas.StatusOK, Payload: []byte(`{"price":10}`), ContentType: schemas.ContentTypeJSON, Attempts: 2, DurationMs: 12, Worker: "w1"},
 		&schemas.Result{RequestID: "r1", Flow: "f", TaskID: "r1/b", Target: "b", Item: -1, Status: schemas.StatusError, Payload: []byte{}, ContentType: "", Error: "boom", Attempts: 1},
 		&schemas.Tick{SentMs: 123},
@@ -25,7 +25,7 @@ func sampleRecords() []any {
 			Answered: []schemas.Answer{{TaskID: "r1/a", Target: "a", Item: -1, LatencyMs: 5, Attempts: 1}},
 			Failed:   []schemas.Answer{{TaskID: "r1/b", Target: "b", Item: -1, Error: "boom", LatencyMs: 7, Attempts: 1}},
 			Missing:  []schemas.TaskRef{{TaskID: "r1/c", Target: "c", Item: -1}},
-			OpenedMs: 1, DeadlineMs: 2, CompletedMs: 3, Partition: 4, ManifestOffset: 5, Attributes: map[string]string{"a": "b"}},
+			OpenedMs: 1, DeadlineMs: 2, CompletedMs: 3, Partition: 4, ManifestOffset: 5, Attributes: schemas.AttributesOf(map[string]string{"a": "b"})},
 	}
 }
 
@@ -390,4 +390,30 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("encoding is not stable (%v)", err)
 		}
 	})
+}
+
+// Attributes travel as a sorted array, not an Avro map: encoding the same
+// aggregate gives the same bytes every time, whatever the map order.
+func TestAttributesEncodeDeterministically(t *testing.T) {
+	m := map[string]string{}
+	for i := range 20 {
+		m[fmt.Sprintf("k%02d", i)] = fmt.Sprint(i)
+	}
+	var first []byte
+	for i := range 20 {
+		a := &schemas.Aggregate{RequestID: "r", Flow: "f", Outcome: schemas.OutcomeComplete, Result: []byte("null"), Attributes: schemas.AttributesOf(m)}
+		b, err := schemas.Encode(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = b
+		} else if !bytes.Equal(first, b) {
+			t.Fatalf("encoding %d differs from the first", i)
+		}
+	}
+	got := schemas.Attributes{{Key: "b", Value: "1"}, {Key: "a", Value: "2"}, {Key: "b", Value: "3"}}.Normalize()
+	if want := (schemas.Attributes{{Key: "a", Value: "2"}, {Key: "b", Value: "3"}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Normalize = %v, want %v", got, want)
+	}
 }

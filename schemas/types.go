@@ -1,6 +1,10 @@
 package schemas
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+)
 
 // Status is the outcome of one task as a worker reports it.
 type Status string
@@ -39,25 +43,25 @@ const NoItem = -1
 
 // Request is a request to scatter (request.avsc).
 type Request struct {
-	RequestID   string            `avro:"request_id" json:"request_id"`
-	Flow        string            `avro:"flow" json:"flow"`
-	Payload     []byte            `avro:"payload" json:"payload"`
-	ContentType string            `avro:"content_type" json:"content_type"`
-	Attributes  map[string]string `avro:"attributes" json:"attributes"`
+	RequestID   string     `avro:"request_id" json:"request_id"`
+	Flow        string     `avro:"flow" json:"flow"`
+	Payload     []byte     `avro:"payload" json:"payload"`
+	ContentType string     `avro:"content_type" json:"content_type"`
+	Attributes  Attributes `avro:"attributes" json:"attributes"`
 }
 
 // Task is one unit of work for one target (task.avsc).
 type Task struct {
-	RequestID        string            `avro:"request_id" json:"request_id"`
-	Flow             string            `avro:"flow" json:"flow"`
-	TaskID           string            `avro:"task_id" json:"task_id"`
-	Target           string            `avro:"target" json:"target"`
-	Item             int32             `avro:"item" json:"item"`
-	Payload          []byte            `avro:"payload" json:"payload"`
-	ContentType      string            `avro:"content_type" json:"content_type"`
-	ResultsPartition int32             `avro:"results_partition" json:"results_partition"`
-	DeadlineMs       int64             `avro:"deadline_ms" json:"deadline_ms"`
-	Attributes       map[string]string `avro:"attributes" json:"attributes"`
+	RequestID        string     `avro:"request_id" json:"request_id"`
+	Flow             string     `avro:"flow" json:"flow"`
+	TaskID           string     `avro:"task_id" json:"task_id"`
+	Target           string     `avro:"target" json:"target"`
+	Item             int32      `avro:"item" json:"item"`
+	Payload          []byte     `avro:"payload" json:"payload"`
+	ContentType      string     `avro:"content_type" json:"content_type"`
+	ResultsPartition int32      `avro:"results_partition" json:"results_partition"`
+	DeadlineMs       int64      `avro:"deadline_ms" json:"deadline_ms"`
+	Attributes       Attributes `avro:"attributes" json:"attributes"`
 }
 
 // TaskRef names one expected task of a request (manifest.avsc).
@@ -69,16 +73,16 @@ type TaskRef struct {
 
 // Manifest opens a request in the gather (manifest.avsc).
 type Manifest struct {
-	RequestID        string            `avro:"request_id" json:"request_id"`
-	Flow             string            `avro:"flow" json:"flow"`
-	Tasks            []TaskRef         `avro:"tasks" json:"tasks"`
-	Strategy         string            `avro:"strategy" json:"strategy"`
-	Quorum           int32             `avro:"quorum" json:"quorum"`
-	MaxFailures      int32             `avro:"max_failures" json:"max_failures"`
-	TimeoutMs        int64             `avro:"timeout_ms" json:"timeout_ms"`
-	RequestPartition int32             `avro:"request_partition" json:"request_partition"`
-	RequestOffset    int64             `avro:"request_offset" json:"request_offset"`
-	Attributes       map[string]string `avro:"attributes" json:"attributes"`
+	RequestID        string     `avro:"request_id" json:"request_id"`
+	Flow             string     `avro:"flow" json:"flow"`
+	Tasks            []TaskRef  `avro:"tasks" json:"tasks"`
+	Strategy         string     `avro:"strategy" json:"strategy"`
+	Quorum           int32      `avro:"quorum" json:"quorum"`
+	MaxFailures      int32      `avro:"max_failures" json:"max_failures"`
+	TimeoutMs        int64      `avro:"timeout_ms" json:"timeout_ms"`
+	RequestPartition int32      `avro:"request_partition" json:"request_partition"`
+	RequestOffset    int64      `avro:"request_offset" json:"request_offset"`
+	Attributes       Attributes `avro:"attributes" json:"attributes"`
 }
 
 // Result is the answer to one task (result.avsc).
@@ -115,25 +119,25 @@ type Answer struct {
 
 // Aggregate is the consolidated answer to one request (aggregate.avsc).
 type Aggregate struct {
-	RequestID      string            `avro:"request_id" json:"request_id"`
-	Flow           string            `avro:"flow" json:"flow"`
-	Outcome        Outcome           `avro:"outcome" json:"outcome"`
-	Reason         string            `avro:"reason" json:"reason"`
-	Strategy       string            `avro:"strategy" json:"strategy"`
-	Consolidation  string            `avro:"consolidation" json:"consolidation"`
-	Result         []byte            `avro:"result" json:"result"`
-	ContentType    string            `avro:"content_type" json:"content_type"`
-	Tasks          int32             `avro:"tasks" json:"tasks"`
-	Answered       []Answer          `avro:"answered" json:"answered"`
-	Failed         []Answer          `avro:"failed" json:"failed"`
-	Missing        []TaskRef         `avro:"missing" json:"missing"`
-	Duplicates     int32             `avro:"duplicates" json:"duplicates"`
-	OpenedMs       int64             `avro:"opened_ms" json:"opened_ms"`
-	DeadlineMs     int64             `avro:"deadline_ms" json:"deadline_ms"`
-	CompletedMs    int64             `avro:"completed_ms" json:"completed_ms"`
-	Partition      int32             `avro:"partition" json:"partition"`
-	ManifestOffset int64             `avro:"manifest_offset" json:"manifest_offset"`
-	Attributes     map[string]string `avro:"attributes" json:"attributes"`
+	RequestID      string     `avro:"request_id" json:"request_id"`
+	Flow           string     `avro:"flow" json:"flow"`
+	Outcome        Outcome    `avro:"outcome" json:"outcome"`
+	Reason         string     `avro:"reason" json:"reason"`
+	Strategy       string     `avro:"strategy" json:"strategy"`
+	Consolidation  string     `avro:"consolidation" json:"consolidation"`
+	Result         []byte     `avro:"result" json:"result"`
+	ContentType    string     `avro:"content_type" json:"content_type"`
+	Tasks          int32      `avro:"tasks" json:"tasks"`
+	Answered       []Answer   `avro:"answered" json:"answered"`
+	Failed         []Answer   `avro:"failed" json:"failed"`
+	Missing        []TaskRef  `avro:"missing" json:"missing"`
+	Duplicates     int32      `avro:"duplicates" json:"duplicates"`
+	OpenedMs       int64      `avro:"opened_ms" json:"opened_ms"`
+	DeadlineMs     int64      `avro:"deadline_ms" json:"deadline_ms"`
+	CompletedMs    int64      `avro:"completed_ms" json:"completed_ms"`
+	Partition      int32      `avro:"partition" json:"partition"`
+	ManifestOffset int64      `avro:"manifest_offset" json:"manifest_offset"`
+	Attributes     Attributes `avro:"attributes" json:"attributes"`
 }
 
 // MarshalJSON writes the aggregate as JSON with its result inline (not as
@@ -148,4 +152,69 @@ func (a *Aggregate) MarshalJSON() ([]byte, error) {
 		*plain
 		Result json.RawMessage `json:"result"`
 	}{(*plain)(a), result})
+}
+
+// Attribute is one string attribute of a request.
+type Attribute struct {
+	Key   string `avro:"key" json:"key"`
+	Value string `avro:"value" json:"value"`
+}
+
+// Attributes are a request's string attributes, copied to its tasks,
+// manifest and aggregate. On the wire they are an array sorted by key with
+// unique keys (not an Avro map, whose encoding order is unspecified), so
+// that an aggregate's bytes are a function of the log alone. In JSON they
+// are an object.
+type Attributes []Attribute
+
+// AttributesOf returns m as sorted Attributes.
+func AttributesOf(m map[string]string) Attributes {
+	out := make(Attributes, 0, len(m))
+	for k, v := range m {
+		out = append(out, Attribute{Key: k, Value: v})
+	}
+	slices.SortFunc(out, func(a, b Attribute) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// Normalize returns a sorted, de-duplicated copy of a (the last value of a
+// repeated key wins), never nil.
+func (a Attributes) Normalize() Attributes {
+	m := make(map[string]string, len(a))
+	for _, kv := range a {
+		m[kv.Key] = kv.Value
+	}
+	return AttributesOf(m)
+}
+
+// Get returns the value of key.
+func (a Attributes) Get(key string) (string, bool) {
+	for _, kv := range a {
+		if kv.Key == key {
+			return kv.Value, true
+		}
+	}
+	return "", false
+}
+
+// Map returns the attributes as a map.
+func (a Attributes) Map() map[string]string {
+	m := make(map[string]string, len(a))
+	for _, kv := range a {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// MarshalJSON writes the attributes as a JSON object.
+func (a Attributes) MarshalJSON() ([]byte, error) { return json.Marshal(a.Map()) }
+
+// UnmarshalJSON reads a JSON object.
+func (a *Attributes) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*a = AttributesOf(m)
+	return nil
 }

@@ -31,18 +31,18 @@ const MaxRequestID = 1024
 // Request is the state of one open request: its manifest and counters.
 // Answers are stored beside it, one key per task.
 type Request struct {
-	RequestID      string            `avro:"request_id"`
-	Tasks          []schemas.TaskRef `avro:"tasks"`
-	Strategy       string            `avro:"strategy"`
-	Quorum         int32             `avro:"quorum"`
-	MaxFailures    int32             `avro:"max_failures"`
-	OpenedMs       int64             `avro:"opened_ms"`
-	DeadlineMs     int64             `avro:"deadline_ms"`
-	ManifestOffset int64             `avro:"manifest_offset"`
-	Attributes     map[string]string `avro:"attributes"`
-	OK             int32             `avro:"ok"`
-	Failed         int32             `avro:"failed"`
-	Duplicates     int32             `avro:"duplicates"`
+	RequestID      string             `avro:"request_id"`
+	Tasks          []schemas.TaskRef  `avro:"tasks"`
+	Strategy       string             `avro:"strategy"`
+	Quorum         int32              `avro:"quorum"`
+	MaxFailures    int32              `avro:"max_failures"`
+	OpenedMs       int64              `avro:"opened_ms"`
+	DeadlineMs     int64              `avro:"deadline_ms"`
+	ManifestOffset int64              `avro:"manifest_offset"`
+	Attributes     schemas.Attributes `avro:"attributes"`
+	OK             int32              `avro:"ok"`
+	Failed         int32              `avro:"failed"`
+	Duplicates     int32              `avro:"duplicates"`
 }
 
 // Answered is the number of distinct tasks that answered.

@@ -25,7 +25,7 @@ func openMem(t *testing.T) *store.DB {
 
 func request(id string, deadline, offset int64, tasks ...string) *store.Request {
 	r := &store.Request{RequestID: id, Strategy: "all", MaxFailures: -1, DeadlineMs: deadline, ManifestOffset: offset,
-		Attributes: map[string]string{}}
+		Attributes: schemas.AttributesOf(map[string]string{})}
 	for _, tg := range tasks {
 		r.Tasks = append(r.Tasks, schemas.TaskRef{TaskID: id + "/" + tg, Target: tg, Item: -1})
 	}
@@ -420,7 +420,7 @@ func TestRequestAndAnswerRoundTrip(t *testing.T) {
 	r := &store.Request{
 		RequestID: "r1", Tasks: []schemas.TaskRef{{TaskID: "r1/a/0", Target: "a", Item: 0}, {TaskID: "r1/b", Target: "b", Item: -1}},
 		Strategy: "quorum", Quorum: 2, MaxFailures: 1, OpenedMs: 10, DeadlineMs: 20, ManifestOffset: 30,
-		Attributes: map[string]string{"k": "v"}, OK: 1, Failed: 1, Duplicates: 3,
+		Attributes: schemas.AttributesOf(map[string]string{"k": "v"}), OK: 1, Failed: 1, Duplicates: 3,
 	}
 	must(t, tx.OpenRequest(r))
 	got, ok, err := tx.Request("r1")

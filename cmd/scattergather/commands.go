@@ -218,7 +218,8 @@ func cmdSend(ctx context.Context, e *env, args []string) int {
 		sent++
 	}
 	toRequest := func(line []byte) (*schemas.Request, error) {
-		req := &schemas.Request{Flow: *flowName, ContentType: schemas.ContentTypeJSON, Attributes: map[string]string{}}
+		req := &schemas.Request{Flow: *flowName, ContentType: schemas.ContentTypeJSON}
+		am := map[string]string{}
 		if *envelope {
 			var env struct {
 				RequestID  string            `json:"request_id"`
@@ -230,7 +231,7 @@ func cmdSend(ctx context.Context, e *env, args []string) int {
 			}
 			req.RequestID, req.Payload = env.RequestID, env.Payload
 			for k, v := range env.Attributes {
-				req.Attributes[k] = v
+				am[k] = v
 			}
 		} else {
 			if !json.Valid(line) {
@@ -239,8 +240,9 @@ func cmdSend(ctx context.Context, e *env, args []string) int {
 			req.Payload = line
 		}
 		for k, v := range attrs {
-			req.Attributes[k] = v
+			am[k] = v
 		}
+		req.Attributes = schemas.AttributesOf(am)
 		if req.RequestID == "" {
 			req.RequestID = newID()
 		}

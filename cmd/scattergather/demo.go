@@ -285,7 +285,7 @@ func (d *demo) run(ctx context.Context) error {
 		id := fmt.Sprintf("demo-%04d", i+1)
 		req := &schemas.Request{RequestID: id, Flow: flow.Name, ContentType: schemas.ContentTypeJSON,
 			Payload:    fmt.Appendf(nil, `{"from":%q,"to":%q,"date":"2027-03-%02d"}`, rt[0], rt[1], 1+i%28),
-			Attributes: map[string]string{"source": "demo"}}
+			Attributes: schemas.Attributes{{Key: "source", Value: "demo"}}}
 		mu.Lock()
 		sentAt[id] = time.Now()
 		mu.Unlock()

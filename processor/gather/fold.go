@@ -440,7 +440,7 @@ func (p *Partition) complete(tx *store.Txn, r *store.Request, answers []store.An
 			// Still too large: the per-task lists (which grow with the
 			// tasks and their error texts) and the attributes go too.
 			agg.Answered, agg.Failed, agg.Missing = []schemas.Answer{}, []schemas.Answer{}, []schemas.TaskRef{}
-			agg.Attributes = map[string]string{}
+			agg.Attributes = schemas.Attributes{}
 			agg.Reason += " (task lists and attributes dropped)"
 			b, err = p.f.codec.Encode(agg)
 		}
@@ -475,7 +475,7 @@ func (p *Partition) aggregate(r *store.Request, answers []store.Answer, dec Deci
 		Attributes:     r.Attributes,
 	}
 	if agg.Attributes == nil {
-		agg.Attributes = map[string]string{}
+		agg.Attributes = schemas.Attributes{}
 	}
 	byIndex := make([]*store.Answer, len(r.Tasks))
 	for i := range answers {

@@ -326,7 +326,7 @@ type step struct {
 func scenario() []step {
 	m := func(id, strategy string, quorum, maxFailures int32, timeoutMs int64, tgts ...string) *schemas.Manifest {
 		mf := &schemas.Manifest{RequestID: id, Flow: "f", Strategy: strategy, Quorum: quorum, MaxFailures: maxFailures, TimeoutMs: timeoutMs,
-			Attributes: map[string]string{"n": id}}
+			Attributes: schemas.AttributesOf(map[string]string{"n": id})}
 		for _, tg := range tgts {
 			mf.Tasks = append(mf.Tasks, schemas.TaskRef{TaskID: id + "/" + tg, Target: tg, Item: -1})
 		}
@@ -531,7 +531,7 @@ func TestPosition(t *testing.T) {
 func TestAggregateTooLargeWithoutResult(t *testing.T) {
 	h := newHarness(t, flowWith(t, "    limits: {max_aggregate_bytes: 1KiB}\n"))
 	m := &schemas.Manifest{RequestID: "r1", Flow: "f", Strategy: "all", MaxFailures: -1, TimeoutMs: 1000,
-		Attributes: map[string]string{"trace": strings.Repeat("t", 100)}}
+		Attributes: schemas.AttributesOf(map[string]string{"trace": strings.Repeat("t", 100)})}
 	for _, tg := range []string{"a", "b", "c"} {
 		m.Tasks = append(m.Tasks, schemas.TaskRef{TaskID: "r1/" + tg, Target: tg, Item: -1})
 	}

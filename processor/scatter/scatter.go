@@ -133,10 +133,7 @@ func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int6
 	}
 
 	rp := Partition(req.RequestID, p.partitions)
-	attrs := req.Attributes
-	if attrs == nil {
-		attrs = map[string]string{}
-	}
+	attrs := req.Attributes.Normalize()
 	ct := req.ContentType
 	if ct == "" {
 		ct = schemas.ContentTypeJSON

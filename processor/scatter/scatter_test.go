@@ -46,7 +46,7 @@ func TestStaticFanout(t *testing.T) {
 	rp := scatter.Partition("r1", 12)
 	want := &schemas.Manifest{
 		RequestID: "r1", Flow: "f", Strategy: "all", Quorum: 0, MaxFailures: -1, TimeoutMs: 1000,
-		RequestPartition: 2, RequestOffset: 42, Attributes: map[string]string{},
+		RequestPartition: 2, RequestOffset: 42, Attributes: schemas.AttributesOf(map[string]string{}),
 		Tasks: []schemas.TaskRef{{TaskID: "r1/a", Target: "a", Item: -1}, {TaskID: "r1/b", Target: "b", Item: -1}},
 	}
 	if plan.ResultsPartition != rp || !reflect.DeepEqual(plan.Manifest, want) {
@@ -58,20 +58,20 @@ func TestStaticFanout(t *testing.T) {
 	for i, wt := range []struct{ topic, id, target string }{{"f.tasks.a", "r1/a", "a"}, {"custom.b", "r1/b", "b"}} {
 		got := plan.Tasks[i]
 		task := &schemas.Task{RequestID: "r1", Flow: "f", TaskID: wt.id, Target: wt.target, Item: -1, Payload: []byte(`{"x": 1}`),
-			ContentType: schemas.ContentTypeJSON, ResultsPartition: rp, DeadlineMs: 1_000_000 + 1000 + 250, Attributes: map[string]string{}}
+			ContentType: schemas.ContentTypeJSON, ResultsPartition: rp, DeadlineMs: 1_000_000 + 1000 + 250, Attributes: schemas.AttributesOf(map[string]string{})}
 		if got.Topic != wt.topic || !reflect.DeepEqual(got.Task, task) {
 			t.Errorf("task %d: %s %+v\nwant %s %+v", i, got.Topic, got.Task, wt.topic, task)
 		}
 	}
 
 	// Attributes and content type pass through.
-	req = &schemas.Request{RequestID: "r2", Flow: "f", Payload: []byte("plain"), ContentType: "text/plain", Attributes: map[string]string{"tenant": "t1"}}
+	req = &schemas.Request{RequestID: "r2", Flow: "f", Payload: []byte("plain"), ContentType: "text/plain", Attributes: schemas.AttributesOf(map[string]string{"tenant": "t1"})}
 	plan, err = planner(t, f, 1).Plan(req, 0, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plan.ResultsPartition != 0 || plan.Manifest.Attributes["tenant"] != "t1" || plan.Tasks[1].Task.ContentType != "text/plain" ||
-		plan.Tasks[1].Task.Attributes["tenant"] != "t1" || string(plan.Tasks[0].Task.Payload) != "plain" || plan.Tasks[0].Task.DeadlineMs != 1250 {
+	if plan.ResultsPartition != 0 || plan.Manifest.Attributes.Map()["tenant"] != "t1" || plan.Tasks[1].Task.ContentType != "text/plain" ||
+		plan.Tasks[1].Task.Attributes.Map()["tenant"] != "t1" || string(plan.Tasks[0].Task.Payload) != "plain" || plan.Tasks[0].Task.DeadlineMs != 1250 {
 		t.Errorf("plan %+v task %+v", plan.Manifest, plan.Tasks[1].Task)
 	}
 }
@@ -199,7 +199,7 @@ func TestQuorumFromTaskCount(t *testing.T) {
 
 func TestDecode(t *testing.T) {
 	p := planner(t, flow(t, "    targets: [{name: a}]\n"), 1)
-	in := &schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{}`), ContentType: "application/json", Attributes: map[string]string{"k": "v"}}
+	in := &schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{}`), ContentType: "application/json", Attributes: schemas.AttributesOf(map[string]string{"k": "v"})}
 	b, err := schemas.Encode(in)
 	if err != nil {
 		t.Fatal(err)
