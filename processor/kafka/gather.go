@@ -99,10 +99,16 @@ func (g *Gather) Run(ctx context.Context) error {
 	f := g.flow
 	db, err := store.Open(filepath.Join(g.stateDir, f.Name))
 	if err != nil {
-		return err
+		// Most often another gather process holds the directory's lock.
+		return &Permanent{Err: err}
 	}
 	g.db = db
 	defer db.Close()
+	// A restarted Run starts from the committed offsets: no fold survives.
+	g.parts = map[int32]*gatherPart{}
+	g.mu.Lock()
+	g.events = nil
+	g.mu.Unlock()
 
 	ticker, err := kgo.NewClient(baseOpts(g.topo, g.o, "gather-tick")...)
 	if err != nil {
@@ -128,9 +134,9 @@ func (g *Gather) Run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.TransactionalID(g.group+"."+g.o.instance),
-		kgo.TransactionTimeout(30*time.Second),
+		kgo.TransactionTimeout(g.topo.Kafka.TransactionTimeout.D),
 		kgo.InstanceID(g.o.instance),
-		kgo.SessionTimeout(30*time.Second),
+		kgo.SessionTimeout(g.topo.Kafka.SessionTimeout.D),
 		kgo.OnPartitionsRevoked(onLoss),
 		kgo.OnPartitionsLost(onLoss),
 		kgo.OnPartitionsAssigned(record(true)),

@@ -3,7 +3,12 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/scattergather/scattergather/processor/topology"
 )
@@ -56,8 +61,68 @@ func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, 
 	return out, nil
 }
 
-// RunAll runs the runners until ctx ends or one fails; a failure stops the
-// others. It returns the failures.
+// Permanent marks an error that restarting the role will not cure: wrong
+// topics, state held by another process, a fenced identity, missing
+// authorisation.
+type Permanent struct{ Err error }
+
+func (e *Permanent) Error() string { return e.Err.Error() }
+func (e *Permanent) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is one that a restart will not cure.
+func IsPermanent(err error) bool {
+	var p *Permanent
+	var te *TopicError
+	switch {
+	case errors.As(err, &p), errors.As(err, &te),
+		errors.Is(err, kerr.ProducerFenced),
+		errors.Is(err, kerr.FencedInstanceID),
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed),
+		errors.Is(err, kerr.GroupAuthorizationFailed),
+		errors.Is(err, kerr.TopicAuthorizationFailed),
+		errors.Is(err, kerr.ClusterAuthorizationFailed),
+		errors.Is(err, kerr.SaslAuthenticationFailed):
+		return true
+	}
+	return false
+}
+
+// Supervise runs r until ctx ends. When r fails with an error that is not
+// permanent (a broker gone for longer than the clients retry, a
+// transaction that could not end), it logs and runs r again after a
+// backoff that doubles from 500ms to 30s; the role then starts over from
+// the committed offsets, which is always safe. A permanent error is
+// returned.
+func Supervise(ctx context.Context, log *slog.Logger, name string, r Runner) error {
+	backoff := 500 * time.Millisecond
+	for {
+		start := time.Now()
+		err := r.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			return nil
+		}
+		if IsPermanent(err) {
+			return err
+		}
+		if time.Since(start) > time.Minute {
+			backoff = 500 * time.Millisecond // it ran well for a while
+		}
+		log.Error("role failed; restarting it", "role", name, "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// RunAll runs the runners, each supervised (see Supervise), until ctx ends
+// or one fails permanently; a permanent failure stops the others. It
+// returns the failures.
 func RunAll(ctx context.Context, runners ...Runner) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -70,7 +135,7 @@ func RunAll(ctx context.Context, runners ...Runner) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.Run(ctx); err != nil {
+			if err := Supervise(ctx, logOf(r), fmt.Sprintf("%T", r), r); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -110,3 +175,15 @@ func (r *readiness) assigned() {
 // Ready is closed once the role has been assigned partitions: a request
 // sent after it is read without waiting for a group to form.
 func (r *readiness) Ready() <-chan struct{} { return r.ch }
+
+func logOf(r Runner) *slog.Logger {
+	switch r := r.(type) {
+	case *Scatter:
+		return r.log
+	case *Worker:
+		return r.log
+	case *Gather:
+		return r.log
+	}
+	return slog.Default()
+}

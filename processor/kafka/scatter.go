@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -54,9 +53,9 @@ func (s *Scatter) Run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.TransactionalID(group+"."+s.o.instance),
-		kgo.TransactionTimeout(30*time.Second),
+		kgo.TransactionTimeout(s.topo.Kafka.TransactionTimeout.D),
 		kgo.InstanceID(s.o.instance),
-		kgo.SessionTimeout(30*time.Second),
+		kgo.SessionTimeout(s.topo.Kafka.SessionTimeout.D),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.assigned() }),
 	)...)
 	if err != nil {

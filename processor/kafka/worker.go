@@ -164,7 +164,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
 		kgo.InstanceID(w.o.instance),
-		kgo.SessionTimeout(30*time.Second),
+		kgo.SessionTimeout(w.topo.Kafka.SessionTimeout.D),
 		kgo.OnPartitionsRevoked(onLoss),
 		kgo.OnPartitionsLost(onLoss),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.assigned() }),

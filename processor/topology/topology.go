@@ -28,6 +28,15 @@ type Kafka struct {
 	// ReplicationFactor of the topics that `topics create` makes. Default: 1;
 	// use 3 on a production cluster.
 	ReplicationFactor int `yaml:"replication_factor"`
+	// SessionTimeout is how long the group waits for a silent member. With
+	// static membership a stopped instance keeps its partitions that long
+	// unless an instance with its identity comes back. Default 30s; the
+	// broker bounds it (group.min.session.timeout.ms, 6s by default).
+	SessionTimeout Duration `yaml:"session_timeout"`
+	// TransactionTimeout bounds how long a crashed instance's open
+	// transaction holds back read_committed readers when no instance with
+	// its identity restarts. Default 30s.
+	TransactionTimeout Duration `yaml:"transaction_timeout"`
 }
 
 // Flow is one scatter-gather pipeline with its own topics and groups.

@@ -97,10 +97,12 @@ func TestFullFile(t *testing.T) {
 	want := &topology.Topology{
 		File: "testdata/full.yaml",
 		Kafka: topology.Kafka{
-			Brokers:           []string{"broker-1:9092", "broker-2:9092"},
-			ClientID:          "sg-test",
-			GroupPrefix:       "sgtest",
-			ReplicationFactor: 3,
+			Brokers:            []string{"broker-1:9092", "broker-2:9092"},
+			ClientID:           "sg-test",
+			GroupPrefix:        "sgtest",
+			ReplicationFactor:  3,
+			SessionTimeout:     d("10s"),
+			TransactionTimeout: d("20s"),
 		},
 		Flows: []*topology.Flow{{
 			Name:        "flights",
@@ -269,7 +271,8 @@ flows:
     targets: [{name: a}]
 `)
 	k := topo.Kafka
-	if !reflect.DeepEqual(k, topology.Kafka{Brokers: []string{"127.0.0.1:9092"}, ClientID: "scattergather", GroupPrefix: "scattergather", ReplicationFactor: 1}) {
+	if !reflect.DeepEqual(k, topology.Kafka{Brokers: []string{"127.0.0.1:9092"}, ClientID: "scattergather", GroupPrefix: "scattergather", ReplicationFactor: 1,
+		SessionTimeout: topology.Duration{D: topology.DefaultSessionTimeout}, TransactionTimeout: topology.Duration{D: topology.DefaultTransactionTimeout}}) {
 		t.Errorf("kafka defaults %+v", k)
 	}
 	f := topo.Flows[0]

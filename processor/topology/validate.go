@@ -12,6 +12,8 @@ import (
 // Defaults applied by setDefaults.
 const (
 	DefaultBroker               = "127.0.0.1:9092"
+	DefaultSessionTimeout       = 30 * time.Second
+	DefaultTransactionTimeout   = 30 * time.Second
 	DefaultClientID             = "scattergather"
 	DefaultGroupPrefix          = "scattergather"
 	DefaultPartitions           = 3
@@ -45,6 +47,8 @@ func (t *Topology) setDefaults() {
 	if k.ReplicationFactor == 0 {
 		k.ReplicationFactor = 1
 	}
+	orDefault(&k.SessionTimeout.D, DefaultSessionTimeout)
+	orDefault(&k.TransactionTimeout.D, DefaultTransactionTimeout)
 	for _, f := range t.Flows {
 		if f != nil {
 			f.setDefaults()
@@ -147,6 +151,12 @@ func (t *Topology) validate(lines map[string]pos) error {
 	}
 	if t.Kafka.ReplicationFactor < 1 {
 		ps.add("kafka.replication_factor", "must be at least 1")
+	}
+	if t.Kafka.SessionTimeout.D < time.Second {
+		ps.add("kafka.session_timeout", "must be at least 1s")
+	}
+	if t.Kafka.TransactionTimeout.D < time.Second {
+		ps.add("kafka.transaction_timeout", "must be at least 1s")
 	}
 	if len(t.Flows) == 0 {
 		ps.add("flows", "at least one flow is required")

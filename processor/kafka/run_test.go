@@ -1,0 +1,70 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+type flaky struct {
+	errs    []error // returned by successive runs; then it blocks until ctx ends
+	runs    int
+	ready   chan struct{}
+	running chan struct{} // closed when a run stops failing
+}
+
+func (f *flaky) Run(ctx context.Context) error {
+	f.runs++
+	if f.runs <= len(f.errs) {
+		return f.errs[f.runs-1]
+	}
+	close(f.running)
+	<-ctx.Done()
+	return nil
+}
+
+func (f *flaky) Ready() <-chan struct{} { return f.ready }
+
+func TestSuperviseRestartsTransientFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		r := &flaky{errs: []error{errors.New("broker gone"), fmt.Errorf("end transaction: %w", kerr.RequestTimedOut)}, running: make(chan struct{})}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		start := time.Now()
+		go func() { done <- Supervise(ctx, log, "flaky", r) }()
+		<-r.running // the fake clock runs through the backoffs meanwhile
+		if r.runs != 3 {
+			t.Fatalf("%d runs, want 3 (two failures, then running)", r.runs)
+		}
+		// Backoffs of 500ms then 1s.
+		if waited := time.Since(start); waited != 1500*time.Millisecond {
+			t.Errorf("restarted after %s of backoff, want 1.5s", waited)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Supervise returned %v after ctx ended", err)
+		}
+	})
+}
+
+func TestSuperviseStopsOnPermanentFailures(t *testing.T) {
+	for _, err := range []error{
+		&Permanent{Err: errors.New("lock held")},
+		fmt.Errorf("check: %w", &TopicError{Topic: "x", Problem: "does not exist"}),
+		fmt.Errorf("end: %w", kerr.ProducerFenced),
+	} {
+		r := &flaky{errs: []error{err}}
+		got := Supervise(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), "r", r)
+		if !errors.Is(got, err) && got.Error() != err.Error() || r.runs != 1 {
+			t.Errorf("%v: Supervise returned %v after %d runs, want it at once", err, got, r.runs)
+		}
+	}
+}
