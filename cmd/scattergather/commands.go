@@ -381,3 +381,59 @@ func cmdTail(ctx context.Context, e *env, args []string) int {
 	}
 	return exitOK
 }
+
+func cmdReplay(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "replay", "--flow NAME --stage scatter|gather --to earliest|RFC3339|OFFSET [--dry-run]")
+	f.topologyFlags()
+	flowName := f.String("flow", "", "flow to replay (required)")
+	stage := f.String("stage", "", "stage to replay: scatter or gather (required)")
+	to := f.String("to", "", "where to restart: earliest, an RFC 3339 time, or an offset (required)")
+	dryRun := f.Bool("dry-run", false, "print the plan and change nothing")
+	removeStatic := f.String("remove-static", "", "comma-separated instance ids of stopped static members to remove from the group first")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	switch {
+	case *flowName == "":
+		return f.usageError("--flow is required")
+	case *stage != kafka.StageScatter && *stage != kafka.StageGather:
+		return f.usageError("--stage must be scatter or gather")
+	case *to == "":
+		return f.usageError("--to is required")
+	case f.NArg() > 0:
+		return f.usageError("unexpected argument %q", f.Arg(0))
+	}
+	t, err := f.load(e)
+	if err != nil {
+		return fail(e, "replay", err)
+	}
+	fl := t.Flow(*flowName)
+	if fl == nil {
+		return fail(e, "replay", fmt.Errorf("no flow %q in %s", *flowName, f.topology))
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	plan, err := kafka.PlanReplay(ctx, t, fl, *stage, *to)
+	if err != nil {
+		return fail(e, "replay", err)
+	}
+	fmt.Fprint(e.stdout, plan)
+	if *dryRun {
+		fmt.Fprintln(e.stdout, "dry run: nothing changed")
+		return exitOK
+	}
+	var opts []kafka.ApplyOption
+	if *removeStatic != "" {
+		opts = append(opts, kafka.RemoveStaticMembers(strings.Split(*removeStatic, ",")...))
+	}
+	if err := plan.Apply(ctx, opts...); err != nil {
+		return fail(e, "replay", err)
+	}
+	fmt.Fprintf(e.stdout, "offsets of %s reset.", plan.Group)
+	if *stage == kafka.StageGather {
+		fmt.Fprintf(e.stdout, " Every gather instance discards its local state (epoch %s) and folds again from the new offsets;", plan.Epoch)
+		fmt.Fprintf(e.stdout, " aggregates are written again, byte for byte, for the requests whose manifests follow them.")
+	}
+	fmt.Fprintln(e.stdout, " Start the stage's instances.")
+	return exitOK
+}

@@ -6,6 +6,7 @@
 //	scattergather topics   create|check --topology F [--flow X]
 //	scattergather send     --topology F --flow X [payload]
 //	scattergather tail     --topology F --flow X
+//	scattergather replay   --topology F --flow X --stage scatter|gather --to earliest|TIME|OFFSET
 //
 // Run `scattergather <command> --help` for each command's flags.
 package main
@@ -57,6 +58,7 @@ func init() {
 		{"topics", "create or check the flows' topics", cmdTopics},
 		{"send", "send requests (JSON in, Avro on the wire)", cmdSend},
 		{"tail", "print aggregates as JSON lines", cmdTail},
+		{"replay", "reset a stage's consumer group to replay its input", cmdReplay},
 		{"providers", "serve the demo's simulated flight-price providers over HTTP", cmdProviders},
 	}
 }

@@ -68,6 +68,8 @@ func TestUsageAndValidation(t *testing.T) {
 		{"send bad attr", []string{"send", "--flow", "x", "--attr", "novalue"}, exitUsage, "", "want key=value", ""},
 		{"tail bad from", []string{"tail", "--flow", "flights", "--from", "middle"}, exitUsage, "", "--from must be start or end", ""},
 		{"demo bad requests", []string{"demo", "--requests", "0"}, exitUsage, "", "must be positive", ""},
+		{"replay bad stage", []string{"replay", "--flow", "flights", "--stage", "worker", "--to", "earliest"}, exitUsage, "", "--stage must be scatter or gather", ""},
+		{"replay without to", []string{"replay", "--flow", "flights", "--stage", "gather"}, exitUsage, "", "--to is required", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCmd(context.Background(), "", tc.args...)
@@ -172,6 +174,10 @@ flows:
 			}
 		}
 	}
+	replay := []string{"replay", "--topology", topo, "--flow", flow, "--stage", "gather", "--to", "earliest"}
+	if r := runCmd(context.Background(), "", replay...); r.code != exitFail || !strings.Contains(r.stderr, "live member") {
+		t.Errorf("replay while the gather runs: exit %d, stderr %q; want a refusal naming live members", r.code, r.stderr)
+	}
 	cancel()
 	select {
 	case r := <-runDone:
@@ -180,6 +186,10 @@ flows:
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("run did not stop within a minute of its context ending")
+	}
+	if r := runCmd(context.Background(), "", append(replay, "--dry-run")...); r.code != exitOK ||
+		!strings.Contains(r.stdout, "reset to") || !strings.Contains(r.stdout, "dry run: nothing changed") {
+		t.Errorf("replay --dry-run: %+v", r)
 	}
 }
 

@@ -1,0 +1,144 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/processortest"
+	"github.com/scattergather/scattergather/processor/worker"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// mixed answers some requests, fails some and hangs on others, so that a
+// run has every kind of completion: by answers, by a failure, and by the
+// deadline (through ticks) with a late result afterwards.
+func mixed() worker.Handler {
+	return worker.HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
+		var n int
+		fmt.Sscanf(t.RequestID, "req-%d", &n)
+		switch n % 3 {
+		case 0:
+			<-ctx.Done()
+			return nil, context.Cause(ctx)
+		case 1:
+			return nil, errors.New("no fare")
+		}
+		return fmt.Appendf(nil, `{"price": %d}`, 50+n), nil
+	})
+}
+
+// TestIntegrationReplayIsByteIdentical runs a flow, replays its gather
+// stage from the start and compares: every aggregate comes again with the
+// same bytes and the same timestamp.
+func TestIntegrationReplayIsByteIdentical(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 2s
+targets: [{name: a}, {name: b}, {name: c}]
+consolidate: {type: min, field: price}
+gather: {tick_interval: 100ms}
+worker: {deadline_grace: 300ms}
+`)
+	processortest.CreateTopics(t, topo, f)
+	opts := []kafka.Option{kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithHandler("c", mixed())}
+	sc, err := kafka.Roles(topo, topo.Flows, kafka.RoleScatter, "", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kafka.NewWorker(topo, f, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, append(sc, w)...)
+	dir := t.TempDir()
+	g1, err := kafka.NewGather(topo, f, dir, kafka.WithInstance("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1 := processortest.Start(t, g1)
+
+	const n = 12
+	reqs := requests(f.Name, n)
+	for _, r := range reqs {
+		r.Attributes = schemas.AttributesOf(map[string]string{"tenant": "t1", "trace": r.RequestID, "zone": "eu"})
+	}
+	processortest.Send(t, topo, reqs...)
+	first := processortest.Records(t, topo, f.Topics.Aggregated, n, time.Minute)
+	outcomes := map[schemas.Outcome]int{}
+	for _, r := range first {
+		var a schemas.Aggregate
+		if err := schemas.DecodeInto(r.Value, &a); err != nil {
+			t.Fatal(err)
+		}
+		outcomes[a.Outcome]++
+	}
+	if outcomes[schemas.OutcomeTimeout] != n/3 || outcomes[schemas.OutcomeComplete] != n-n/3 {
+		t.Fatalf("first run outcomes %v, want %d timeout and %d complete", outcomes, n/3, n-n/3)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan, err := kafka.PlanReplay(ctx, topo, f, kafka.StageGather, "earliest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Apply(ctx); !errors.Is(err, kafka.ErrLiveMembers) {
+		t.Fatalf("replay while the gather runs: %v, want ErrLiveMembers", err)
+	}
+	stop1()
+	if err := plan.Apply(ctx, kafka.RemoveStaticMembers("g")); err != nil {
+		t.Fatalf("replay: %v\n%s", err, plan)
+	}
+	for _, p := range plan.Partitions {
+		if p.To != 0 {
+			t.Errorf("partition %d reset to %d, want 0", p.Partition, p.To)
+		}
+	}
+
+	// The same instance on the same state directory: the new epoch in the
+	// offsets' metadata makes it discard its state.
+	g2, err := kafka.NewGather(topo, f, dir, kafka.WithInstance("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, g2)
+	all := processortest.Records(t, topo, f.Topics.Aggregated, 2*n, time.Minute)
+	if len(all) != 2*n {
+		t.Fatalf("%d aggregates after the replay, want %d", len(all), 2*n)
+	}
+	byID := map[string]int{}
+	for _, r := range first {
+		byID[string(r.Key)] = 0
+	}
+	for i, r := range all[n:] {
+		_ = i
+		var orig []byte
+		var origTime time.Time
+		for _, o := range first {
+			if bytes.Equal(o.Key, r.Key) {
+				orig, origTime = o.Value, o.Timestamp
+			}
+		}
+		if orig == nil {
+			t.Errorf("replayed aggregate for unknown request %s", r.Key)
+			continue
+		}
+		byID[string(r.Key)]++
+		if !bytes.Equal(orig, r.Value) {
+			t.Errorf("%s: replayed aggregate differs:\n first %x\nreplay %x", r.Key, orig, r.Value)
+		}
+		if !origTime.Equal(r.Timestamp) {
+			t.Errorf("%s: replayed timestamp %s, first %s", r.Key, r.Timestamp, origTime)
+		}
+	}
+	for id, c := range byID {
+		if c != 1 {
+			t.Errorf("%s replayed %d times, want once", id, c)
+		}
+	}
+}
