@@ -28,7 +28,8 @@ go vet ./...
 log="$(mktemp)"
 echo "test.sh: go test -race ./... (log: $log)"
 set +e
-SG_KAFKA_BROKERS="127.0.0.1:$SG_KAFKA_PORT" SG_REQUIRE_INTEGRATION=1 \
+# SG_KAFKA_SCRIPT lets the fault tests stop and restart this broker.
+SG_KAFKA_BROKERS="127.0.0.1:$SG_KAFKA_PORT" SG_REQUIRE_INTEGRATION=1 SG_KAFKA_SCRIPT="$PWD/scripts/kafka.sh" \
   go test -race -count=1 -timeout 25m -v "$@" ./... >"$log" 2>&1
 rc=$?
 set -e
@@ -44,5 +45,14 @@ fi
 if [[ $skipped -ne 0 || $passed -eq 0 ]]; then
   echo "test.sh: FAIL: integration tests must run against the real broker" >&2
   exit 1
+fi
+# Every decoder under the fuzzer for a bounded time (the seed corpus in
+# testdata/fuzz runs with the tests above as well).
+if [[ -z "${SG_SKIP_FUZZ:-}" && $# -eq 0 ]]; then
+  for target in "FuzzDecode ./schemas" "FuzzParse ./processor/topology" "FuzzParse ./processor/payload" "FuzzParseCommitMeta ./processor/kafka"; do
+    set -- $target
+    echo "test.sh: go test -fuzz=$1 -fuzztime=${SG_FUZZTIME:-10s} $2"
+    go test -run='^$' -fuzz="^$1\$" -fuzztime="${SG_FUZZTIME:-10s}" "$2" >"$log.fuzz" 2>&1 || { tail -30 "$log.fuzz"; echo "test.sh: FAIL: fuzzing $1 in $2" >&2; exit 1; }
+  done
 fi
 echo "test.sh: PASS"
