@@ -53,6 +53,8 @@ type GatherStats struct {
 	DeadLettered int64
 	Ticks        int64
 	Rebuilt      int64 // records re-folded silently to rebuild state
+	Committed    int64 // transactions committed
+	Aborted      int64 // transactions aborted (their records are read again)
 	Open         int64 // open requests over the owned partitions
 }
 
@@ -127,7 +129,7 @@ func (g *Gather) Run(ctx context.Context) error {
 		}
 	}
 	onLoss := record(false)
-	sess, err := kgo.NewGroupTransactSession(append(baseOpts(g.topo, g.o, "gather"),
+	sess, err := kgo.NewGroupTransactSession(append(append(baseOpts(g.topo, g.o, "gather"), txnOpts()...),
 		kgo.ConsumerGroup(g.group),
 		kgo.ConsumeTopics(f.Topics.Results),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -145,6 +147,13 @@ func (g *Gather) Run(ctx context.Context) error {
 		return errorf("gather client: %w", err)
 	}
 	defer sess.Close()
+	// Load the producer id before consuming: it fences a predecessor with
+	// the same identity and aborts its open transaction, whose pending
+	// offsets would otherwise keep this group's offsets unstable (and this
+	// instance waiting) until the transaction timed out.
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		return errorf("gather producer id: %w", err)
+	}
 	adm := kadm.NewClient(sess.Client())
 	if err := checkTopics(ctx, adm, f); err != nil {
 		return err
@@ -268,6 +277,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		commit = kgo.TryAbort
 	}
 	mu.Unlock()
+	var metaErr error
 	metaCtx := kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
 		for ti := range req.Topics {
 			t := &req.Topics[ti]
@@ -285,7 +295,8 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 					return err
 				}
 				if pos.Next != p.Offset {
-					return fmt.Errorf("gather: partition %d: committing offset %d but the state stands at %d", p.Partition, p.Offset, pos.Next)
+					metaErr = fmt.Errorf("gather: partition %d: committing offset %d but the state stands at %d", p.Partition, p.Offset, pos.Next)
+					return metaErr
 				}
 				meta := metaOf(pos).String()
 				p.Metadata = &meta
@@ -304,7 +315,8 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		if applyErr != nil {
 			return applyErr
 		}
-		g.log.Info("transaction aborted; the records are read again", "produce_err", prodErr)
+		g.count(func(s *GatherStats) { s.Aborted++ })
+		g.log.Info("transaction aborted; the records are read again", "produce_err", prodErr, "meta_err", metaErr)
 		return nil
 	}
 	var open int64
@@ -322,6 +334,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		s.Late += late
 		s.DeadLettered += dead
 		s.Open = open
+		s.Committed++
 	})
 	return nil
 }

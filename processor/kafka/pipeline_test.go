@@ -51,8 +51,11 @@ consolidate: {type: min, field: price}
 		t.Fatal(err)
 	}
 	processortest.Start(t, runners...)
-	const n = 30
-	processortest.Send(t, topo, requests(f.Name, n)...)
+	const n = 60
+	// One at a time, so that the gather runs many transactions back to back.
+	for _, r := range requests(f.Name, n) {
+		processortest.Send(t, topo, r)
+	}
 	aggs := processortest.Aggregates(t, topo, f, n, 2*time.Minute)
 	for i := range n {
 		id := fmt.Sprintf("req-%03d", i)
@@ -71,6 +74,15 @@ consolidate: {type: min, field: price}
 		want := 95 + i%3*10
 		if a.Outcome != schemas.OutcomeComplete || res.Target != "b" || res.Value != want || len(a.Answered) != 3 {
 			t.Errorf("%s: outcome %s, cheapest %s at %d (want b at %d), %d answered", id, a.Outcome, res.Target, res.Value, want, len(a.Answered))
+		}
+	}
+	// With one gather and no rebalance, no transaction has a reason to
+	// abort; an abort means work done twice.
+	for _, r := range runners {
+		if g, ok := r.(*kafka.Gather); ok {
+			if st := g.Stats(); st.Aborted != 0 {
+				t.Errorf("gather aborted %d of %d transactions", st.Aborted, st.Aborted+st.Committed)
+			}
 		}
 	}
 }

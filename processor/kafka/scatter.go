@@ -46,7 +46,7 @@ func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...Option) *Scat
 func (s *Scatter) Run(ctx context.Context) error {
 	f := s.flow
 	group := s.topo.Group(f, "scatter")
-	sess, err := kgo.NewGroupTransactSession(append(baseOpts(s.topo, s.o, "scatter"),
+	sess, err := kgo.NewGroupTransactSession(append(append(baseOpts(s.topo, s.o, "scatter"), txnOpts()...),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(f.Topics.Requests),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -62,6 +62,13 @@ func (s *Scatter) Run(ctx context.Context) error {
 		return errorf("scatter client: %w", err)
 	}
 	defer sess.Close()
+	// Load the producer id before consuming: it fences a predecessor with
+	// the same identity and aborts its open transaction, whose pending
+	// offsets would otherwise keep this group's offsets unstable (and this
+	// instance waiting) until the transaction timed out.
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		return errorf("scatter producer id: %w", err)
+	}
 	adm := kadm.NewClient(sess.Client())
 	if err := checkTopics(ctx, adm, f); err != nil {
 		return err

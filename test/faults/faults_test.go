@@ -160,11 +160,15 @@ flows:
 		for _, pr := range p.procs {
 			pr.kill()
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("SG_FAULT_LOGS") != "" {
 			for _, pr := range p.procs {
 				b, _ := os.ReadFile(pr.log)
 				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-				t.Logf("--- last lines of %s:\n%s", pr.name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+				keep := 15
+				if os.Getenv("SG_FAULT_LOGS") != "" {
+					keep = len(lines)
+				}
+				t.Logf("--- last lines of %s:\n%s", pr.name, strings.Join(lines[max(0, len(lines)-keep):], "\n"))
 			}
 		}
 	})
@@ -411,10 +415,12 @@ func TestIntegrationFaults(t *testing.T) {
 	}
 	if script := os.Getenv("SG_KAFKA_SCRIPT"); script != "" {
 		scenarios = append(scenarios, scenario{"broker stopped and restarted", standard, func(*pipeline, map[string]*proc) {
+			start := time.Now()
 			out, err := exec.Command(script, "restart").CombinedOutput()
 			if err != nil {
 				t.Errorf("broker restart: %v\n%s", err, out)
 			}
+			t.Logf("broker stopped and restarted in %s (scripts/kafka.sh restart)", time.Since(start).Round(10*time.Millisecond))
 		}})
 	} else if os.Getenv(processortest.EnvRequire) != "" {
 		t.Errorf("SG_KAFKA_SCRIPT is not set: the broker-restart fault cannot run")
