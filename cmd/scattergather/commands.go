@@ -8,11 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/metrics"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -55,6 +58,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	stateDir := f.String("state-dir", "state", "directory of the gather's Pebble state")
 	instance := f.String("instance-id", "", "stable identity of this instance: transactional ids and static group membership (default: host name)")
 	targets := f.String("targets", "", "comma-separated targets a worker serves (default: every target with an http section)")
+	httpAddr := f.String("http-addr", ":8080", "address of /metrics, /healthz and /readyz (empty: none)")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -80,7 +84,8 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, "run", err)
 	}
-	opts := []kafka.Option{kafka.WithLogger(log)}
+	m := metrics.New()
+	opts := []kafka.Option{kafka.WithLogger(log), kafka.WithMetrics(m)}
 	if *instance != "" {
 		opts = append(opts, kafka.WithInstance(*instance))
 	}
@@ -90,6 +95,20 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	runners, err := kafka.Roles(t, fl, *role, *stateDir, opts...)
 	if err != nil {
 		return fail(e, "run", err)
+	}
+	if *httpAddr != "" {
+		ln, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			return fail(e, "run", fmt.Errorf("--http-addr: %w", err))
+		}
+		srv := &http.Server{Handler: kafka.HTTPHandler(m, runners), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
 	}
 	log.Info("running", "role", *role, "flows", len(fl), "brokers", strings.Join(t.Kafka.Brokers, ","))
 	if err := kafka.RunAll(ctx, runners...); err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -127,8 +129,9 @@ flows:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan result, 1)
+	httpAddr := freeAddr(t)
 	go func() {
-		runDone <- runCmd(ctx, "", "run", "--topology", topo, "--role", "all", "--state-dir", t.TempDir(), "--log-level", "warn")
+		runDone <- runCmd(ctx, "", "run", "--topology", topo, "--role", "all", "--state-dir", t.TempDir(), "--log-level", "warn", "--http-addr", httpAddr)
 	}()
 	send := runCmd(context.Background(), `{"from":"AMS"}`+"\n"+`{"from":"CDG"}`+"\n", "send", "--topology", topo, "--flow", flow, "--attr", "team=search")
 	if send.code != exitOK {
@@ -174,6 +177,26 @@ flows:
 			}
 		}
 	}
+	// The metrics agree with what was sent and read; the roles are ready.
+	metricsText := get(t, "http://"+httpAddr+"/metrics", http.StatusOK)
+	for _, want := range []string{
+		fmt.Sprintf(`scattergather_requests_scattered_total{flow=%q} 2`, flow),
+		fmt.Sprintf(`scattergather_tasks_scattered_total{flow=%q,target="two"} 2`, flow),
+		fmt.Sprintf(`scattergather_aggregates_total{flow=%q,outcome="complete"} 2`, flow),
+		fmt.Sprintf(`scattergather_results_written_total{flow=%q,status="OK",target="one"} 2`, flow),
+		fmt.Sprintf(`scattergather_results_folded_total{flow=%q,status="OK",target="two"} 2`, flow),
+		fmt.Sprintf(`scattergather_open_requests{flow=%q} 0`, flow),
+		`scattergather_kafka_`,
+	} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	get(t, "http://"+httpAddr+"/healthz", http.StatusOK)
+	if ready := get(t, "http://"+httpAddr+"/readyz", http.StatusOK); !strings.Contains(ready, `"ready":true`) {
+		t.Errorf("/readyz: %s", ready)
+	}
+
 	replay := []string{"replay", "--topology", topo, "--flow", flow, "--stage", "gather", "--to", "earliest"}
 	if r := runCmd(context.Background(), "", replay...); r.code != exitFail || !strings.Contains(r.stderr, "live member") {
 		t.Errorf("replay while the gather runs: exit %d, stderr %q; want a refusal naming live members", r.code, r.stderr)
@@ -191,6 +214,33 @@ flows:
 		!strings.Contains(r.stdout, "reset to") || !strings.Contains(r.stdout, "dry run: nothing changed") {
 		t.Errorf("replay --dry-run: %+v", r)
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// get fetches url, waiting for the server to listen, and checks the status.
+func get(t *testing.T, url string, status int) string {
+	t.Helper()
+	var resp *http.Response
+	processortest.Eventually(t, 30*time.Second, "http server at "+url, func() bool {
+		var err error
+		resp, err = http.Get(url)
+		return err == nil
+	})
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Errorf("GET %s: %s, want %d: %s", url, resp.Status, status, b)
+	}
+	return string(b)
 }
 
 func TestDemo(t *testing.T) {

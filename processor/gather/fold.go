@@ -36,13 +36,16 @@ const (
 // record timestamp to write (the stream time at completion, for an
 // aggregate).
 type Output struct {
-	Kind      OutputKind
-	Key       []byte
-	Value     []byte
-	TimeMs    int64
-	Reason    string             // why a record is late or dead-lettered
-	Offset    int64              // offset of the input record that caused it
-	Aggregate *schemas.Aggregate // the decoded aggregate, for ToAggregated
+	Kind   OutputKind
+	Key    []byte
+	Value  []byte
+	TimeMs int64
+	Reason string // why a record is late or dead-lettered
+	// ReasonKind is a dead letter's kind of reason, one of the Kind
+	// constants.
+	ReasonKind string
+	Offset     int64              // offset of the input record that caused it
+	Aggregate  *schemas.Aggregate // the decoded aggregate, for ToAggregated
 }
 
 // Stats counts what a Partition has folded since it was made. Counts of an
@@ -64,11 +67,29 @@ type Flow struct {
 	cfg   *topology.Flow
 	cons  Consolidator
 	codec *schemas.Codec
+	obs   Observer
 }
+
+// Observer is told what the fold counts as it folds, for metrics. Its
+// methods must be safe for concurrent use; a record folded again after an
+// aborted transaction is told again.
+type Observer interface {
+	// ResultFolded: a result counted as the answer of target (ok is false
+	// for an ERROR result or an answer that cannot be consolidated).
+	ResultFolded(target string, ok bool)
+	// DuplicateResult: a result of a task that had already answered.
+	DuplicateResult()
+}
+
+// FlowOption tunes NewFlow.
+type FlowOption func(*Flow)
+
+// WithObserver sets the fold's observer. Default: none.
+func WithObserver(o Observer) FlowOption { return func(f *Flow) { f.obs = o } }
 
 // NewFlow prepares the fold of a flow. It fails for an unknown
 // consolidation.
-func NewFlow(cfg *topology.Flow, codec *schemas.Codec) (*Flow, error) {
+func NewFlow(cfg *topology.Flow, codec *schemas.Codec, opts ...FlowOption) (*Flow, error) {
 	cons, err := ConsolidatorFor(cfg.Consolidate)
 	if err != nil {
 		return nil, err
@@ -76,7 +97,11 @@ func NewFlow(cfg *topology.Flow, codec *schemas.Codec) (*Flow, error) {
 	if codec == nil {
 		codec = schemas.Default
 	}
-	return &Flow{cfg: cfg, cons: cons, codec: codec}, nil
+	f := &Flow{cfg: cfg, cons: cons, codec: codec}
+	for _, opt := range opts {
+		opt(f)
+	}
+	return f, nil
 }
 
 // Partition folds one partition of the results topic into its store.
@@ -194,7 +219,7 @@ func (p *Partition) Apply(rec Record, emit func(Output)) error {
 
 	v, err := p.f.codec.Decode(rec.Value)
 	if err != nil {
-		p.deadLetter(rec, emit, fmt.Sprintf("undecodable record: %v", err))
+		p.deadLetter(rec, emit, KindUndecodable, fmt.Sprintf("undecodable record: %v", err))
 		return nil
 	}
 	switch v := v.(type) {
@@ -206,7 +231,7 @@ func (p *Partition) Apply(rec Record, emit func(Output)) error {
 	case *schemas.Result:
 		return p.result(tx, rec, v, emit)
 	default:
-		p.deadLetter(rec, emit, fmt.Sprintf("a %T record does not belong in the results topic", v))
+		p.deadLetter(rec, emit, KindUnexpectedRecord, fmt.Sprintf("a %T record does not belong in the results topic", v))
 		return nil
 	}
 }
@@ -248,9 +273,19 @@ func (p *Partition) advance(tx *store.Txn, ms int64, emit func(Output)) error {
 	return err
 }
 
-func (p *Partition) deadLetter(rec Record, emit func(Output), reason string) {
+// Kinds of dead letters: short, stable words for metrics and the
+// sg-reason-kind header.
+const (
+	KindUndecodable      = "undecodable"
+	KindUnexpectedRecord = "unexpected_record"
+	KindUnknownFlow      = "unknown_flow"
+	KindInvalidManifest  = "invalid_manifest"
+	KindInvalidResult    = "invalid_result"
+)
+
+func (p *Partition) deadLetter(rec Record, emit func(Output), kind, reason string) {
 	p.Stats.DeadLettered++
-	emit(Output{Kind: ToDeadLetter, Key: rec.Key, Value: rec.Value, TimeMs: rec.TimeMs, Reason: reason, Offset: rec.Offset})
+	emit(Output{Kind: ToDeadLetter, Key: rec.Key, Value: rec.Value, TimeMs: rec.TimeMs, Reason: reason, ReasonKind: kind, Offset: rec.Offset})
 }
 
 func (p *Partition) late(rec Record, emit func(Output), reason string) {
@@ -286,11 +321,11 @@ func validateManifest(m *schemas.Manifest) error {
 
 func (p *Partition) manifest(tx *store.Txn, rec Record, m *schemas.Manifest, emit func(Output)) error {
 	if m.Flow != p.f.cfg.Name {
-		p.deadLetter(rec, emit, fmt.Sprintf("manifest of flow %q in the results topic of flow %q", m.Flow, p.f.cfg.Name))
+		p.deadLetter(rec, emit, KindUnknownFlow, fmt.Sprintf("manifest of flow %q in the results topic of flow %q", m.Flow, p.f.cfg.Name))
 		return nil
 	}
 	if err := validateManifest(m); err != nil {
-		p.deadLetter(rec, emit, "invalid manifest: "+err.Error())
+		p.deadLetter(rec, emit, KindInvalidManifest, "invalid manifest: "+err.Error())
 		return nil
 	}
 	p.Stats.Manifests++
@@ -338,11 +373,11 @@ func (p *Partition) manifest(tx *store.Txn, rec Record, m *schemas.Manifest, emi
 
 func (p *Partition) result(tx *store.Txn, rec Record, res *schemas.Result, emit func(Output)) error {
 	if res.Flow != p.f.cfg.Name {
-		p.deadLetter(rec, emit, fmt.Sprintf("result of flow %q in the results topic of flow %q", res.Flow, p.f.cfg.Name))
+		p.deadLetter(rec, emit, KindUnknownFlow, fmt.Sprintf("result of flow %q in the results topic of flow %q", res.Flow, p.f.cfg.Name))
 		return nil
 	}
 	if res.RequestID == "" || len(res.RequestID) > store.MaxRequestID {
-		p.deadLetter(rec, emit, "result without a valid request id")
+		p.deadLetter(rec, emit, KindInvalidResult, "result without a valid request id")
 		return nil
 	}
 	p.Stats.Results++
@@ -364,12 +399,15 @@ func (p *Partition) result(tx *store.Txn, rec Record, res *schemas.Result, emit 
 	}
 	idx := slices.IndexFunc(r.Tasks, func(t schemas.TaskRef) bool { return t.TaskID == res.TaskID })
 	if idx < 0 {
-		p.deadLetter(rec, emit, fmt.Sprintf("request %q has no task %q", res.RequestID, res.TaskID))
+		p.deadLetter(rec, emit, KindInvalidResult, fmt.Sprintf("request %q has no task %q", res.RequestID, res.TaskID))
 		return nil
 	}
 	if had, err := tx.HasAnswer(r.RequestID, int32(idx)); err != nil || had {
 		if had {
 			p.Stats.DuplicateResults++
+			if p.f.obs != nil {
+				p.f.obs.DuplicateResult()
+			}
 			r.Duplicates++
 			return tx.PutRequest(r)
 		}
@@ -396,6 +434,9 @@ func (p *Partition) result(tx *store.Txn, rec Record, res *schemas.Result, emit 
 		}
 	} else if a.Error == "" {
 		a.Error = "error result without a reason"
+	}
+	if p.f.obs != nil {
+		p.f.obs.ResultFolded(r.Tasks[idx].Target, a.OK)
 	}
 	if a.OK {
 		r.OK++

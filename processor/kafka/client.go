@@ -17,18 +17,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 
+	"github.com/scattergather/scattergather/processor/metrics"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
 
 // Headers of dead-letter and late records.
 const (
-	HeaderReason    = "sg-reason"
-	HeaderStage     = "sg-stage"
-	HeaderFlow      = "sg-flow"
-	HeaderTopic     = "sg-source-topic"
-	HeaderPartition = "sg-source-partition"
-	HeaderOffset    = "sg-source-offset"
+	HeaderReason = "sg-reason"
+	// HeaderReasonKind is a dead letter's kind of reason: a short, stable
+	// word (undecodable, unknown_flow, oversize...).
+	HeaderReasonKind = "sg-reason-kind"
+	HeaderStage      = "sg-stage"
+	HeaderFlow       = "sg-flow"
+	HeaderTopic      = "sg-source-topic"
+	HeaderPartition  = "sg-source-partition"
+	HeaderOffset     = "sg-source-offset"
 )
 
 // Option configures a role.
@@ -42,6 +46,7 @@ type options struct {
 	handlers   map[string]any // target → worker.Handler
 	targets    []string
 	now        func() time.Time
+	metrics    *metrics.Metrics
 }
 
 // WithInstance sets the instance's stable identity, which makes its
@@ -94,6 +99,7 @@ func baseOpts(t *topology.Topology, o *options, role string) []kgo.Opt {
 		kgo.RecordPartitioner(partitioner{}),
 		kgo.ProducerLinger(0),
 	}
+	opts = append(opts, clientMetrics(o.metrics, role)...)
 	return append(opts, o.clientOpts...)
 }
 
@@ -144,13 +150,14 @@ func isExplicit(r *kgo.Record) bool {
 // deadLetter builds the dead-letter record of a record that cannot be
 // processed: the original key and bytes, the reason and the origin in
 // headers.
-func deadLetter(f *topology.Flow, stage string, src *kgo.Record, reason string) *kgo.Record {
+func deadLetter(f *topology.Flow, stage string, src *kgo.Record, kind, reason string) *kgo.Record {
 	return &kgo.Record{
 		Topic: f.Topics.DeadLetter,
 		Key:   src.Key,
 		Value: src.Value,
 		Headers: []kgo.RecordHeader{
 			{Key: HeaderReason, Value: []byte(reason)},
+			{Key: HeaderReasonKind, Value: []byte(kind)},
 			{Key: HeaderStage, Value: []byte(stage)},
 			{Key: HeaderFlow, Value: []byte(f.Name)},
 			{Key: HeaderTopic, Value: []byte(src.Topic)},

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scattergather/scattergather/processor/gather"
+	"github.com/scattergather/scattergather/processor/metrics"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 	"github.com/scattergather/scattergather/store"
@@ -43,6 +45,10 @@ type Gather struct {
 
 	statsMu sync.Mutex
 	stats   GatherStats
+
+	lag        map[int32]int64 // per partition, as of the last poll that had records
+	lagTotal   atomic.Int64
+	rebuilding atomic.Int32
 	*readiness
 }
 
@@ -74,7 +80,7 @@ type gatherPart struct {
 // stateDir/<flow>.
 func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts ...Option) (*Gather, error) {
 	o := buildOptions(opts)
-	gf, err := gather.NewFlow(flow, o.codec)
+	gf, err := gather.NewFlow(flow, o.codec, gather.WithObserver(foldObserver{o.metrics, flow.Name}))
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +114,7 @@ func (g *Gather) Run(ctx context.Context) error {
 	defer db.Close()
 	// A restarted Run starts from the committed offsets: no fold survives.
 	g.parts = map[int32]*gatherPart{}
+	g.lag = map[int32]int64{}
 	g.mu.Lock()
 	g.events = nil
 	g.mu.Unlock()
@@ -180,10 +187,19 @@ func (g *Gather) Run(ctx context.Context) error {
 		}
 		busy := map[int32]bool{}
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if len(fp.Records) > 0 {
+			if n := len(fp.Records); n > 0 {
 				busy[fp.Partition] = true
+				g.lag[fp.Partition] = max(fp.HighWatermark-fp.Records[n-1].Offset-1, 0)
 			}
 		})
+		var lag int64
+		for p, l := range g.lag {
+			if g.parts[p] != nil {
+				lag += l
+			}
+		}
+		g.lagTotal.Store(lag)
+		g.o.metrics.Lag(f.Name, "gather", lag)
 		for p := range busy {
 			if g.parts[p] == nil {
 				if err := g.prepare(ctx, adm, p); err != nil {
@@ -210,6 +226,10 @@ func (g *Gather) Run(ctx context.Context) error {
 // in one transaction; the folds commit to the store only if it commits.
 func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
 	f := g.flow
+	// A transaction runs to its end even when ctx ends: a shutdown commits
+	// (or aborts) it cleanly rather than leaving it to time out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.topo.Kafka.TransactionTimeout.D)
+	defer cancel()
 	if err := sess.Begin(); err != nil {
 		return errorf("gather begin: %w", err)
 	}
@@ -218,9 +238,9 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		prodErr  error
 		touched  []*gatherPart
 		applyErr error
-		aggs     int64
+		aggs     []*schemas.Aggregate
 		late     int64
-		dead     int64
+		dead     []string
 	)
 	promise := func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -238,7 +258,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		emit := func(o gather.Output) {
 			switch o.Kind {
 			case gather.ToAggregated:
-				aggs++
+				aggs = append(aggs, o.Aggregate)
 				sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Aggregated, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs)}, promise)
 				if o.Aggregate != nil {
 					g.log.Debug("aggregate", "request_id", o.Aggregate.RequestID, "outcome", o.Aggregate.Outcome)
@@ -252,10 +272,10 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 						{Key: HeaderOffset, Value: []byte(strconv.FormatInt(o.Offset, 10))},
 					}}, promise)
 			case gather.ToDeadLetter:
-				dead++
+				dead = append(dead, o.ReasonKind)
 				g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
 				src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
-				sess.Produce(ctx, deadLetter(f, "gather", src, o.Reason), promise)
+				sess.Produce(ctx, deadLetter(f, "gather", src, o.ReasonKind, o.Reason), promise)
 			}
 		}
 		for _, r := range fp.Records {
@@ -316,6 +336,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 			return applyErr
 		}
 		g.count(func(s *GatherStats) { s.Aborted++ })
+		g.o.metrics.Transaction(f.Name, "gather", false)
 		g.log.Info("transaction aborted; the records are read again", "produce_err", prodErr, "meta_err", metaErr)
 		return nil
 	}
@@ -330,12 +351,24 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		open += gp.fold.Position().Open
 	}
 	g.count(func(s *GatherStats) {
-		s.Aggregates += aggs
+		s.Aggregates += int64(len(aggs))
 		s.Late += late
-		s.DeadLettered += dead
+		s.DeadLettered += int64(len(dead))
 		s.Open = open
 		s.Committed++
 	})
+	m := g.o.metrics
+	m.Transaction(f.Name, "gather", true)
+	m.OpenRequests(f.Name, open)
+	for _, a := range aggs {
+		m.Aggregate(f.Name, string(a.Outcome), float64(a.CompletedMs-a.OpenedMs)/1000)
+	}
+	for range late {
+		m.Late(f.Name)
+	}
+	for _, kind := range dead {
+		m.DeadLetter(f.Name, "gather", kind)
+	}
 	return nil
 }
 
@@ -370,6 +403,7 @@ func (g *Gather) tick(ticker *kgo.Client, busy map[int32]bool) {
 				}
 			})
 		g.count(func(s *GatherStats) { s.Ticks++ })
+		g.o.metrics.Tick(g.flow.Name)
 	}
 }
 
@@ -491,6 +525,12 @@ func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32)
 func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, committed int64, log *slog.Logger) error {
 	start := time.Now()
 	from := fold.Next()
+	g.rebuilding.Add(1)
+	g.o.metrics.Rebuilding(g.flow.Name, 1)
+	defer func() {
+		g.rebuilding.Add(-1)
+		g.o.metrics.Rebuilding(g.flow.Name, -1)
+	}()
 	cl, err := kgo.NewClient(append(baseOpts(g.topo, g.o, "gather-rebuild"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{g.flow.Topics.Results: {p: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -525,6 +565,7 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 			return applyErr
 		}
 		n += int64(got)
+		g.o.metrics.Rebuilt(g.flow.Name, got)
 		if got == 0 {
 			// Nothing more is readable below the committed offset (its last
 			// records were control records or are gone).
@@ -554,4 +595,46 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 	g.count(func(s *GatherStats) { s.Rebuilt += n })
 	log.Info("state rebuilt", "from", from, "to", committed, "records", n, "open", fold.Position().Open, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// foldObserver passes the fold's counts to the metrics.
+type foldObserver struct {
+	m    *metrics.Metrics
+	flow string
+}
+
+func (o foldObserver) ResultFolded(target string, ok bool) {
+	status := "OK"
+	if !ok {
+		status = "ERROR"
+	}
+	o.m.ResultFolded(o.flow, target, status)
+}
+
+func (o foldObserver) DuplicateResult() { o.m.Duplicate(o.flow) }
+
+// CaughtUpLag is the lag (records over the owned partitions) under which a
+// gather reports itself caught up.
+const CaughtUpLag = 1000
+
+// Status reports the gather ready once it has partitions, no state is being
+// rebuilt and it is caught up with its input.
+func (g *Gather) Status() Status {
+	st := Status{Role: "gather", Flow: g.flow.Name}
+	select {
+	case <-g.Ready():
+	default:
+		st.Detail = "waiting for partitions of " + g.flow.Topics.Results
+		return st
+	}
+	if n := g.rebuilding.Load(); n > 0 {
+		st.Detail = fmt.Sprintf("rebuilding the state of %d partition(s)", n)
+		return st
+	}
+	if lag := g.lagTotal.Load(); lag > CaughtUpLag {
+		st.Detail = fmt.Sprintf("catching up: %d records behind", lag)
+		return st
+	}
+	st.Ready = true
+	return st
 }

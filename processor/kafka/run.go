@@ -111,6 +111,7 @@ func Supervise(ctx context.Context, log *slog.Logger, name string, r Runner) err
 			backoff = 500 * time.Millisecond // it ran well for a while
 		}
 		log.Error("role failed; restarting it", "role", name, "in", backoff, "err", err)
+		optionsOf(r).metrics.RoleRestarted(name)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -175,6 +176,18 @@ func (r *readiness) assigned() {
 // Ready is closed once the role has been assigned partitions: a request
 // sent after it is read without waiting for a group to form.
 func (r *readiness) Ready() <-chan struct{} { return r.ch }
+
+func optionsOf(r Runner) *options {
+	switch r := r.(type) {
+	case *Scatter:
+		return r.o
+	case *Worker:
+		return r.o
+	case *Gather:
+		return r.o
+	}
+	return &options{}
+}
 
 func logOf(r Runner) *slog.Logger {
 	switch r := r.(type) {

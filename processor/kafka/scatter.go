@@ -81,6 +81,10 @@ func (s *Scatter) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	targetOf := map[string]string{}
+	for _, t := range f.Targets {
+		targetOf[t.Topic] = t.Name
+	}
 	s.log.Info("scatter started", "group", group, "instance", s.o.instance, "results_partitions", n)
 
 	for {
@@ -97,16 +101,21 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err := sess.Begin(); err != nil {
 			return errorf("scatter begin: %w", err)
 		}
+		// A transaction runs to its end even when ctx ends: a shutdown
+		// commits (or aborts) it cleanly rather than leaving it to time out.
+		tctx, cancelTxn := context.WithTimeout(context.WithoutCancel(ctx), s.topo.Kafka.TransactionTimeout.D)
 		var (
-			mu       sync.Mutex
-			firstErr error
-			failed   = map[recordID]error{}
+			mu        sync.Mutex
+			firstErr  error
+			failed    = map[recordID]error{}
+			scattered [][]string // targets of each request scattered
+			dead      []string   // kinds of the dead letters
 		)
 		now := s.o.now().UnixMilli()
 		fetches.EachRecord(func(r *kgo.Record) {
 			id := recordID{r.Partition, r.Offset}
 			produce := func(out *kgo.Record) {
-				sess.Produce(ctx, out, func(_ *kgo.Record, err error) {
+				sess.Produce(tctx, out, func(_ *kgo.Record, err error) {
 					if err == nil {
 						return
 					}
@@ -118,31 +127,57 @@ func (s *Scatter) Run(ctx context.Context) error {
 					failed[id] = err
 				})
 			}
-			for _, out := range s.scatter(planner, r, now) {
+			outs := s.scatter(planner, r, now)
+			if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
+				dead = append(dead, Header(outs[0], HeaderReasonKind))
+			} else {
+				var targets []string
+				for _, o := range outs[1:] {
+					targets = append(targets, targetOf[o.Topic])
+				}
+				scattered = append(scattered, targets)
+			}
+			for _, out := range outs {
 				produce(out)
 			}
 		})
 		commit := kgo.TryCommit
-		if err := sess.Client().Flush(ctx); err != nil && ctx.Err() != nil {
-			return nil
-		}
+		_ = sess.Client().Flush(tctx)
 		mu.Lock()
 		if firstErr != nil {
 			commit = kgo.TryAbort
 			s.markPoison(failed)
 		}
 		mu.Unlock()
-		committed, err := sess.End(ctx, commit)
+		committed, err := sess.End(tctx, commit)
+		cancelTxn()
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return errorf("scatter end transaction: %w", err)
 		}
+		s.o.metrics.Transaction(f.Name, "scatter", committed)
 		if !committed {
 			s.log.Info("transaction aborted; the requests are read again", "cause", firstErr)
+			continue
+		}
+		for _, targets := range scattered {
+			s.o.metrics.RequestScattered(f.Name, targets)
+		}
+		for _, kind := range dead {
+			s.o.metrics.DeadLetter(f.Name, "scatter", kind)
 		}
 	}
+}
+
+// Status reports the scatter ready once it has partitions.
+func (s *Scatter) Status() Status {
+	st := Status{Role: "scatter", Flow: s.flow.Name}
+	select {
+	case <-s.Ready():
+		st.Ready = true
+	default:
+		st.Detail = "waiting for partitions of " + s.flow.Topics.Requests
+	}
+	return st
 }
 
 // scatter returns the records one request becomes: its manifest and tasks,
@@ -153,7 +188,7 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 	reason, poisoned := s.poison[recordID{r.Partition, r.Offset}]
 	s.mu.Unlock()
 	if poisoned {
-		return []*kgo.Record{deadLetter(f, "scatter", r, reason)}
+		return []*kgo.Record{deadLetter(f, "scatter", r, "broker_refused", reason)}
 	}
 	req, err := planner.Decode(r.Value)
 	var plan *scatter.Plan
@@ -164,22 +199,22 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 		var rej *scatter.RejectError
 		if errors.As(err, &rej) {
 			s.log.Warn("request dead-lettered", "partition", r.Partition, "offset", r.Offset, "reason", rej.Reason)
-			return []*kgo.Record{deadLetter(f, "scatter", r, rej.Reason)}
+			return []*kgo.Record{deadLetter(f, "scatter", r, rej.Kind, rej.Reason)}
 		}
 		s.log.Error("scatter failed", "err", err)
-		return []*kgo.Record{deadLetter(f, "scatter", r, err.Error())}
+		return []*kgo.Record{deadLetter(f, "scatter", r, "internal", err.Error())}
 	}
 	out := make([]*kgo.Record, 0, 1+len(plan.Tasks))
 	key := []byte(plan.Manifest.RequestID)
 	mb, err := s.o.codec.Encode(plan.Manifest)
 	if err != nil {
-		return []*kgo.Record{deadLetter(f, "scatter", r, fmt.Sprintf("encode manifest: %v", err))}
+		return []*kgo.Record{deadLetter(f, "scatter", r, "encode", fmt.Sprintf("encode manifest: %v", err))}
 	}
 	out = append(out, toPartition(&kgo.Record{Topic: f.Topics.Results, Key: key, Value: mb}, plan.ResultsPartition))
 	for _, t := range plan.Tasks {
 		tb, err := s.o.codec.Encode(t.Task)
 		if err != nil {
-			return []*kgo.Record{deadLetter(f, "scatter", r, fmt.Sprintf("encode task: %v", err))}
+			return []*kgo.Record{deadLetter(f, "scatter", r, "encode", fmt.Sprintf("encode task: %v", err))}
 		}
 		out = append(out, &kgo.Record{Topic: t.Topic, Key: key, Value: tb})
 	}

@@ -222,7 +222,9 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				defer running.Done()
 				// Shutting down does not cut a task short: it runs to its
 				// deadline, so the result is an answer, not an artefact.
-				out := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+				w.o.metrics.InFlight(w.flow.Name, tg.Name, 1)
+				out, written := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+				w.o.metrics.InFlight(w.flow.Name, tg.Name, -1)
 				prod.Produce(context.Background(), out, func(_ *kgo.Record, err error) {
 					<-w.global
 					<-local
@@ -231,6 +233,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 						log.Error("result not written", "offset", r.Offset, "err", err)
 						return
 					}
+					written()
 					tracker.Finish(tp, r.Offset)
 					if off, ok := tracker.Committable()[tp]; ok {
 						mark(tp, off)
@@ -244,23 +247,34 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	}
 }
 
-// handle turns one task record into the record to write: its result, or its
-// dead letter.
-func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) *kgo.Record {
+// handle turns one task record into the record to write, its result or its
+// dead letter, and the metrics to record once it is written.
+func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func()) {
+	rec, status, seconds := w.execute(ctx, log, h, tg, r)
+	return rec, func() {
+		if rec.Topic == w.flow.Topics.DeadLetter {
+			w.o.metrics.DeadLetter(w.flow.Name, "worker", Header(rec, HeaderReasonKind))
+			return
+		}
+		w.o.metrics.ResultWritten(w.flow.Name, tg.Name, status, seconds)
+	}
+}
+
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, float64) {
 	var task schemas.Task
 	if err := w.o.codec.DecodeInto(r.Value, &task); err != nil {
 		log.Warn("task dead-lettered", "offset", r.Offset, "err", err)
-		return deadLetter(w.flow, "worker", r, fmt.Sprintf("undecodable task: %v", err))
+		return deadLetter(w.flow, "worker", r, "undecodable", fmt.Sprintf("undecodable task: %v", err)), "", 0
 	}
 	switch {
 	case task.Flow != w.flow.Name:
-		return deadLetter(w.flow, "worker", r, fmt.Sprintf("task of flow %q in a task topic of flow %q", task.Flow, w.flow.Name))
+		return deadLetter(w.flow, "worker", r, "unknown_flow", fmt.Sprintf("task of flow %q in a task topic of flow %q", task.Flow, w.flow.Name)), "", 0
 	case task.Target != tg.Name:
-		return deadLetter(w.flow, "worker", r, fmt.Sprintf("task for target %q, which this worker does not serve here (topic of target %q)", task.Target, tg.Name))
+		return deadLetter(w.flow, "worker", r, "wrong_target", fmt.Sprintf("task for target %q, which this worker does not serve here (topic of target %q)", task.Target, tg.Name)), "", 0
 	case task.RequestID == "" || task.TaskID == "":
-		return deadLetter(w.flow, "worker", r, "task without request id or task id")
+		return deadLetter(w.flow, "worker", r, "invalid_task", "task without request id or task id"), "", 0
 	case task.ResultsPartition < 0 || int(task.ResultsPartition) >= w.flow.Partitions:
-		return deadLetter(w.flow, "worker", r, fmt.Sprintf("task names results partition %d of %d", task.ResultsPartition, w.flow.Partitions))
+		return deadLetter(w.flow, "worker", r, "invalid_task", fmt.Sprintf("task names results partition %d of %d", task.ResultsPartition, w.flow.Partitions)), "", 0
 	}
 	res := worker.Execute(ctx, h, &task, w.o.instance, w.o.now)
 	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
@@ -272,7 +286,21 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 	}
 	b, err := w.o.codec.Encode(res)
 	if err != nil {
-		return deadLetter(w.flow, "worker", r, fmt.Sprintf("encode result: %v", err))
+		return deadLetter(w.flow, "worker", r, "encode", fmt.Sprintf("encode result: %v", err)), "", 0
 	}
-	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition)
+	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
+		string(res.Status), float64(res.DurationMs) / 1000
+}
+
+// Status reports the worker ready once every target it serves has
+// partitions.
+func (w *Worker) Status() Status {
+	st := Status{Role: "worker", Flow: w.flow.Name}
+	select {
+	case <-w.Ready():
+		st.Ready = true
+	default:
+		st.Detail = "waiting for partitions of the task topics"
+	}
+	return st
 }

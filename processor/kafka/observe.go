@@ -1,0 +1,83 @@
+package kafka
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/scattergather/scattergather/processor/metrics"
+)
+
+// WithMetrics makes the roles record their metrics, and their Kafka
+// clients franz-go's (kprom), in m. Default: none.
+func WithMetrics(m *metrics.Metrics) Option { return func(o *options) { o.metrics = m } }
+
+var clientSeq atomic.Int64
+
+// clientMetrics hooks franz-go's client metrics into m's registry. Each
+// client gets its own collectors, labelled with its role and a sequence
+// number, registered while it lives.
+func clientMetrics(m *metrics.Metrics, role string) []kgo.Opt {
+	if m == nil {
+		return nil
+	}
+	label := fmt.Sprintf("%s#%d", role, clientSeq.Add(1))
+	kp := kprom.NewMetrics("scattergather_kafka",
+		kprom.Registerer(m.Registry), kprom.Gatherer(m.Registry),
+		kprom.WithStaticLabel(prometheus.Labels{"client": label}))
+	return []kgo.Opt{kgo.WithHooks(kp)}
+}
+
+// Status is a role's readiness as /readyz reports it.
+type Status struct {
+	Role   string `json:"role"`
+	Flow   string `json:"flow"`
+	Ready  bool   `json:"ready"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Statuser is implemented by the roles: their readiness.
+type Statuser interface {
+	Status() Status
+}
+
+// HTTPHandler serves /metrics (Prometheus), /healthz (the process is
+// alive: always 200) and /readyz (200 when every role is ready: partitions
+// assigned, state rebuilt, caught up; 503 otherwise, with each role's
+// status as JSON).
+func HTTPHandler(m *metrics.Metrics, runners []Runner) http.Handler {
+	mux := http.NewServeMux()
+	if m != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		all := true
+		var sts []Status
+		for _, r := range runners {
+			if s, ok := r.(Statuser); ok {
+				st := s.Status()
+				all = all && st.Ready
+				sts = append(sts, st)
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !all {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(struct {
+			Ready bool     `json:"ready"`
+			Roles []Status `json:"roles"`
+		}{all, sts})
+	})
+	return mux
+}
