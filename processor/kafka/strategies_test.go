@@ -95,7 +95,7 @@ func runScenario(t *testing.T, brokers []string, sc scenario) {
 		cons = "{type: min, field: price}"
 	}
 	topo, f := processortest.Topology(t, brokers, fmt.Sprintf(`
-timeout: 3s
+timeout: 6s
 targets: [{name: a}, {name: b}, {name: c}]
 strategy: %s
 consolidate: %s

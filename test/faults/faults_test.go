@@ -117,6 +117,7 @@ type pipeline struct {
 	topoPath string
 	topo     *topology.Topology
 	flow     *topology.Flow
+	procsMu  sync.Mutex
 	procs    []*proc
 
 	mu     sync.Mutex
@@ -157,6 +158,8 @@ flows:
 	p.topo, p.flow = topo, topo.Flows[0]
 	processortest.CreateTopics(t, topo, p.flow)
 	t.Cleanup(func() {
+		p.procsMu.Lock()
+		defer p.procsMu.Unlock()
 		for _, pr := range p.procs {
 			pr.kill()
 		}
@@ -180,6 +183,8 @@ flows:
 func (p *pipeline) start(name, role, instance string, extra ...string) *proc {
 	p.t.Helper()
 	args := append([]string{"run", "--topology", p.topoPath, "--role", role, "--instance-id", instance, "--log-format", "json"}, extra...)
+	p.procsMu.Lock()
+	defer p.procsMu.Unlock()
 	pr := &proc{name: name, args: args, log: filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", name, len(p.procs)))}
 	pr.launch(p.t, p.bin)
 	p.procs = append(p.procs, pr)
@@ -235,6 +240,8 @@ func (pr *proc) kill() {
 // restart starts the same command again (same identity, same state).
 func (p *pipeline) restart(pr *proc, extra ...string) *proc {
 	p.t.Helper()
+	p.procsMu.Lock()
+	defer p.procsMu.Unlock()
 	np := &proc{name: pr.name, args: append(slices.Clone(pr.args), extra...), log: filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", pr.name, len(p.procs)))}
 	np.launch(p.t, p.bin)
 	p.procs = append(p.procs, np)
@@ -406,7 +413,10 @@ func TestIntegrationFaults(t *testing.T) {
 			// session times out; then a new instance joins and partitions
 			// move again while requests are open.
 			g2 := ps["gather2"]
+			joined := make(chan struct{})
+			p.t.Cleanup(func() { <-joined })
 			go func() {
+				defer close(joined)
 				if waitLog(g2, "partition assigned", before+1, time.Minute) {
 					p.start("gather3", "gather", "g3", "--state-dir", filepath.Join(p.dir, "state-g3"))
 				}
