@@ -182,7 +182,7 @@ flows:
 // start runs the binary with a role; it is not waited for.
 func (p *pipeline) start(name, role, instance string, extra ...string) *proc {
 	p.t.Helper()
-	args := append([]string{"run", "--topology", p.topoPath, "--role", role, "--instance-id", instance, "--log-format", "json"}, extra...)
+	args := append([]string{"run", "--topology", p.topoPath, "--role", role, "--instance-id", instance, "--log-format", "json", "--http-addr", "127.0.0.1:0"}, extra...)
 	p.procsMu.Lock()
 	defer p.procsMu.Unlock()
 	pr := &proc{name: name, args: args, log: filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", name, len(p.procs)))}
@@ -235,6 +235,26 @@ func (pr *proc) kill() {
 	}
 	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
 	<-pr.done
+}
+
+// term sends SIGTERM and waits for the process to exit, failing the test
+// if it exits non-zero or not within a minute; it returns how long the
+// shutdown took.
+func (pr *proc) term(t *testing.T) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if err := pr.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pr.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not exit within a minute of SIGTERM", pr.name)
+	}
+	if code := pr.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("%s exited with %d after SIGTERM", pr.name, code)
+	}
+	return time.Since(start)
 }
 
 // restart starts the same command again (same identity, same state).
@@ -402,6 +422,15 @@ func TestIntegrationFaults(t *testing.T) {
 		}},
 		{"scatter kill -9", standard, killRestart("scatter")},
 		{"worker kill -9", standard, killRestart("worker")},
+		{"SIGTERM of every role, then restart", standard, func(p *pipeline, ps map[string]*proc) {
+			var took []string
+			for _, name := range []string{"scatter", "worker", "gather"} {
+				d := ps[name].term(p.t)
+				took = append(took, fmt.Sprintf("%s %s", name, d.Round(10*time.Millisecond)))
+				ps[name] = p.restart(ps[name])
+			}
+			p.t.Logf("graceful shutdown took: %s", strings.Join(took, ", "))
+		}},
 		{"two gathers, one killed; a third joins", func(p *pipeline) map[string]*proc {
 			ps := standard(p)
 			ps["gather2"] = p.start("gather2", "gather", "g2", "--state-dir", filepath.Join(p.dir, "state-g2"))
