@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -153,6 +154,30 @@ func (db *DB) Partition(p int32) *Partition {
 type Partition struct {
 	db     *DB
 	prefix [4]byte
+	floor  floors // of the committed state
+}
+
+// floors are lower bounds of the index scans. The deadline and expiry
+// indexes are consumed from their low end as stream time advances, and
+// the offset index's minimum only grows, so each scan starts where the
+// last one ended instead of stepping over the tombstones of every entry
+// ever deleted (an LSM keeps them until compaction), which made each scan
+// cost grow with the history of the partition.
+type floors struct {
+	deadline, expiry, offset int64
+	// nextDeadline and nextExpiry are lower bounds of the smallest entry
+	// of those indexes (0: unknown, math.MaxInt64: none), so that most
+	// records, which make nothing due, need no scan at all.
+	nextDeadline, nextExpiry int64
+}
+
+const none = math.MaxInt64
+
+func lower(hint, v int64) int64 {
+	if hint == 0 {
+		return 0 // unknown stays unknown
+	}
+	return min(hint, v)
 }
 
 func (p *Partition) key(tag byte, parts ...[]byte) []byte {
@@ -208,6 +233,7 @@ func (p *Partition) Discard() error {
 	if err := p.db.pdb.DeleteRange(start, end[:], pebble.NoSync); err != nil {
 		return fmt.Errorf("store: discard partition: %w", err)
 	}
+	p.floor = floors{}
 	return nil
 }
 
@@ -215,7 +241,7 @@ func (p *Partition) Discard() error {
 // overlay of changes that reads its own writes, applied by Commit and
 // dropped by Discard.
 func (p *Partition) Begin(pos Position) *Txn {
-	return &Txn{p: p, b: p.db.pdb.NewIndexedBatch(), open: pos.Open}
+	return &Txn{p: p, b: p.db.pdb.NewIndexedBatch(), open: pos.Open, floor: p.floor}
 }
 
 type quietLogger struct{}
@@ -232,7 +258,7 @@ var _ io.Closer = (*DB)(nil)
 // stored (committed) state.
 func (p *Partition) NextDeadline() (ms int64, ok bool, err error) {
 	lo := p.key(tagDeadline)
-	it, err := p.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := p.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p.key(tagDeadline, be64(p.floor.deadline)), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, false, fmt.Errorf("store: %w", err)
 	}
@@ -241,4 +267,12 @@ func (p *Partition) NextDeadline() (ms int64, ok bool, err error) {
 		return 0, false, it.Error()
 	}
 	return int64(binary.BigEndian.Uint64(it.Key()[len(lo):])), true, nil
+}
+
+// Flush writes the memtable to disk, for measuring the store's size.
+func (db *DB) Flush() error {
+	if err := db.pdb.Flush(); err != nil {
+		return fmt.Errorf("store: flush: %w", err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -13,10 +14,11 @@ import (
 // batch together with the new position; Discard drops it. A Txn is not
 // safe for concurrent use.
 type Txn struct {
-	p    *Partition
-	b    *pebble.Batch
-	open int64
-	buf  []byte
+	p     *Partition
+	b     *pebble.Batch
+	open  int64
+	buf   []byte
+	floor floors
 }
 
 // Open is the number of open requests as of this Txn.
@@ -40,6 +42,7 @@ func (t *Txn) Commit(pos Position) error {
 	if err := t.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
+	t.p.floor = t.floor
 	return nil
 }
 
@@ -97,6 +100,7 @@ func (t *Txn) OpenRequest(r *Request) error {
 		return err
 	}
 	id := idPart(r.RequestID)
+	t.floor.nextDeadline = lower(t.floor.nextDeadline, r.DeadlineMs)
 	if err := t.b.Set(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -170,15 +174,19 @@ func (t *Txn) Answers(id string) ([]Answer, error) {
 // and remembers it as closed until expiresMs (log time).
 func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
 	id := idPart(r.RequestID)
-	prefix := t.p.key(tagAnswer, id)
 	sets := []error{
 		t.b.Delete(t.p.key(tagRequest, id), nil),
-		t.b.DeleteRange(prefix, prefixEnd(prefix), nil),
 		t.b.Delete(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil),
+	}
+	// Point deletes, not a range: every read of an indexed batch pays for
+	// the range deletions it holds.
+	for i := range r.Tasks {
+		sets = append(sets, t.b.Delete(t.answerKey(r.RequestID, int32(i)), nil))
 	}
 	if err := errors.Join(sets...); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	t.floor.nextExpiry = lower(t.floor.nextExpiry, expiresMs)
 	t.open--
 	c := Closed{ExpiresMs: expiresMs, ManifestOffset: r.ManifestOffset}
 	v, err := closedSchema.Encode(&c)
@@ -211,16 +219,23 @@ func (t *Txn) Closed(id string) (c Closed, ok bool, err error) {
 // ExpireClosed forgets the closed requests whose memory expires at or
 // before ms.
 func (t *Txn) ExpireClosed(ms int64) (int, error) {
+	if t.floor.nextExpiry != 0 && t.floor.nextExpiry > ms {
+		return 0, nil
+	}
 	lo := t.p.key(tagExpiry)
-	hi := t.p.key(tagExpiry, be64(ms+1))
 	type entry struct{ key, id []byte }
 	var expired []entry
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagExpiry, be64(t.floor.expiry)), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, fmt.Errorf("store: %w", err)
 	}
+	t.floor.nextExpiry = none
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
+		if at := int64(binary.BigEndian.Uint64(k[len(lo):])); at > ms {
+			t.floor.nextExpiry = at
+			break
+		}
 		expired = append(expired, entry{key: append([]byte(nil), k...), id: append([]byte(nil), k[len(lo)+8:]...)})
 	}
 	err = it.Error()
@@ -228,6 +243,9 @@ func (t *Txn) ExpireClosed(ms int64) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: %w", err)
 	}
+	// Expiries are stream time plus a retention, so none below ms comes
+	// later; one at ms may, so the next scan starts at ms.
+	t.floor.expiry = max(t.floor.expiry, ms)
 	for _, e := range expired {
 		ck := t.p.key(tagClosed, e.id)
 		var c Closed
@@ -257,40 +275,55 @@ type Due struct {
 // hold the length-prefixed id). The cost grows with the number due, not the
 // number open.
 func (t *Txn) DueBefore(ms int64, limit int) ([]Due, error) {
+	if t.floor.nextDeadline != 0 && t.floor.nextDeadline >= ms {
+		return nil, nil
+	}
 	lo := t.p.key(tagDeadline)
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: t.p.key(tagDeadline, be64(ms))})
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagDeadline, be64(t.floor.deadline)), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	defer it.Close()
 	var out []Due
-	for it.First(); it.Valid() && len(out) < limit; it.Next() {
+	first := int64(none) // the smallest deadline: a lower bound for later
+	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()[len(lo):]
-		out = append(out, Due{
-			DeadlineMs: int64(binary.BigEndian.Uint64(k[:8])),
-			RequestID:  string(k[8+2:]),
-		})
+		at := int64(binary.BigEndian.Uint64(k[:8]))
+		first = min(first, at)
+		if at >= ms || len(out) == limit {
+			break
+		}
+		out = append(out, Due{DeadlineMs: at, RequestID: string(k[8+2:])})
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	t.floor.nextDeadline = first
 	return out, nil
 }
 
+// FiredBefore records that no open request has a deadline before ms any
+// more (the caller completed every one DueBefore returned) and that none
+// will be opened with one: later scans start at ms.
+func (t *Txn) FiredBefore(ms int64) { t.floor.deadline = max(t.floor.deadline, ms) }
+
 // NextDeadline returns the earliest deadline of an open request.
 func (t *Txn) NextDeadline() (ms int64, ok bool, err error) {
-	d, err := t.DueBefore(1<<62, 1)
-	if err != nil || len(d) == 0 {
+	t.floor.nextDeadline = 0 // scan: closing requests leaves the hint low
+	if _, err := t.DueBefore(math.MinInt64+1, 0); err != nil {
 		return 0, false, err
 	}
-	return d[0].DeadlineMs, true, nil
+	if t.floor.nextDeadline == none {
+		return 0, false, nil
+	}
+	return t.floor.nextDeadline, true, nil
 }
 
 // OldestOffset returns the smallest manifest offset of an open or
 // remembered closed request.
 func (t *Txn) OldestOffset() (off int64, ok bool, err error) {
 	lo := t.p.key(tagOffset)
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagOffset, be64(t.floor.offset)), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, false, fmt.Errorf("store: %w", err)
 	}
@@ -298,7 +331,11 @@ func (t *Txn) OldestOffset() (off int64, ok bool, err error) {
 	if !it.First() {
 		return 0, false, it.Error()
 	}
-	return int64(binary.BigEndian.Uint64(it.Key()[len(lo):])), true, nil
+	// The smallest needed offset only grows: manifests come in offset
+	// order, and entries only go.
+	off = int64(binary.BigEndian.Uint64(it.Key()[len(lo):]))
+	t.floor.offset = off
+	return off, true, nil
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix.

@@ -59,6 +59,7 @@ func init() {
 		{"send", "send requests (JSON in, Avro on the wire)", cmdSend},
 		{"tail", "print aggregates as JSON lines", cmdTail},
 		{"replay", "reset a stage's consumer group to replay its input", cmdReplay},
+		{"bench", "measure throughput and latency against a real broker", cmdBench},
 		{"providers", "serve the demo's simulated flight-price providers over HTTP", cmdProviders},
 	}
 }

@@ -269,6 +269,7 @@ func (p *Partition) advance(tx *store.Txn, ms int64, emit func(Output)) error {
 			break
 		}
 	}
+	tx.FiredBefore(ms)
 	_, err := tx.ExpireClosed(ms)
 	return err
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/scattergather/scattergather/bench"
+)
+
+func cmdBench(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "bench", "[--brokers HOST:PORT] [--scenarios SUBSTRINGS] [--json FILE]")
+	brokers := f.String("brokers", "127.0.0.1:9092", "seed brokers of the Kafka cluster to measure")
+	only := f.String("scenarios", "", "semicolon-separated substrings: run only the scenarios whose name contains one, e.g. 'fanout 3, all' (default: all)")
+	lowOnly := f.Bool("low-only", false, "measure only the low-load latency of each scenario, no sweep")
+	warmup := f.Duration("warmup", 2*time.Second, "warm-up before each measured step")
+	window := f.Duration("window", 5*time.Second, "measurement window of each step")
+	start := f.Float64("start-rate", 100, "first rate of the sweep, requests/s (doubled until unsustainable)")
+	low := f.Float64("low-rate", 20, "rate of the low-load latency measurement, requests/s")
+	partitions := f.Int("partitions", 3, "partitions of every topic")
+	stateN := f.Int("state", 1_000_000, "open requests to hold in one gather for the state measurement (0: skip)")
+	rawN := f.Int("raw-records", 200_000, "records of the raw produce->consume measurement (0: skip)")
+	jsonOut := f.String("json", "", "write the report as JSON to this file")
+	if code, ok := f.parse(args); !ok {
+		return code
+	}
+	var scenarios []bench.Scenario
+	for _, sc := range bench.DefaultScenarios() {
+		if *only == "" {
+			scenarios = append(scenarios, sc)
+			continue
+		}
+		for _, s := range strings.Split(*only, ";") {
+			if strings.Contains(sc.Name, strings.TrimSpace(s)) {
+				scenarios = append(scenarios, sc)
+				break
+			}
+		}
+	}
+	seeds := strings.Split(*brokers, ",")
+	rep := &bench.Report{Started: time.Now().UTC(), Machine: bench.ThisMachine(bench.KafkaVersion(ctx, seeds))}
+	out := e.stdout
+	fmt.Fprintf(out, "scattergather bench against %s (Kafka %s), %d cores\n", *brokers, rep.Machine.Kafka, rep.Machine.Cores)
+	const recordBytes = 200 // about the size of a task or result record with a 100-byte payload
+	if *rawN > 0 {
+		raw, err := bench.Raw(ctx, seeds, *partitions, *rawN, recordBytes)
+		if err != nil {
+			return fail(e, "bench", fmt.Errorf("raw produce->consume: %w", err))
+		}
+		rep.Raw, rep.RawSize = raw, recordBytes
+		fmt.Fprintf(out, "broker limit: %.0f records/s (raw produce->consume of %d-byte records)\n", raw, recordBytes)
+	}
+	cfg := bench.Config{Brokers: seeds, Warmup: *warmup, Window: *window, StartRate: *start, LowRate: *low,
+		Partitions: *partitions, Progress: out, LowOnly: *lowOnly}
+	for _, sc := range scenarios {
+		res, err := bench.RunScenario(ctx, cfg, sc, rep.Raw)
+		if err != nil {
+			return fail(e, "bench", fmt.Errorf("%s: %w", sc.Name, err))
+		}
+		rep.Scenarios = append(rep.Scenarios, res)
+	}
+	if *stateN > 0 {
+		dir, err := os.MkdirTemp("", "scattergather-bench-state-")
+		if err != nil {
+			return fail(e, "bench", err)
+		}
+		defer os.RemoveAll(dir)
+		fmt.Fprintf(out, "holding %d open requests in one gather partition...\n", *stateN)
+		st, err := bench.State(dir, *stateN)
+		if err != nil {
+			return fail(e, "bench", fmt.Errorf("state: %w", err))
+		}
+		rep.State = st
+	}
+	fmt.Fprintln(out)
+	rep.WriteTable(out)
+	if *jsonOut != "" {
+		fh, err := os.Create(*jsonOut)
+		if err != nil {
+			return fail(e, "bench", err)
+		}
+		defer fh.Close()
+		if err := rep.WriteJSON(fh); err != nil {
+			return fail(e, "bench", err)
+		}
+	}
+	return exitOK
+}

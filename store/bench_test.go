@@ -1,0 +1,53 @@
+package store_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/scattergather/scattergather/schemas"
+	"github.com/scattergather/scattergather/store"
+)
+
+// BenchmarkBatch opens a request, stores three answers, reads them back and
+// closes it in a Txn, committing every 100 requests: the store's work for
+// one request.
+func BenchmarkBatch(b *testing.B) {
+	db, err := store.Open("", store.WithFS(vfs.NewMem()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	p := db.Partition(0)
+	tx := p.Begin(store.Position{})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		id := fmt.Sprintf("req-%09d", i)
+		r := &store.Request{RequestID: id, Strategy: "all", MaxFailures: -1, OpenedMs: int64(i), DeadlineMs: int64(i) + 60_000, ManifestOffset: int64(i),
+			Tasks: []schemas.TaskRef{{TaskID: id + "/a", Target: "a", Item: -1}, {TaskID: id + "/b", Target: "b", Item: -1}, {TaskID: id + "/c", Target: "c", Item: -1}}}
+		if err := tx.OpenRequest(r); err != nil {
+			b.Fatal(err)
+		}
+		for j := range int32(3) {
+			if err := tx.PutAnswer(id, &store.Answer{Index: j, OK: true, Payload: []byte(`{"price": 1}`), LogMs: int64(i)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if as, err := tx.Answers(id); err != nil || len(as) != 3 {
+			b.Fatalf("answers: %d, %v", len(as), err)
+		}
+		if err := tx.CloseRequest(r, int64(i)+120_000); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		if i%100 == 0 {
+			if err := tx.Commit(store.Position{Next: int64(i)}); err != nil {
+				b.Fatal(err)
+			}
+			tx = p.Begin(store.Position{})
+		}
+	}
+	tx.Discard()
+}
