@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test, unit and integration, against a real Apache Kafka broker:
 # starts a throw-away broker (scripts/kafka.sh fetches it from Maven Central
-# the first time), runs go vet and go test -race with the broker's address,
-# stops the broker, and fails if any integration test was skipped or none ran.
+# the first time) with a PLAINTEXT listener and a SASL_SSL one (TLS with a
+# client certificate required, then SCRAM), runs go vet and go test -race
+# with the addresses, credentials and certificate files of both, stops the
+# broker, and fails if any integration test was skipped or none ran.
 #
 # Usage: scripts/test.sh [go test flags, e.g. -run Pipeline]
-# Environment: SG_TEST_KAFKA_PORT (default 19092) and SG_TEST_KAFKA_DIR
-# (default /tmp/scattergather-test-kafka) keep it apart from a broker you
-# run yourself on 9092.
+# Environment: SG_TEST_KAFKA_PORT (default 19092; the controller takes the
+# next port, SASL_SSL the one after) and SG_TEST_KAFKA_DIR (default
+# /tmp/scattergather-test-kafka) keep it apart from a broker you run
+# yourself on 9092.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,12 +18,32 @@ command -v go >/dev/null || { echo "test.sh: go is not installed" >&2; exit 1; }
 
 export SG_KAFKA_PORT="${SG_TEST_KAFKA_PORT:-19092}"
 export SG_KAFKA_CONTROLLER_PORT="$((SG_KAFKA_PORT + 1))"
+export SG_KAFKA_SASL_PORT="$((SG_KAFKA_PORT + 2))"
 export SG_KAFKA_DIR="${SG_TEST_KAFKA_DIR:-/tmp/scattergather-test-kafka}"
+# Secure mode: kafka.sh makes the CA, the certificates and the SCRAM user,
+# and a `kafka.sh restart` (the fault tests) keeps the listener.
+export SG_KAFKA_SECURE=1
+unset SG_KAFKA_SASL_USER SG_KAFKA_SASL_PASSWORD # kafka.sh picks them
 
 scripts/kafka.sh clean >/dev/null
 trap 'scripts/kafka.sh clean >/dev/null 2>&1 || true' EXIT
-scripts/kafka.sh start >/dev/null
-echo "test.sh: Kafka $(scripts/kafka.sh version) on 127.0.0.1:$SG_KAFKA_PORT"
+info="$(scripts/kafka.sh start)"
+# kv KEY: the value of KEY=VALUE in what kafka.sh start printed.
+kv() {
+  local v
+  v="$(sed -n "s/^$1=//p" <<<"$info")"
+  [[ -n "$v" ]] || { echo "test.sh: scripts/kafka.sh start printed no $1" >&2; exit 1; }
+  echo "$v"
+}
+# The variables processortest.SecureBroker reads, from kafka.sh's keys.
+for pair in SG_KAFKA_SECURE_BROKERS=KAFKA_SECURE_BOOTSTRAP SG_KAFKA_CA=KAFKA_CA \
+  SG_KAFKA_CLIENT_CERT=KAFKA_CLIENT_CERT SG_KAFKA_CLIENT_KEY=KAFKA_CLIENT_KEY \
+  SG_KAFKA_UNTRUSTED_CA=KAFKA_UNTRUSTED_CA SG_KAFKA_SASL_MECHANISM=KAFKA_SASL_MECHANISM \
+  SG_KAFKA_SASL_USER=KAFKA_SASL_USER SG_KAFKA_SASL_PASSWORD=KAFKA_SASL_PASSWORD; do
+  value="$(kv "${pair#*=}")" # a plain assignment, so that set -e sees kv fail
+  export "${pair%%=*}=$value"
+done
+echo "test.sh: Kafka $(scripts/kafka.sh version) on 127.0.0.1:$SG_KAFKA_PORT (PLAINTEXT) and $SG_KAFKA_SECURE_BROKERS (SASL_SSL, $SG_KAFKA_SASL_MECHANISM, client certificate required)"
 
 echo "test.sh: go vet ./..."
 go vet ./...

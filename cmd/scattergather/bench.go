@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	stateN := f.Int("state", 1_000_000, "open requests to hold in one gather for the state measurement (0: skip)")
 	rawN := f.Int("raw-records", 200_000, "records of the raw produce->consume measurement (0: skip)")
 	jsonOut := f.String("json", "", "write the report as JSON to this file")
+	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the scenarios to this file")
+	memProfile := f.String("memprofile", "", "write an allocation profile to this file at the end")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -54,6 +57,24 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	}
 	cfg := bench.Config{Brokers: seeds, Warmup: *warmup, Window: *window, StartRate: *start, LowRate: *low,
 		Partitions: *partitions, Progress: out, LowOnly: *lowOnly}
+	if *cpuProfile != "" {
+		fh, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail(e, "bench", err)
+		}
+		if err := pprof.StartCPUProfile(fh); err != nil {
+			return fail(e, "bench", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if fh, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(fh, 0)
+				fh.Close()
+			}
+		}()
+	}
 	for _, sc := range scenarios {
 		res, err := bench.RunScenario(ctx, cfg, sc, rep.Raw)
 		if err != nil {

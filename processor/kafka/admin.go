@@ -43,6 +43,9 @@ func topicConfigs(f *topology.Flow, topic string) map[string]*string {
 // reported; CheckTopics tells whether they fit.
 func CreateTopics(ctx context.Context, t *topology.Topology, flows []*topology.Flow, opts ...Option) ([]TopicResult, error) {
 	o := buildOptions(opts)
+	if err := preflight(ctx, t, o); err != nil {
+		return nil, err
+	}
 	cl, err := kgo.NewClient(baseOpts(t, o, "admin")...)
 	if err != nil {
 		return nil, errorf("client: %w", err)
@@ -120,6 +123,9 @@ func (e *TopicError) Error() string { return fmt.Sprintf("topic %s: %s", e.Topic
 // hint to run `scattergather topics create`.
 func CheckTopics(ctx context.Context, t *topology.Topology, f *topology.Flow, opts ...Option) error {
 	o := buildOptions(opts)
+	if err := preflight(ctx, t, o); err != nil {
+		return err
+	}
 	cl, err := kgo.NewClient(baseOpts(t, o, "admin")...)
 	if err != nil {
 		return errorf("client: %w", err)

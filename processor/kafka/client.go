@@ -63,7 +63,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithCodec(c *schemas.Codec) Option { return func(o *options) { o.codec = c } }
 
 // WithClientOptions adds franz-go options to every client the role makes
-// (TLS, SASL, timeouts).
+// (timeouts, a custom dialer...). They come after the TLS and SASL options
+// of the topology's kafka section, so they override them.
 func WithClientOptions(opts ...kgo.Opt) Option {
 	return func(o *options) { o.clientOpts = append(o.clientOpts, opts...) }
 }
@@ -90,7 +91,9 @@ func buildOptions(opts []Option) *options {
 	return o
 }
 
-// baseOpts are the options of every client of a flow.
+// baseOpts are the options of every client of a flow: the seeds, the
+// connection security of kafka.tls and kafka.sasl (security.go), logging,
+// metrics, then the options of WithClientOptions, which may override them.
 func baseOpts(t *topology.Topology, o *options, role string) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(t.Kafka.Brokers...),
@@ -99,6 +102,7 @@ func baseOpts(t *topology.Topology, o *options, role string) []kgo.Opt {
 		kgo.RecordPartitioner(partitioner{}),
 		kgo.ProducerLinger(0),
 	}
+	opts = append(opts, securityOpts(&t.Kafka)...)
 	opts = append(opts, clientMetrics(o.metrics, role)...)
 	return append(opts, o.clientOpts...)
 }
@@ -237,5 +241,5 @@ func errorf(format string, args ...any) error { return fmt.Errorf("kafka: "+form
 func txnOpts() []kgo.Opt {
 	v := kversion.Stable()
 	v.SetMaxKeyVersion(int16(kmsg.TxnOffsetCommit), 4)
-	return []kgo.Opt{kgo.MaxVersions(v)}
+	return []kgo.Opt{kgo.MaxVersions(v), kgo.ConcurrentTransactionsBackoff(2 * time.Millisecond)}
 }

@@ -104,6 +104,9 @@ func (g *Gather) count(fn func(*GatherStats)) {
 
 // Run gathers until ctx ends or a fatal error.
 func (g *Gather) Run(ctx context.Context) error {
+	if err := preflight(ctx, g.topo, g.o); err != nil {
+		return err
+	}
 	f := g.flow
 	db, err := store.Open(filepath.Join(g.stateDir, f.Name))
 	if err != nil {

@@ -44,6 +44,9 @@ func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...Option) *Scat
 // Run scatters until ctx ends or a fatal error. It refuses to start when
 // the flow's topics are missing or wrong.
 func (s *Scatter) Run(ctx context.Context) error {
+	if err := preflight(ctx, s.topo, s.o); err != nil {
+		return err
+	}
 	f := s.flow
 	group := s.topo.Group(f, "scatter")
 	sess, err := kgo.NewGroupTransactSession(append(append(baseOpts(s.topo, s.o, "scatter"), txnOpts()...),

@@ -165,7 +165,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if err := v.Addr().Interface().(scalar).parseScalar(s); err != nil {
-			d.fail(n, path, "%v", err)
+			msg := err.Error()
+			if s != n.Value {
+				// Show what was written (${VAR}), never what the
+				// environment held: it may be a secret.
+				msg = strings.ReplaceAll(msg, strconv.Quote(s), strconv.Quote(n.Value))
+			}
+			d.fail(n, path, "%s", msg)
 		}
 		return
 	}

@@ -37,6 +37,76 @@ type Kafka struct {
 	// transaction holds back read_committed readers when no instance with
 	// its identity restarts. Default 30s.
 	TransactionTimeout Duration `yaml:"transaction_timeout"`
+	// SASL authenticates every client. Default: none. With TLS it is
+	// SASL_SSL, without it SASL_PLAINTEXT (the password, with PLAIN, then
+	// crosses the network in clear).
+	SASL *SASL `yaml:"sasl"`
+	// TLS encrypts every connection and, with a client certificate,
+	// authenticates the client (mutual TLS). Default: plaintext.
+	TLS *TLS `yaml:"tls"`
+}
+
+// SASL mechanisms.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// SASL holds the SASL credentials of the clients. Validation requires all
+// three fields. Messages and String never show the password.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, as the broker's
+	// sasl.enabled.mechanisms spells it.
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	// Password is best given as ${ENV_VAR}.
+	Password string `yaml:"password"`
+}
+
+// String describes s without its password, so that printing a topology
+// (%v, %+v) does not show it.
+func (s SASL) String() string {
+	pw := "unset"
+	if s.Password != "" {
+		pw = "REDACTED"
+	}
+	return fmt.Sprintf("{Mechanism:%s Username:%s Password:%s}", s.Mechanism, s.Username, pw)
+}
+
+// TLS configures TLS to the brokers. Relative paths are read from the
+// working directory. Validation reads and parses the files.
+type TLS struct {
+	// Enabled turns TLS on; it defaults to true when any other key of tls
+	// is set, so `tls: {ca_file: ca.pem}` is enough. enabled: false turns
+	// TLS off whatever the other keys say.
+	Enabled *bool `yaml:"enabled"`
+	// CAFile is a PEM file of the CAs that the brokers' certificates must
+	// chain to. Default: the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the PEM client certificate (with its
+	// intermediates) and private key, for brokers that require mutual TLS
+	// (ssl.client.auth=required). Both or neither; the key unencrypted.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name checked in the brokers' certificates.
+	// Default: the host of each broker address.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any broker certificate: encrypted but not
+	// authenticated, for tests only. Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// On reports whether TLS is enabled: enabled as written, else whether any
+// other key is set. A nil *TLS is off.
+func (t *TLS) On() bool {
+	if t == nil {
+		return false
+	}
+	if t.Enabled != nil {
+		return *t.Enabled
+	}
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify
 }
 
 // Flow is one scatter-gather pipeline with its own topics and groups.

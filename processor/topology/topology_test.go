@@ -3,6 +3,7 @@ package topology_test
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -25,6 +26,8 @@ var testEnv = map[string]string{
 	"SECRET_TOKEN":  "tok-very-secret-value",
 	"PROVIDER_HOST": "p.example.com",
 	"EMPTY":         "",
+	// KAFKA_PASSWORD is the SASL password of full.yaml.
+	"KAFKA_PASSWORD": "kafka-pw-very-secret",
 }
 
 func lookup(env map[string]string) topology.Env {
@@ -35,7 +38,7 @@ func lookup(env map[string]string) topology.Env {
 }
 
 // secrets must never appear in any message.
-var secrets = []string{"s3cret-ftp", "hunter2", "pa55word", "tok-very-secret-value"}
+var secrets = []string{"s3cret-ftp", "hunter2", "pa55word", "tok-very-secret-value", "kafka-pw-very-secret"}
 
 func parse(t *testing.T, doc string, env map[string]string) (*topology.Topology, error) {
 	t.Helper()
@@ -82,6 +85,8 @@ func readFile(t *testing.T, path string) []byte {
 
 func intp(i int) *int { return &i }
 
+func boolp(b bool) *bool { return &b }
+
 func TestFullFile(t *testing.T) {
 	topo, err := topology.Parse("testdata/full.yaml", readFile(t, "testdata/full.yaml"), lookup(testEnv))
 	if err != nil {
@@ -103,6 +108,9 @@ func TestFullFile(t *testing.T) {
 			ReplicationFactor:  3,
 			SessionTimeout:     d("10s"),
 			TransactionTimeout: d("20s"),
+			SASL:               &topology.SASL{Mechanism: "SCRAM-SHA-512", Username: "sg-user", Password: "kafka-pw-very-secret"},
+			TLS: &topology.TLS{Enabled: boolp(true), CAFile: "testdata/tls/ca.pem", CertFile: "testdata/tls/client.pem",
+				KeyFile: "testdata/tls/client-key.pem", ServerName: "kafka.internal", InsecureSkipVerify: true},
 		},
 		Flows: []*topology.Flow{{
 			Name:        "flights",
@@ -725,5 +733,150 @@ flows:
 	}
 	if got := f.Target("dflt").HTTP.Breaker.Threshold(); got != topology.DefaultBreakerFailures {
 		t.Errorf("default threshold %d, want %d", got, topology.DefaultBreakerFailures)
+	}
+}
+
+// kafkaDoc is a valid one-flow topology with kafka as its kafka section.
+func kafkaDoc(kafka string) string {
+	return "kafka:\n" + kafka + "\nflows: [{name: f, timeout: 1s, targets: [{name: a}]}]\n"
+}
+
+func TestKafkaSecurity(t *testing.T) {
+	const (
+		ca    = "testdata/tls/ca.pem"
+		cert  = "testdata/tls/client.pem"
+		key   = "testdata/tls/client-key.pem"
+		other = "testdata/tls/other-key.pem"
+	)
+	for _, tc := range []struct {
+		name, kafka string
+		tlsOn       bool
+		wantErr     []string // each must appear; none means valid
+	}{
+		{name: "none", kafka: "  brokers: [b:9092]"},
+		{name: "null sections", kafka: "  sasl: ~\n  tls: ~"},
+		{name: "SASL_PLAINTEXT with PLAIN", kafka: "  sasl: {mechanism: PLAIN, username: u, password: p}"},
+		{name: "SCRAM-SHA-256", kafka: "  sasl: {mechanism: SCRAM-SHA-256, username: u, password: p}"},
+		{name: "tls with a CA only", kafka: "  tls: {ca_file: " + ca + "}", tlsOn: true},
+		{name: "tls with system roots", kafka: "  tls: {enabled: true}", tlsOn: true},
+		{name: "tls implied by server_name", kafka: "  tls: {server_name: k.example}", tlsOn: true},
+		{name: "tls implied by insecure_skip_verify", kafka: "  tls: {insecure_skip_verify: true}", tlsOn: true},
+		{name: "empty tls is off", kafka: "  tls: {}"},
+		{name: "enabled false wins and reads no file", kafka: "  tls: {enabled: false, ca_file: testdata/tls/nope.pem}"},
+		{name: "mutual TLS", kafka: "  tls: {ca_file: " + ca + ", cert_file: " + cert + ", key_file: " + key + "}", tlsOn: true},
+		{name: "unknown mechanism", kafka: "  sasl: {mechanism: OAUTHBEARER, username: u, password: p}",
+			wantErr: []string{"t.yaml:2:21: kafka.sasl.mechanism: unknown mechanism (one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"}},
+		{name: "lower-case mechanism", kafka: "  sasl: {mechanism: plain, username: u, password: p}",
+			wantErr: []string{"kafka.sasl.mechanism: write the mechanism in upper case"}},
+		{name: "no mechanism", kafka: "  sasl: {username: u, password: p}", wantErr: []string{"kafka.sasl.mechanism: required with sasl"}},
+		{name: "missing password", kafka: "  sasl: {mechanism: PLAIN, username: u}", wantErr: []string{"t.yaml:2:9: kafka.sasl.password: required with sasl"}},
+		{name: "empty sasl", kafka: "  sasl: {}", wantErr: []string{"kafka.sasl.mechanism: required", "kafka.sasl.username: required", "kafka.sasl.password: required"}},
+		{name: "cert without key", kafka: "  tls: {cert_file: " + cert + "}", wantErr: []string{"kafka.tls.key_file: required with cert_file"}},
+		{name: "key without cert", kafka: "  tls: {key_file: " + key + "}", wantErr: []string{"kafka.tls.cert_file: required with key_file"}},
+		{name: "missing CA file", kafka: "  tls: {ca_file: testdata/tls/nope.pem}",
+			wantErr: []string{"t.yaml:2:18: kafka.tls.ca_file: cannot read testdata/tls/nope.pem: no such file or directory"}},
+		{name: "CA file is a directory", kafka: "  tls: {ca_file: testdata/tls}", wantErr: []string{"kafka.tls.ca_file: testdata/tls is not a regular file"}},
+		{name: "CA file without a certificate", kafka: "  tls: {ca_file: " + key + "}", wantErr: []string{"kafka.tls.ca_file: no PEM certificate in " + key}},
+		{name: "key that is not the certificate's", kafka: "  tls: {cert_file: " + cert + ", key_file: " + other + "}",
+			wantErr: []string{"kafka.tls.key_file: the private key in " + other + " does not belong to the certificate in cert_file " + cert}},
+		{name: "certificate file holds a key", kafka: "  tls: {cert_file: " + key + ", key_file: " + key + "}",
+			wantErr: []string{"kafka.tls.cert_file: no PEM certificate in " + key}},
+		{name: "key file holds a certificate", kafka: "  tls: {cert_file: " + cert + ", key_file: " + cert + "}",
+			wantErr: []string{"kafka.tls.key_file: no PEM private key in " + cert}},
+		{name: "encrypted key", kafka: "  tls: {cert_file: " + cert + ", key_file: testdata/tls/encrypted-key.pem}",
+			wantErr: []string{"kafka.tls.key_file: the private key in testdata/tls/encrypted-key.pem is encrypted"}},
+		{name: "missing key file", kafka: "  tls: {cert_file: " + cert + ", key_file: testdata/tls/nope-key.pem}",
+			wantErr: []string{"kafka.tls.key_file: cannot read testdata/tls/nope-key.pem: no such file or directory"}},
+		{name: "enabled is a bool", kafka: "  tls: {enabled: sure}", wantErr: []string{`kafka.tls.enabled: want true or false, have "sure"`}},
+		{name: "unknown tls key", kafka: "  tls: {ca: x}", wantErr: []string{"kafka.tls.ca: unknown key (known: enabled, ca_file, cert_file, key_file, server_name, insecure_skip_verify)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topo, err := parse(t, kafkaDoc(tc.kafka), testEnv)
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("%s\n%v", tc.kafka, err)
+				}
+				if got := topo.Kafka.TLS.On(); got != tc.tlsOn {
+					t.Errorf("TLS on: %v, want %v", got, tc.tlsOn)
+				}
+				if err := topo.Validate(); err != nil {
+					t.Errorf("re-validation: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("%s: no error, want %q", tc.kafka, tc.wantErr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n%v\nwant one containing %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestSASLPasswordNeverShown: a password set through the environment never
+// appears in a message, whatever else is wrong and wherever it is misplaced,
+// nor when the topology is printed.
+func TestSASLPasswordNeverShown(t *testing.T) {
+	const pw = "Zq8-kafka-pw-never-shown"
+	env := map[string]string{"KAFKA_PASSWORD": pw, "EMPTY": ""}
+	for _, kafka := range []string{
+		"  sasl: {mechanism: BOGUS, username: u, password: \"${KAFKA_PASSWORD}\"}",
+		"  sasl: {mechanism: scram-sha-256, password: \"${KAFKA_PASSWORD}\"}",
+		"  sasl: {mechanism: \"${KAFKA_PASSWORD}\", username: u, password: \"${KAFKA_PASSWORD}\"}",
+		"  sasl: {mechanism: \"${KAFKA_PASSWORD}\", username: \"${KAFKA_PASSWORD}\", password: \"${EMPTY}\"}",
+		"  sasl: {mechanism: PLAIN, username: u, password: \"${KAFKA_PASSWORD}\"}\n  tls: {cert_file: testdata/tls/client.pem, key_file: testdata/tls/other-key.pem, ca_file: testdata/tls/nope.pem}",
+		"  sasl: {mechanism: PLAIN, username: u, password: \"${KAFKA_PASSWORD}\", extra: \"${KAFKA_PASSWORD}\"}",
+		"  sasl: {mechanism: PLAIN, username: u, password: [\"${KAFKA_PASSWORD}\"]}",
+		"  sasl: {mechanism: PLAIN, username: u, password: \"${KAFKA_PASSWORD}\"}\n  tls: {enabled: \"${KAFKA_PASSWORD}\"}",
+	} {
+		t.Run(kafka, func(t *testing.T) {
+			_, err := parse(t, kafkaDoc(kafka), env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), ": kafka.") {
+				t.Errorf("not a problem of the kafka section: %v", err)
+			}
+			if strings.Contains(err.Error(), pw) {
+				t.Errorf("the password shows:\n%v", err)
+			}
+		})
+	}
+
+	topo, err := parse(t, kafkaDoc("  sasl: {mechanism: PLAIN, username: u, password: \"${KAFKA_PASSWORD}\"}"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topo.Kafka.SASL.Password != pw {
+		t.Fatalf("password %q not interpolated", topo.Kafka.SASL.Password)
+	}
+	for _, format := range []string{"%v", "%+v", "%s"} {
+		if out := fmt.Sprintf(format, topo.Kafka); strings.Contains(out, pw) {
+			t.Errorf("Sprintf(%q) shows the password: %s", format, out)
+		}
+	}
+	// Validate of a topology whose settings went wrong after loading.
+	topo.Kafka.SASL.Mechanism = pw
+	topo.Kafka.SASL.Username = ""
+	if err := topo.Validate(); err == nil || strings.Contains(err.Error(), pw) {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+// A value read from the environment that does not parse is shown as
+// written, not as what the variable held.
+func TestInterpolatedValueNotShown(t *testing.T) {
+	doc := "kafka:\n  session_timeout: ${SG_SECRET_TIMEOUT}\nflows:\n  - {name: f, timeout: 1s, targets: [{name: a}]}\n"
+	_, err := topology.Parse("t.yaml", []byte(doc), func(k string) (string, bool) {
+		if k == "SG_SECRET_TIMEOUT" {
+			return "hunter2-secret", true
+		}
+		return "", false
+	})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "${SG_SECRET_TIMEOUT}") {
+		t.Errorf("error %v: want the written ${SG_SECRET_TIMEOUT}, not the value", err)
 	}
 }

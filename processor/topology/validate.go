@@ -1,8 +1,15 @@
 package topology
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -158,6 +165,8 @@ func (t *Topology) validate(lines map[string]pos) error {
 	if t.Kafka.TransactionTimeout.D < time.Second {
 		ps.add("kafka.transaction_timeout", "must be at least 1s")
 	}
+	t.Kafka.SASL.validate(ps, "kafka.sasl")
+	t.Kafka.TLS.validate(ps, "kafka.tls")
 	if len(t.Flows) == 0 {
 		ps.add("flows", "at least one flow is required")
 	}
@@ -318,6 +327,148 @@ func (t *Target) validate(ps *problems, path string) {
 	for name := range h.Headers {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			ps.add(hp+".headers", "invalid header name %q", name)
+		}
+	}
+}
+
+// validate checks the SASL settings. Messages name the keys, never the
+// password.
+func (s *SASL) validate(ps *problems, path string) {
+	if s == nil {
+		return
+	}
+	mechanisms := []string{SASLPlain, SASLScramSHA256, SASLScramSHA512}
+	switch {
+	case s.Mechanism == "":
+		ps.add(path+".mechanism", "required with sasl: one of %s", strings.Join(mechanisms, ", "))
+	case slices.Contains(mechanisms, strings.ToUpper(s.Mechanism)) && !slices.Contains(mechanisms, s.Mechanism):
+		ps.add(path+".mechanism", "write the mechanism in upper case, as Kafka does (one of %s)", strings.Join(mechanisms, ", "))
+	case !slices.Contains(mechanisms, s.Mechanism):
+		// The value is not quoted: nothing under kafka.sasl is.
+		ps.add(path+".mechanism", "unknown mechanism (one of %s)", strings.Join(mechanisms, ", "))
+	}
+	if s.Username == "" {
+		ps.add(path+".username", "required with sasl")
+	}
+	if s.Password == "" {
+		ps.add(path+".password", "required with sasl (best written as ${ENV_VAR})")
+	}
+}
+
+// maxPEMBytes bounds the files of kafka.tls that validation reads.
+const maxPEMBytes = 1 << 20
+
+// validate checks the TLS settings of an enabled TLS: that the files exist
+// and parse. Messages name the files but never show their contents.
+func (t *TLS) validate(ps *problems, path string) {
+	if !t.On() {
+		return
+	}
+	if t.CAFile != "" {
+		if b, ok := readPEM(ps, path+".ca_file", t.CAFile); ok {
+			if !x509.NewCertPool().AppendCertsFromPEM(b) {
+				ps.add(path+".ca_file", "no PEM certificate in %s", t.CAFile)
+			}
+		}
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		ps.add(path+".key_file", "required with cert_file: the client certificate's private key")
+	case t.CertFile == "" && t.KeyFile != "":
+		ps.add(path+".cert_file", "required with key_file: the client certificate")
+	case t.CertFile != "":
+		certPEM, certOK := readPEM(ps, path+".cert_file", t.CertFile)
+		keyPEM, keyOK := readPEM(ps, path+".key_file", t.KeyFile)
+		if certOK && keyOK {
+			checkKeyPair(ps, path, t.CertFile, t.KeyFile, certPEM, keyPEM)
+		}
+	}
+}
+
+// readPEM reads a file of kafka.tls, reporting why it cannot at key. It
+// reads regular files only (a FIFO would block, a device never end), and at
+// most maxPEMBytes (/proc files claim size 0).
+func readPEM(ps *problems, key, file string) ([]byte, bool) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		ps.add(key, "cannot read %s: %s", file, pathErr(err))
+		return nil, false
+	}
+	if !fi.Mode().IsRegular() {
+		ps.add(key, "%s is not a regular file", file)
+		return nil, false
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		ps.add(key, "cannot read %s: %s", file, pathErr(err))
+		return nil, false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPEMBytes+1))
+	switch {
+	case err != nil:
+		ps.add(key, "cannot read %s: %s", file, pathErr(err))
+		return nil, false
+	case len(b) > maxPEMBytes:
+		ps.add(key, "%s is larger than 1MiB: not a PEM file", file)
+		return nil, false
+	}
+	return b, true
+}
+
+// pathErr is the reason of a file error without its path, which the
+// message names already.
+func pathErr(err error) string {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// checkKeyPair checks that certPEM holds a certificate and keyPEM an
+// unencrypted private key that belongs to it. Its messages are its own:
+// none quotes the files.
+func checkKeyPair(ps *problems, path, certFile, keyFile string, certPEM, keyPEM []byte) {
+	var haveCert, haveKey, encrypted bool
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+				ps.add(path+".cert_file", "%s: invalid certificate: %v", certFile, err)
+				return
+			}
+			haveCert = true
+			break
+		}
+	}
+	for rest := keyPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			haveKey = true
+			encrypted = b.Type == "ENCRYPTED PRIVATE KEY" || b.Headers["Proc-Type"] == "4,ENCRYPTED"
+			break
+		}
+	}
+	switch {
+	case !haveCert:
+		ps.add(path+".cert_file", "no PEM certificate in %s", certFile)
+	case !haveKey:
+		ps.add(path+".key_file", "no PEM private key in %s", keyFile)
+	case encrypted:
+		ps.add(path+".key_file", "the private key in %s is encrypted: give it unencrypted (e.g. openssl pkey -in KEY -out KEY.plain)", keyFile)
+	default:
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			if strings.Contains(err.Error(), "does not match") {
+				ps.add(path+".key_file", "the private key in %s does not belong to the certificate in cert_file %s", keyFile, certFile)
+			} else {
+				ps.add(path+".key_file", "cannot use the private key in %s with cert_file %s (want PKCS#1, PKCS#8 or SEC 1 PEM)", keyFile, certFile)
+			}
 		}
 	}
 }
