@@ -16,7 +16,7 @@ import (
 
 // FormatVersion is the version of the key and value layout. State written
 // with another version is discarded and rebuilt from the log.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Errors returned by the store.
 var (
@@ -44,6 +44,22 @@ type Request struct {
 	OK             int32              `avro:"ok"`
 	Failed         int32              `avro:"failed"`
 	Duplicates     int32              `avro:"duplicates"`
+	// Seen has bit i set once task i answered: duplicates are recognised
+	// without reading the answers.
+	Seen []byte `avro:"seen"`
+}
+
+// HasAnswered reports whether task index answered.
+func (r *Request) HasAnswered(index int) bool {
+	return index/8 < len(r.Seen) && r.Seen[index/8]&(1<<(index%8)) != 0
+}
+
+// SetAnswered records that task index answered.
+func (r *Request) SetAnswered(index int) {
+	for len(r.Seen) <= index/8 {
+		r.Seen = append(r.Seen, 0)
+	}
+	r.Seen[index/8] |= 1 << (index % 8)
 }
 
 // Answered is the number of distinct tasks that answered.
@@ -121,7 +137,19 @@ func WithCacheSize(n int64) Option {
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*DB, error) {
-	o := &pebble.Options{CacheSize: 64 << 20, Logger: quietLogger{}}
+	o := &pebble.Options{
+		CacheSize: 64 << 20,
+		Logger:    quietLogger{},
+		// Most requests open and close within seconds: a larger memtable
+		// lets their keys and tombstones meet before they are flushed, so
+		// fewer reach the disk and compactions.
+		MemTableSize: 32 << 20,
+		// No write-ahead log: the store is a cache of the Kafka log. After a
+		// crash it holds the state at its last flush, with the position of
+		// that state; the gather then re-folds the tail from the log (or
+		// rebuilds), exactly as when it took a partition from another host.
+		DisableWAL: true,
+	}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -134,6 +162,11 @@ func Open(dir string, opts ...Option) (*DB, error) {
 
 // Close closes the store.
 func (db *DB) Close() error {
+	// Without a WAL, what is not flushed is lost on close.
+	if err := db.pdb.Flush(); err != nil {
+		_ = db.pdb.Close()
+		return fmt.Errorf("store: flush: %w", err)
+	}
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}

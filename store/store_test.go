@@ -420,7 +420,7 @@ func TestRequestAndAnswerRoundTrip(t *testing.T) {
 	r := &store.Request{
 		RequestID: "r1", Tasks: []schemas.TaskRef{{TaskID: "r1/a/0", Target: "a", Item: 0}, {TaskID: "r1/b", Target: "b", Item: -1}},
 		Strategy: "quorum", Quorum: 2, MaxFailures: 1, OpenedMs: 10, DeadlineMs: 20, ManifestOffset: 30,
-		Attributes: schemas.AttributesOf(map[string]string{"k": "v"}), OK: 1, Failed: 1, Duplicates: 3,
+		Attributes: schemas.AttributesOf(map[string]string{"k": "v"}), OK: 1, Failed: 1, Duplicates: 3, Seen: []byte{0b11},
 	}
 	must(t, tx.OpenRequest(r))
 	got, ok, err := tx.Request("r1")
@@ -481,5 +481,23 @@ func TestReopenOnSameFS(t *testing.T) {
 	}
 	if db.DiskUsage() == 0 {
 		t.Error("disk usage 0")
+	}
+}
+
+func TestSeenBitmap(t *testing.T) {
+	var r store.Request
+	for _, i := range []int{0, 7, 8, 63} {
+		if r.HasAnswered(i) {
+			t.Fatalf("task %d answered before it was set", i)
+		}
+		r.SetAnswered(i)
+		if !r.HasAnswered(i) {
+			t.Fatalf("task %d not answered after it was set", i)
+		}
+	}
+	for _, i := range []int{1, 6, 9, 62, 64, 1000} {
+		if r.HasAnswered(i) {
+			t.Errorf("task %d answered, never set", i)
+		}
 	}
 }

@@ -403,17 +403,15 @@ func (p *Partition) result(tx *store.Txn, rec Record, res *schemas.Result, emit 
 		p.deadLetter(rec, emit, KindInvalidResult, fmt.Sprintf("request %q has no task %q", res.RequestID, res.TaskID))
 		return nil
 	}
-	if had, err := tx.HasAnswer(r.RequestID, int32(idx)); err != nil || had {
-		if had {
-			p.Stats.DuplicateResults++
-			if p.f.obs != nil {
-				p.f.obs.DuplicateResult()
-			}
-			r.Duplicates++
-			return tx.PutRequest(r)
+	if r.HasAnswered(idx) {
+		p.Stats.DuplicateResults++
+		if p.f.obs != nil {
+			p.f.obs.DuplicateResult()
 		}
-		return err
+		r.Duplicates++
+		return tx.PutRequest(r)
 	}
+	r.SetAnswered(idx)
 	a := &store.Answer{
 		Index:      int32(idx),
 		OK:         res.Status == schemas.StatusOK,

@@ -252,42 +252,61 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 			mu.Unlock()
 		}
 	}
+	// Partitions fold independently, each into its own overlay: in
+	// parallel, so that a gather with several partitions uses several cores.
+	var wg sync.WaitGroup
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		gp := g.parts[fp.Partition]
-		if gp == nil || len(fp.Records) == 0 || applyErr != nil {
+		if gp == nil || len(fp.Records) == 0 {
 			return
 		}
 		touched = append(touched, gp)
-		emit := func(o gather.Output) {
-			switch o.Kind {
-			case gather.ToAggregated:
-				aggs = append(aggs, o.Aggregate)
-				sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Aggregated, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs)}, promise)
-				if o.Aggregate != nil {
-					g.log.Debug("aggregate", "request_id", o.Aggregate.RequestID, "outcome", o.Aggregate.Outcome)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var (
+				pAggs []*schemas.Aggregate
+				pLate int64
+				pDead []string
+			)
+			emit := func(o gather.Output) {
+				switch o.Kind {
+				case gather.ToAggregated:
+					pAggs = append(pAggs, o.Aggregate)
+					sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Aggregated, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs)}, promise)
+					if o.Aggregate != nil {
+						g.log.Debug("aggregate", "request_id", o.Aggregate.RequestID, "outcome", o.Aggregate.Outcome)
+					}
+				case gather.ToLate:
+					pLate++
+					sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Late, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs),
+						Headers: []kgo.RecordHeader{
+							{Key: HeaderReason, Value: []byte(o.Reason)},
+							{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(fp.Partition)))},
+							{Key: HeaderOffset, Value: []byte(strconv.FormatInt(o.Offset, 10))},
+						}}, promise)
+				case gather.ToDeadLetter:
+					pDead = append(pDead, o.ReasonKind)
+					g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
+					src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
+					sess.Produce(ctx, deadLetter(f, "gather", src, o.ReasonKind, o.Reason), promise)
 				}
-			case gather.ToLate:
-				late++
-				sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Late, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs),
-					Headers: []kgo.RecordHeader{
-						{Key: HeaderReason, Value: []byte(o.Reason)},
-						{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(fp.Partition)))},
-						{Key: HeaderOffset, Value: []byte(strconv.FormatInt(o.Offset, 10))},
-					}}, promise)
-			case gather.ToDeadLetter:
-				dead = append(dead, o.ReasonKind)
-				g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
-				src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
-				sess.Produce(ctx, deadLetter(f, "gather", src, o.ReasonKind, o.Reason), promise)
 			}
-		}
-		for _, r := range fp.Records {
-			if err := gp.fold.Apply(gather.Record{Offset: r.Offset, TimeMs: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}, emit); err != nil {
+			var err error
+			for _, r := range fp.Records {
+				if err = gp.fold.Apply(gather.Record{Offset: r.Offset, TimeMs: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}, emit); err != nil {
+					break
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			aggs, late, dead = append(aggs, pAggs...), late+pLate, append(dead, pDead...)
+			if err != nil && applyErr == nil {
 				applyErr = err
-				return
 			}
-		}
+		}()
 	})
+	wg.Wait()
 	commit := kgo.TryCommit
 	if applyErr != nil {
 		commit = kgo.TryAbort

@@ -225,9 +225,13 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				w.o.metrics.InFlight(w.flow.Name, tg.Name, 1)
 				out, written := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
 				w.o.metrics.InFlight(w.flow.Name, tg.Name, -1)
+				// The slots bound calls to providers, so they are free once the
+				// handler returns; the producer's buffer bounds what waits for
+				// the broker, and the tracker keeps the task uncommitted until
+				// its result is acknowledged.
+				<-w.global
+				<-local
 				prod.Produce(context.Background(), out, func(_ *kgo.Record, err error) {
-					<-w.global
-					<-local
 					if err != nil {
 						// Left unfinished: the task runs again after a restart.
 						log.Error("result not written", "offset", r.Offset, "err", err)

@@ -468,7 +468,7 @@ func TestIntegrationFaults(t *testing.T) {
 	var report []string
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			p := newPipeline(t, brokers, "20s", "")
+			p := newPipeline(t, brokers, "40s", "")
 			ps := sc.setup(p)
 			var faultTime time.Time
 			p.load(requests, rate, faultAt, func() {
