@@ -1,0 +1,41 @@
+package bench_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/scattergather/scattergather/bench"
+	"github.com/scattergather/scattergather/processor/processortest"
+)
+
+// The harness itself: a short low-load step on the in-process broker gets
+// every request's aggregate and a latency for each.
+func TestScenarioLowLoad(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := bench.Config{Brokers: processortest.Fake(t), Warmup: 200 * time.Millisecond, Window: time.Second, LowRate: 50, LowOnly: true}
+	res, err := bench.RunScenario(ctx, cfg, bench.Scenario{Name: "t", Fanout: 3, Strategy: "all"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.LowLoad
+	if st == nil || st.Sent == 0 || st.Received != st.Sent || !st.Sustainable || st.Latency.P50 <= 0 || st.Latency.Max < st.Latency.P50 {
+		t.Fatalf("low-load step %+v", st)
+	}
+}
+
+func TestStateFiresWhatIsDue(t *testing.T) {
+	st, err := bench.State(t.TempDir(), 20_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Open != 20_000 || st.DiskMiB <= 0 || st.RSSMiB <= 0 || len(st.Fire) != 3 {
+		t.Fatalf("state %+v", st)
+	}
+	for i, want := range []bench.Fire{{Open: 10_000, Due: 1_000}, {Open: 20_000, Due: 1_000}, {Open: 19_000, Due: 10_000}} {
+		if got := st.Fire[i]; got.Open != want.Open || got.Due != want.Due {
+			t.Errorf("fire %d: %d due among %d open, want %d among %d", i, got.Due, got.Open, want.Due, want.Open)
+		}
+	}
+}
