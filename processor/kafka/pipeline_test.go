@@ -9,6 +9,7 @@ import (
 
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/processortest"
+	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -56,7 +57,47 @@ consolidate: {type: min, field: price}
 	for _, r := range requests(f.Name, n) {
 		processortest.Send(t, topo, r)
 	}
-	aggs := processortest.Aggregates(t, topo, f, n, 2*time.Minute)
+	checkCheapest(t, processortest.Aggregates(t, topo, f, n, 2*time.Minute), n)
+	// With one gather and no rebalance, no transaction has a reason to
+	// abort; an abort means work done twice.
+	for _, r := range runners {
+		if g, ok := r.(*kafka.Gather); ok {
+			if st := g.Stats(); st.Aborted != 0 {
+				t.Errorf("gather aborted %d of %d transactions", st.Aborted, st.Aborted+st.Committed)
+			}
+		}
+	}
+}
+
+func TestPipelineFake(t *testing.T) { runCheapest(t, processortest.Fake(t)) }
+
+func TestIntegrationPipeline(t *testing.T) { runCheapest(t, processortest.Brokers(t)) }
+
+// startWithoutGather runs the flow's scatter and workers until the test
+// ends, and returns a function that starts a gather with identity
+// instance on dir (stop it with the function that returns).
+func startWithoutGather(t *testing.T, topo *topology.Topology, f *topology.Flow, opts ...kafka.Option) func(instance, dir string) (*kafka.Gather, func()) {
+	t.Helper()
+	sc := kafka.NewScatter(topo, f, opts...)
+	w, err := kafka.NewWorker(topo, f, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, sc, w)
+	return func(instance, dir string) (*kafka.Gather, func()) {
+		t.Helper()
+		g, err := kafka.NewGather(topo, f, dir, kafka.WithInstance(instance))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, processortest.Start(t, g)
+	}
+}
+
+// checkCheapest checks the aggregates of requests(_, n) answered by
+// priceHandler(100), (95) and (105): complete, b the cheapest.
+func checkCheapest(t *testing.T, aggs map[string]*schemas.Aggregate, n int) {
+	t.Helper()
 	for i := range n {
 		id := fmt.Sprintf("req-%03d", i)
 		a := aggs[id]
@@ -76,17 +117,4 @@ consolidate: {type: min, field: price}
 			t.Errorf("%s: outcome %s, cheapest %s at %d (want b at %d), %d answered", id, a.Outcome, res.Target, res.Value, want, len(a.Answered))
 		}
 	}
-	// With one gather and no rebalance, no transaction has a reason to
-	// abort; an abort means work done twice.
-	for _, r := range runners {
-		if g, ok := r.(*kafka.Gather); ok {
-			if st := g.Stats(); st.Aborted != 0 {
-				t.Errorf("gather aborted %d of %d transactions", st.Aborted, st.Aborted+st.Committed)
-			}
-		}
-	}
 }
-
-func TestPipelineFake(t *testing.T) { runCheapest(t, processortest.Fake(t)) }
-
-func TestIntegrationPipeline(t *testing.T) { runCheapest(t, processortest.Brokers(t)) }

@@ -44,23 +44,9 @@ consolidate: {type: min, field: price}
 					return nil, ctx.Err()
 				}
 			})
-			opts := []kafka.Option{kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithHandler("c", gate)}
-			rest, err := kafka.Roles(topo, topo.Flows, kafka.RoleScatter, "", opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := kafka.NewWorker(topo, f, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			processortest.Start(t, append(rest, w)...)
-
+			startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithHandler("c", gate))
 			dir1 := t.TempDir()
-			g1, err := kafka.NewGather(topo, f, dir1, kafka.WithInstance("g"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			stop1 := processortest.Start(t, g1)
+			g1, stop1 := startGather("g", dir1)
 			const n = 6
 			processortest.Send(t, topo, requests(f.Name, n)...)
 			for range n {
@@ -77,11 +63,7 @@ consolidate: {type: min, field: price}
 			if !tc.sameState {
 				dir2 = t.TempDir()
 			}
-			g2, err := kafka.NewGather(topo, f, dir2, kafka.WithInstance("g"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			processortest.Start(t, g2)
+			g2, _ := startGather("g", dir2)
 			close(release)
 			aggs := processortest.Aggregates(t, topo, f, n, time.Minute)
 			for id, a := range aggs {
@@ -109,31 +91,14 @@ consolidate: {type: min, field: price}
 gather: {tick_interval: 100ms}
 `)
 	processortest.CreateTopics(t, topo, f)
-	opts := []kafka.Option{kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithTargets("a", "b")}
-	sc, err := kafka.Roles(topo, topo.Flows, kafka.RoleScatter, "", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := kafka.NewWorker(topo, f, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, append(sc, w)...)
-	g1, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop1 := processortest.Start(t, g1)
+	startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithTargets("a", "b"))
+	g1, stop1 := startGather("g", t.TempDir())
 	const n = 5
 	processortest.Send(t, topo, requests(f.Name, n)...)
 	processortest.Eventually(t, time.Minute, "open requests committed", func() bool { return g1.Stats().Open == n })
 	stop1()
 
-	g2, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, g2)
+	g2, _ := startGather("g", t.TempDir())
 	aggs := processortest.Aggregates(t, topo, f, n, time.Minute)
 	for id, a := range aggs {
 		if a.Outcome != schemas.OutcomeTimeout || refs(a.Missing) != "c" || a.CompletedMs <= a.DeadlineMs {

@@ -45,22 +45,9 @@ gather: {tick_interval: 100ms}
 worker: {deadline_grace: 300ms}
 `)
 	processortest.CreateTopics(t, topo, f)
-	opts := []kafka.Option{kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithHandler("c", mixed())}
-	sc, err := kafka.Roles(topo, topo.Flows, kafka.RoleScatter, "", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := kafka.NewWorker(topo, f, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, append(sc, w)...)
+	startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithHandler("c", mixed()))
 	dir := t.TempDir()
-	g1, err := kafka.NewGather(topo, f, dir, kafka.WithInstance("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop1 := processortest.Start(t, g1)
+	_, stop1 := startGather("g", dir)
 
 	const n = 12
 	reqs := requests(f.Name, n)
@@ -102,11 +89,7 @@ worker: {deadline_grace: 300ms}
 
 	// The same instance on the same state directory: the new epoch in the
 	// offsets' metadata makes it discard its state.
-	g2, err := kafka.NewGather(topo, f, dir, kafka.WithInstance("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, g2)
+	startGather("g", dir)
 	all := processortest.Records(t, topo, f.Topics.Aggregated, 2*n, time.Minute)
 	if len(all) != 2*n {
 		t.Fatalf("%d aggregates after the replay, want %d", len(all), 2*n)

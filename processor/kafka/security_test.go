@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -488,24 +487,7 @@ consolidate: {type: min, field: price}
 			aggs[a.RequestID] = &a
 		}
 	}
-	for i := range n {
-		id := fmt.Sprintf("req-%03d", i)
-		a := aggs[id]
-		if a == nil {
-			t.Errorf("no aggregate for %s", id)
-			continue
-		}
-		var res struct {
-			Target string
-			Value  int
-		}
-		if err := json.Unmarshal(a.Result, &res); err != nil {
-			t.Fatalf("%s: result %s: %v", id, a.Result, err)
-		}
-		if want := 95 + i%3*10; a.Outcome != schemas.OutcomeComplete || res.Target != "b" || res.Value != want {
-			t.Errorf("%s: outcome %s, cheapest %s at %d (want b at %d)", id, a.Outcome, res.Target, res.Value, want)
-		}
-	}
+	checkCheapest(t, aggs, n)
 }
 
 // TestIntegrationSecureFailures: against the real broker's SASL_SSL
