@@ -151,7 +151,7 @@ func TestFullFile(t *testing.T) {
 			Partitions:  3,
 			Timeout:     d("45s"),
 			Fanout:      topology.Fanout{Mode: "items", Items: "doc.chunks", MaxTasks: 100},
-			Targets:     []*topology.Target{{Name: "llm", Topic: "summarize.tasks.llm", MaxInFlight: 64}},
+			Targets:     []*topology.Target{{Name: "summarizer", Topic: "summarize.tasks.summarizer", MaxInFlight: 64}},
 			Strategy:    topology.Strategy{Type: "timeout"},
 			Consolidate: topology.Consolidate{Type: "vote", Field: "summary.label"},
 			Limits: topology.Limits{MaxPayloadBytes: topology.DefaultMaxPayloadBytes, MaxOpenRequests: topology.DefaultMaxOpenRequests,
@@ -179,7 +179,7 @@ func TestFullFile(t *testing.T) {
 	if got, want := topo.Flows[0].AllTopics(), []string{"fl.in", "fl.tasks.sky", "flights.tasks.kayak", "flights.tasks.expedia", "fl.results", "fl.out", "fl.late", "fl.dlq"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("AllTopics %q, want %q", got, want)
 	}
-	if got := topo.Group(topo.Flows[1], "worker.llm"); got != "sgtest.summarize.worker.llm" {
+	if got := topo.Group(topo.Flows[1], "worker.summarizer"); got != "sgtest.summarize.worker.summarizer" {
 		t.Errorf("group %q", got)
 	}
 	if got := topo.Flows[0].Strategy.QuorumFor(3); got != 2 {

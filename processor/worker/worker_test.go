@@ -263,11 +263,11 @@ func TestBreaker(t *testing.T) {
 		if calls != 6 {
 			t.Fatalf("an open breaker called the provider: %d calls", calls)
 		}
-		time.Sleep(10*time.Second - time.Millisecond)
+		advance(10*time.Second - time.Millisecond)
 		if err := call(); !errors.Is(err, worker.ErrCircuitOpen) || calls != 6 {
 			t.Fatalf("before the cooldown: %v", err)
 		}
-		time.Sleep(time.Millisecond)
+		advance(time.Millisecond)
 
 		// Half-open: one probe goes through, others are rejected meanwhile.
 		block.Store(true)
@@ -286,7 +286,7 @@ func TestBreaker(t *testing.T) {
 		if err := call(); !errors.Is(err, worker.ErrCircuitOpen) || calls != 7 {
 			t.Fatalf("after a failed probe: %v (%d calls)", err, calls)
 		}
-		time.Sleep(10 * time.Second)
+		advance(10 * time.Second)
 		fail.Store(false)
 		if err := call(); err != nil {
 			t.Fatalf("successful probe: %v", err)
@@ -316,7 +316,7 @@ func TestBreakerProbePanics(t *testing.T) {
 		h := worker.Chain(inner, worker.Recover())
 		call := func() error { _, err := h.Handle(t.Context(), nil); return err }
 		call() // opens
-		time.Sleep(time.Second)
+		advance(time.Second)
 		panics.Store(true)
 		if err := call(); !errors.Is(err, worker.ErrPanic) {
 			t.Fatalf("probe: %v", err)
@@ -325,7 +325,7 @@ func TestBreakerProbePanics(t *testing.T) {
 		if err := call(); !errors.Is(err, worker.ErrCircuitOpen) {
 			t.Fatalf("right after a panicking probe: %v", err)
 		}
-		time.Sleep(time.Second)
+		advance(time.Second)
 		if err := call(); !errors.Is(err, errTransient) {
 			t.Fatalf("a cooldown after a panicking probe the breaker lets a probe through; got %v", err)
 		}
@@ -742,3 +742,7 @@ func TestBreakerIgnoresPermanentErrors(t *testing.T) {
 		t.Errorf("provider called %d times, want 5: the breaker opened on 4xx answers", hits)
 	}
 }
+
+// advance lets the fake clock of a synctest bubble move on by d: the
+// bubble's goroutines run until all wait, then time jumps.
+func advance(d time.Duration) { <-time.After(d) }
