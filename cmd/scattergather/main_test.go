@@ -186,6 +186,10 @@ flows:
 		fmt.Sprintf(`scattergather_results_written_total{flow=%q,status="OK",target="one"} 2`, flow),
 		fmt.Sprintf(`scattergather_results_folded_total{flow=%q,status="OK",target="two"} 2`, flow),
 		fmt.Sprintf(`scattergather_open_requests{flow=%q} 0`, flow),
+		fmt.Sprintf(`scattergather_consumer_lag_records{flow=%q,role="scatter"} 0`, flow),
+		// Transaction markers after the last task read may count: present, small.
+		fmt.Sprintf(`scattergather_consumer_lag_records{flow=%q,role="worker/one"} `, flow),
+		fmt.Sprintf(`scattergather_consumer_lag_records{flow=%q,role="gather"} 0`, flow),
 		`scattergather_kafka_`,
 	} {
 		if !strings.Contains(metricsText, want) {

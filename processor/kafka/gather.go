@@ -46,7 +46,7 @@ type Gather struct {
 	statsMu sync.Mutex
 	stats   GatherStats
 
-	lag        map[int32]int64 // per partition, as of the last poll that had records
+	lag        lag
 	lagTotal   atomic.Int64
 	rebuilding atomic.Int32
 	*readiness
@@ -117,7 +117,7 @@ func (g *Gather) Run(ctx context.Context) error {
 	defer db.Close()
 	// A restarted Run starts from the committed offsets: no fold survives.
 	g.parts = map[int32]*gatherPart{}
-	g.lag = map[int32]int64{}
+	g.lag = lag{}
 	g.mu.Lock()
 	g.events = nil
 	g.mu.Unlock()
@@ -190,17 +190,11 @@ func (g *Gather) Run(ctx context.Context) error {
 		}
 		busy := map[int32]bool{}
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if n := len(fp.Records); n > 0 {
+			if len(fp.Records) > 0 {
 				busy[fp.Partition] = true
-				g.lag[fp.Partition] = max(fp.HighWatermark-fp.Records[n-1].Offset-1, 0)
 			}
 		})
-		var lag int64
-		for p, l := range g.lag {
-			if g.parts[p] != nil {
-				lag += l
-			}
-		}
+		lag := g.lag.observe(fetches, func(p int32) bool { return g.parts[p] != nil })
 		g.lagTotal.Store(lag)
 		g.o.metrics.Lag(f.Name, "gather", lag)
 		for p := range busy {

@@ -84,6 +84,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	consumerLag := lag{}
 	targetOf := map[string]string{}
 	for _, t := range f.Targets {
 		targetOf[t.Topic] = t.Name
@@ -98,6 +99,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err := fetchErrors(fetches, s.log); err != nil {
 			return err
 		}
+		s.o.metrics.Lag(f.Name, "scatter", consumerLag.observe(fetches, nil))
 		if fetches.Empty() {
 			continue
 		}

@@ -175,6 +175,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	defer cl.Close()
 	log.Info("worker started", "group", group, "topic", tg.Topic, "max_in_flight", tg.MaxInFlight)
 
+	consumerLag := lag{}
 	var running sync.WaitGroup
 	defer func() {
 		running.Wait()
@@ -195,6 +196,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		if err := fetchErrors(fetches, log); err != nil {
 			return err
 		}
+		w.o.metrics.Lag(w.flow.Name, "worker/"+tg.Name, consumerLag.observe(fetches, nil))
 		var stop bool
 		fetches.EachRecord(func(r *kgo.Record) {
 			if stop {
