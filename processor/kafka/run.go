@@ -111,7 +111,7 @@ func Supervise(ctx context.Context, log *slog.Logger, name string, r Runner) err
 			backoff = 500 * time.Millisecond // it ran well for a while
 		}
 		log.Error("role failed; restarting it", "role", name, "in", backoff, "err", err)
-		optionsOf(r).metrics.RoleRestarted(name)
+		roleOf(r).o.metrics.RoleRestarted(name)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -136,7 +136,7 @@ func RunAll(ctx context.Context, runners ...Runner) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := Supervise(ctx, logOf(r), fmt.Sprintf("%T", r), r); err != nil {
+			if err := Supervise(ctx, roleOf(r).log, fmt.Sprintf("%T", r), r); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -177,26 +177,20 @@ func (r *readiness) assigned() {
 // sent after it is read without waiting for a group to form.
 func (r *readiness) Ready() <-chan struct{} { return r.ch }
 
-func optionsOf(r Runner) *options {
-	switch r := r.(type) {
-	case *Scatter:
-		return r.o
-	case *Worker:
-		return r.o
-	case *Gather:
-		return r.o
-	}
-	return &options{}
+// role is what Supervise needs of a runner: its options and logger.
+type role struct {
+	o   *options
+	log *slog.Logger
 }
 
-func logOf(r Runner) *slog.Logger {
+func roleOf(r Runner) role {
 	switch r := r.(type) {
 	case *Scatter:
-		return r.log
+		return role{r.o, r.log}
 	case *Worker:
-		return r.log
+		return role{r.o, r.log}
 	case *Gather:
-		return r.log
+		return role{r.o, r.log}
 	}
-	return slog.Default()
+	return role{&options{}, slog.Default()}
 }

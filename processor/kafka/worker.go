@@ -240,8 +240,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 						return
 					}
 					written()
-					tracker.Finish(tp, r.Offset)
-					if off, ok := tracker.Committable()[tp]; ok {
+					if off, ok := tracker.Finish(tp, r.Offset); ok {
 						mark(tp, off)
 					}
 				})

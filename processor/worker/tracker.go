@@ -42,17 +42,28 @@ func (t *Tracker) Start(tp TopicPartition, offset int64) {
 }
 
 // Finish records that the task at offset of tp is done (its result
-// acknowledged). Finishing an unknown task does nothing.
-func (t *Tracker) Finish(tp TopicPartition, offset int64) {
+// acknowledged) and returns the partition's offset to commit now (see
+// Committable); ok is false for a partition the tracker does not follow.
+func (t *Tracker) Finish(tp TopicPartition, offset int64) (commit int64, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.parts[tp]
 	if p == nil {
-		return
+		return 0, false
 	}
-	if i, ok := slices.BinarySearch(p.inflight, offset); ok {
+	if i, found := slices.BinarySearch(p.inflight, offset); found {
 		p.inflight = slices.Delete(p.inflight, i, i+1)
 	}
+	return p.committable(), true
+}
+
+// committable is the oldest unfinished offset, or the one after the last
+// started when none is unfinished.
+func (p *partTrack) committable() int64 {
+	if len(p.inflight) > 0 {
+		return p.inflight[0]
+	}
+	return p.next
 }
 
 // Forget drops the partitions, after they were revoked.
@@ -72,11 +83,7 @@ func (t *Tracker) Committable() map[TopicPartition]int64 {
 	defer t.mu.Unlock()
 	out := make(map[TopicPartition]int64, len(t.parts))
 	for tp, p := range t.parts {
-		if len(p.inflight) > 0 {
-			out[tp] = p.inflight[0]
-		} else {
-			out[tp] = p.next
-		}
+		out[tp] = p.committable()
 	}
 	return out
 }
