@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/processor/worker"
@@ -237,10 +238,10 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 		return nil, err
 	}
 	f := topo.Flows[0]
-	if _, err := kafka.CreateTopics(ctx, topo, nil, kafka.WithLogger(cfg.Logger)); err != nil {
+	if _, err := admin.CreateTopics(ctx, topo, nil, kafka.WithLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
-	opts := []kafka.Option{kafka.WithLogger(cfg.Logger), kafka.WithInstance("bench")}
+	opts := []kafka.RoleOpt{kafka.WithLogger(cfg.Logger), kafka.WithInstance("bench")}
 	for i := range sc.Fanout {
 		opts = append(opts, kafka.WithHandler(fmt.Sprintf("t%d", i), provider(sc, i)))
 	}
@@ -251,7 +252,7 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 	r := &runner{cfg: cfg, topo: topo, flow: f, track: &tracker{}, done: make(chan error, 1)}
 	rctx, cancel := context.WithCancel(context.Background())
 	go func() { r.done <- kafka.RunAll(rctx, runners...) }()
-	reader, err := kafka.NewReader(topo, f.Topics.Aggregated, false, kafka.WithLogger(cfg.Logger))
+	reader, err := admin.NewReader(topo, f.Topics.Aggregated, false, kafka.WithLogger(cfg.Logger))
 	if err != nil {
 		cancel()
 		return nil, err
@@ -307,7 +308,7 @@ func provider(sc Scenario, i int) worker.Handler {
 }
 
 // step sends at rate for warmup+window and measures the window.
-func (r *runner) step(ctx context.Context, s *kafka.Sender, rate float64) (Step, error) {
+func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step, error) {
 	payload := []byte(`{"q":"` + strings.Repeat("x", max(r.cfg.PayloadBytes-8, 0)) + `"}`)
 	send := func(d time.Duration, track bool) (sent int, behind time.Duration, err error) {
 		interval := time.Duration(float64(time.Second) / rate)
@@ -384,7 +385,7 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 		return nil, err
 	}
 	defer r.stop()
-	s, err := kafka.NewSender(r.topo, kafka.WithLogger(cfg.Logger))
+	s, err := admin.NewSender(r.topo, kafka.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, err
 	}

@@ -44,10 +44,9 @@
 # KAFKA_SASL_USER and KAFKA_SASL_PASSWORD. A data dir formatted without
 # secure mode cannot turn secure (the SCRAM user is missing): clean it.
 #
-# Version: the pin is <kafka.version> in scripts/kafka/pom.xml. 4.4.0, the
-# newest on Maven Central, is used: it fetched, formatted, started and served
-# clients (admin, transactional producer, read_committed consumer) here, so no
-# fallback to an older 4.x was needed. Kafka 4.4.0 depends on slf4j-api 1.7.36,
+# Version: the pin is <kafka.version> in scripts/kafka/pom.xml: 4.4.0, the
+# newest on Maven Central; the tests' brokers and the compose file run the
+# same version. Kafka 4.4.0 depends on slf4j-api 1.7.36,
 # hence the log4j-slf4j-impl (SLF4J 1.x) binding in the pom. Storage is
 # formatted with the version's defaults (metadata.version 4.4-IV2,
 # transaction.version 2).

@@ -20,8 +20,6 @@ const FormatVersion = 2
 
 // Errors returned by the store.
 var (
-	// ErrClosed: the DB was closed.
-	ErrClosed = errors.New("store: closed")
 	// ErrKeyTooLong: a request id longer than MaxRequestID bytes.
 	ErrKeyTooLong = errors.New("store: request id too long")
 )

@@ -14,8 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scattergather/scattergather/internal/metrics"
+	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
-	"github.com/scattergather/scattergather/processor/metrics"
+	"github.com/scattergather/scattergather/processor/observe"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -85,7 +87,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		return fail(e, "run", err)
 	}
 	m := metrics.New()
-	opts := []kafka.Option{kafka.WithLogger(log), kafka.WithMetrics(m)}
+	opts := []kafka.RoleOpt{kafka.WithLogger(log), kafka.WithHooks(m)}
 	if *instance != "" {
 		opts = append(opts, kafka.WithInstance(*instance))
 	}
@@ -101,7 +103,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return fail(e, "run", fmt.Errorf("--http-addr: %w", err))
 		}
-		srv := &http.Server{Handler: kafka.HTTPHandler(m, runners), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: observe.Handler(m.Registry, runners), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -161,7 +163,7 @@ func cmdTopics(ctx context.Context, e *env, args []string) int {
 		}
 		return exitOK
 	}
-	res, err := kafka.CreateTopics(ctx, t, fl)
+	res, err := admin.CreateTopics(ctx, t, fl)
 	if err != nil {
 		return fail(e, "topics", err)
 	}
@@ -216,7 +218,7 @@ func cmdSend(ctx context.Context, e *env, args []string) int {
 	if t.Flow(*flowName) == nil {
 		return fail(e, "send", fmt.Errorf("no flow %q in %s", *flowName, f.topology))
 	}
-	s, err := kafka.NewSender(t)
+	s, err := admin.NewSender(t)
 	if err != nil {
 		return fail(e, "send", err)
 	}
@@ -366,7 +368,7 @@ func cmdTail(ctx context.Context, e *env, args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	r, err := kafka.NewReader(t, fl.Topics.Aggregated, *from == "start")
+	r, err := admin.NewReader(t, fl.Topics.Aggregated, *from == "start")
 	if err != nil {
 		return fail(e, "tail", err)
 	}
@@ -415,7 +417,7 @@ func cmdReplay(ctx context.Context, e *env, args []string) int {
 	switch {
 	case *flowName == "":
 		return f.usageError("--flow is required")
-	case *stage != kafka.StageScatter && *stage != kafka.StageGather:
+	case *stage != kafka.RoleScatter && *stage != kafka.RoleGather:
 		return f.usageError("--stage must be scatter or gather")
 	case *to == "":
 		return f.usageError("--to is required")
@@ -432,7 +434,7 @@ func cmdReplay(ctx context.Context, e *env, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	plan, err := kafka.PlanReplay(ctx, t, fl, *stage, *to)
+	plan, err := admin.PlanReplay(ctx, t, fl, *stage, *to)
 	if err != nil {
 		return fail(e, "replay", err)
 	}
@@ -441,15 +443,15 @@ func cmdReplay(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stdout, "dry run: nothing changed")
 		return exitOK
 	}
-	var opts []kafka.ApplyOption
+	var opts []admin.ApplyOption
 	if *removeStatic != "" {
-		opts = append(opts, kafka.RemoveStaticMembers(strings.Split(*removeStatic, ",")...))
+		opts = append(opts, admin.RemoveStaticMembers(strings.Split(*removeStatic, ",")...))
 	}
 	if err := plan.Apply(ctx, opts...); err != nil {
 		return fail(e, "replay", err)
 	}
 	fmt.Fprintf(e.stdout, "offsets of %s reset.", plan.Group)
-	if *stage == kafka.StageGather {
+	if *stage == kafka.RoleGather {
 		fmt.Fprintf(e.stdout, " Every gather instance discards its local state (epoch %s) and folds again from the new offsets;", plan.Epoch)
 		fmt.Fprintf(e.stdout, " aggregates are written again, byte for byte, for the requests whose manifests follow them.")
 	}

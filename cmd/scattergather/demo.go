@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/scattergather/scattergather"
+	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -188,7 +189,7 @@ func (d *demo) run(ctx context.Context) error {
 
 	setup, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
-	if _, err := kafka.CreateTopics(setup, topo, nil, kafka.WithLogger(d.log)); err != nil {
+	if _, err := admin.CreateTopics(setup, topo, nil, kafka.WithLogger(d.log)); err != nil {
 		return err
 	}
 	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, stateDir, kafka.WithLogger(d.log), kafka.WithInstance("demo"))
@@ -209,12 +210,12 @@ func (d *demo) run(ctx context.Context) error {
 		<-runDone
 	}()
 
-	reader, err := kafka.NewReader(topo, flow.Topics.Aggregated, true, kafka.WithLogger(d.log))
+	reader, err := admin.NewReader(topo, flow.Topics.Aggregated, true, kafka.WithLogger(d.log))
 	if err != nil {
 		return err
 	}
 	defer reader.Close()
-	sender, err := kafka.NewSender(topo, kafka.WithLogger(d.log))
+	sender, err := admin.NewSender(topo, kafka.WithLogger(d.log))
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,3 @@
-// Package kafka is the Kafka glue of scattergather: the loops that run the
-// scatter, worker and gather roles with franz-go, the gather's ticks, topic
-// creation and checks, and the small producers and consumers the commands
-// use. Everything else in the processor is free of Kafka.
 package kafka
 
 import (
@@ -9,17 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/kversion"
 
-	"github.com/scattergather/scattergather/processor/metrics"
 	"github.com/scattergather/scattergather/processor/topology"
-	"github.com/scattergather/scattergather/schemas"
 )
 
 // Headers of dead-letter and late records.
@@ -35,65 +25,17 @@ const (
 	HeaderOffset     = "sg-source-offset"
 )
 
-// Option configures a role.
-type Option func(*options)
-
-type options struct {
-	instance   string
-	logger     *slog.Logger
-	codec      *schemas.Codec
-	clientOpts []kgo.Opt
-	handlers   map[string]any // target → worker.Handler
-	targets    []string
-	now        func() time.Time
-	metrics    *metrics.Metrics
-}
-
-// WithInstance sets the instance's stable identity, which makes its
-// transactional ids and its static group membership (group.instance.id):
-// a restarted instance with the same identity fences its predecessor and
-// takes its partitions back at once. Default: the host name. Two instances
-// of one role and flow must have different identities.
-func WithInstance(id string) Option { return func(o *options) { o.instance = id } }
-
-// WithLogger sets the logger. Default: slog.Default().
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithCodec sets the Avro codec. Default: schemas.Default.
-func WithCodec(c *schemas.Codec) Option { return func(o *options) { o.codec = c } }
-
-// WithClientOptions adds franz-go options to every client the role makes
-// (timeouts, a custom dialer...). They come after the TLS and SASL options
-// of the topology's kafka section, so they override them.
-func WithClientOptions(opts ...kgo.Opt) Option {
-	return func(o *options) { o.clientOpts = append(o.clientOpts, opts...) }
-}
-
-// WithNow sets the wall clock of the worker's deadline check and the
-// gather's tick decisions. Default: time.Now.
-func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
-
-func buildOptions(opts []Option) *options {
-	o := &options{codec: schemas.Default, now: time.Now, handlers: map[string]any{}}
-	for _, opt := range opts {
-		opt(o)
-	}
-	if o.instance == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "scattergather"
-		}
-		o.instance = h
-	}
-	if o.logger == nil {
-		o.logger = slog.Default()
-	}
-	return o
+// ClientOptions are the franz-go options of a client that the operator
+// tools (topic creation, replay, send, tail) make for t, as the roles make
+// theirs: see baseOpts. client names its use in the client id and logs.
+func ClientOptions(t *topology.Topology, client string, opts ...Opt) []kgo.Opt {
+	return baseOpts(t, commonOptions(opts), client)
 }
 
 // baseOpts are the options of every client of a flow: the seeds, the
 // connection security of kafka.tls and kafka.sasl (security.go), logging,
-// metrics, then the options of WithClientOptions, which may override them.
+// the hooks' client hooks (HookClient), then the options of
+// WithClientOptions, which may override them.
 func baseOpts(t *topology.Topology, o *options, role string) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(t.Kafka.Brokers...),
@@ -103,7 +45,7 @@ func baseOpts(t *topology.Topology, o *options, role string) []kgo.Opt {
 		kgo.ProducerLinger(0),
 	}
 	opts = append(opts, securityOpts(&t.Kafka)...)
-	opts = append(opts, clientMetrics(o.metrics, role)...)
+	opts = append(opts, o.hooks.clientHooks(role)...)
 	return append(opts, o.clientOpts...)
 }
 
@@ -225,21 +167,3 @@ func (a slogAdapter) Log(level kgo.LogLevel, msg string, kv ...any) {
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf("kafka: "+format, args...) }
-
-// txnOpts are the options of the transactional sessions (scatter, gather).
-//
-// They keep the transactions on the pre-KIP-890 path (TxnOffsetCommit
-// below v5, so offsets are added with AddOffsetsToTxn). On a broker with
-// transaction.version 2, franz-go's newer path sends TxnOffsetCommit
-// without AddOffsetsToTxn, and the broker answers CONCURRENT_TRANSACTIONS
-// while the previous transaction's markers are still being written, which
-// franz-go treats as a reason to abort: under steady load a third of the
-// gather's transactions aborted and were redone. On the older path the
-// same condition is answered on AddOffsetsToTxn, which franz-go retries
-// with backoff. Brokers keep serving this path (KIP-890 is backward
-// compatible); the guarantees are the same.
-func txnOpts() []kgo.Opt {
-	v := kversion.Stable()
-	v.SetMaxKeyVersion(int16(kmsg.TxnOffsetCommit), 4)
-	return []kgo.Opt{kgo.MaxVersions(v), kgo.ConcurrentTransactionsBackoff(2 * time.Millisecond)}
-}

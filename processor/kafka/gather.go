@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scattergather/scattergather/processor/gather"
-	"github.com/scattergather/scattergather/processor/metrics"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 	"github.com/scattergather/scattergather/store"
@@ -78,9 +77,9 @@ type gatherPart struct {
 
 // NewGather returns the gather of flow, keeping its state under
 // stateDir/<flow>.
-func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts ...Option) (*Gather, error) {
-	o := buildOptions(opts)
-	gf, err := gather.NewFlow(flow, o.codec, gather.WithObserver(foldObserver{o.metrics, flow.Name}))
+func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts ...GatherOpt) (*Gather, error) {
+	o := gatherOptions(opts)
+	gf, err := gather.NewFlow(flow, o.codec, gather.WithObserver(foldObserver{o.hooks, flow.Name}))
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +110,7 @@ func (g *Gather) Run(ctx context.Context) error {
 	db, err := store.Open(filepath.Join(g.stateDir, f.Name))
 	if err != nil {
 		// Most often another gather process holds the directory's lock.
-		return &Permanent{Err: err}
+		return &PermanentError{Err: err}
 	}
 	g.db = db
 	defer db.Close()
@@ -139,31 +138,16 @@ func (g *Gather) Run(ctx context.Context) error {
 		}
 	}
 	onLoss := record(false)
-	sess, err := kgo.NewGroupTransactSession(append(append(baseOpts(g.topo, g.o, "gather"), txnOpts()...),
-		kgo.ConsumerGroup(g.group),
-		kgo.ConsumeTopics(f.Topics.Results),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.TransactionalID(g.group+"."+g.o.instance),
-		kgo.TransactionTimeout(g.topo.Kafka.TransactionTimeout.D),
-		kgo.InstanceID(g.o.instance),
-		kgo.SessionTimeout(g.topo.Kafka.SessionTimeout.D),
-		kgo.OnPartitionsRevoked(onLoss),
-		kgo.OnPartitionsLost(onLoss),
-		kgo.OnPartitionsAssigned(record(true)),
-	)...)
+	sess, err := newTransactSession(ctx, transactSession{topo: g.topo, o: g.o, role: RoleGather, group: g.group, topic: f.Topics.Results,
+		extra: []kgo.Opt{
+			kgo.OnPartitionsRevoked(onLoss),
+			kgo.OnPartitionsLost(onLoss),
+			kgo.OnPartitionsAssigned(record(true)),
+		}})
 	if err != nil {
-		return errorf("gather client: %w", err)
+		return err
 	}
 	defer sess.Close()
-	// Load the producer id before consuming: it fences a predecessor with
-	// the same identity and aborts its open transaction, whose pending
-	// offsets would otherwise keep this group's offsets unstable (and this
-	// instance waiting) until the transaction timed out.
-	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
-		return errorf("gather producer id: %w", err)
-	}
 	adm := kadm.NewClient(sess.Client())
 	if err := checkTopics(ctx, adm, f); err != nil {
 		return err
@@ -196,7 +180,7 @@ func (g *Gather) Run(ctx context.Context) error {
 		})
 		lag := g.lag.observe(fetches, func(p int32) bool { return g.parts[p] != nil })
 		g.lagTotal.Store(lag)
-		g.o.metrics.Lag(f.Name, "gather", lag)
+		each(g.o.hooks, func(h HookLag) { h.OnLag(f.Name, "gather", lag) })
 		for p := range busy {
 			if g.parts[p] == nil {
 				if err := g.prepare(ctx, adm, p); err != nil {
@@ -223,9 +207,7 @@ func (g *Gather) Run(ctx context.Context) error {
 // in one transaction; the folds commit to the store only if it commits.
 func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
 	f := g.flow
-	// A transaction runs to its end even when ctx ends: a shutdown commits
-	// (or aborts) it cleanly rather than leaving it to time out.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.topo.Kafka.TransactionTimeout.D)
+	ctx, cancel := transactionContext(ctx, g.topo)
 	defer cancel()
 	if err := sess.Begin(); err != nil {
 		return errorf("gather begin: %w", err)
@@ -352,7 +334,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 			return applyErr
 		}
 		g.count(func(s *GatherStats) { s.Aborted++ })
-		g.o.metrics.Transaction(f.Name, "gather", false)
+		each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, "gather", false) })
 		g.log.Info("transaction aborted; the records are read again", "produce_err", prodErr, "meta_err", metaErr)
 		return nil
 	}
@@ -373,17 +355,18 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		s.Open = open
 		s.Committed++
 	})
-	m := g.o.metrics
-	m.Transaction(f.Name, "gather", true)
-	m.OpenRequests(f.Name, open)
+	each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, "gather", true) })
+	each(g.o.hooks, func(h HookOpenRequests) { h.OnOpenRequests(f.Name, open) })
 	for _, a := range aggs {
-		m.Aggregate(f.Name, string(a.Outcome), float64(a.CompletedMs-a.OpenedMs)/1000)
+		each(g.o.hooks, func(h HookAggregate) {
+			h.OnAggregate(f.Name, string(a.Outcome), time.Duration(a.CompletedMs-a.OpenedMs)*time.Millisecond)
+		})
 	}
 	for range late {
-		m.Late(f.Name)
+		each(g.o.hooks, func(h HookLate) { h.OnLate(f.Name) })
 	}
 	for _, kind := range dead {
-		m.DeadLetter(f.Name, "gather", kind)
+		each(g.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(f.Name, "gather", kind) })
 	}
 	return nil
 }
@@ -419,7 +402,7 @@ func (g *Gather) tick(ticker *kgo.Client, busy map[int32]bool) {
 				}
 			})
 		g.count(func(s *GatherStats) { s.Ticks++ })
-		g.o.metrics.Tick(g.flow.Name)
+		each(g.o.hooks, func(h HookTick) { h.OnTick(g.flow.Name) })
 	}
 }
 
@@ -542,10 +525,10 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 	start := time.Now()
 	from := fold.Next()
 	g.rebuilding.Add(1)
-	g.o.metrics.Rebuilding(g.flow.Name, 1)
+	each(g.o.hooks, func(h HookRebuild) { h.OnRebuilding(g.flow.Name, 1) })
 	defer func() {
 		g.rebuilding.Add(-1)
-		g.o.metrics.Rebuilding(g.flow.Name, -1)
+		each(g.o.hooks, func(h HookRebuild) { h.OnRebuilding(g.flow.Name, -1) })
 	}()
 	cl, err := kgo.NewClient(append(baseOpts(g.topo, g.o, "gather-rebuild"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{g.flow.Topics.Results: {p: kgo.NewOffset().At(from)}}),
@@ -581,7 +564,7 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 			return applyErr
 		}
 		n += int64(got)
-		g.o.metrics.Rebuilt(g.flow.Name, got)
+		each(g.o.hooks, func(h HookRebuild) { h.OnRebuilt(g.flow.Name, got) })
 		if got == 0 {
 			// Nothing more is readable below the committed offset (its last
 			// records were control records or are gone).
@@ -612,22 +595,6 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 	log.Info("state rebuilt", "from", from, "to", committed, "records", n, "open", fold.Position().Open, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
-
-// foldObserver passes the fold's counts to the metrics.
-type foldObserver struct {
-	m    *metrics.Metrics
-	flow string
-}
-
-func (o foldObserver) ResultFolded(target string, ok bool) {
-	status := "OK"
-	if !ok {
-		status = "ERROR"
-	}
-	o.m.ResultFolded(o.flow, target, status)
-}
-
-func (o foldObserver) DuplicateResult() { o.m.Duplicate(o.flow) }
 
 // CaughtUpLag is the lag (records over the owned partitions) under which a
 // gather reports itself caught up.

@@ -42,7 +42,7 @@ strategy: {type: all}
 consolidate: {type: min, field: price}
 `)
 	processortest.CreateTopics(t, topo, f)
-	opts := []kafka.Option{
+	opts := []kafka.RoleOpt{
 		kafka.WithHandler("a", priceHandler(100)),
 		kafka.WithHandler("b", priceHandler(95)),
 		kafka.WithHandler("c", priceHandler(105)),
@@ -76,9 +76,9 @@ func TestIntegrationPipeline(t *testing.T) { runCheapest(t, processortest.Broker
 // startWithoutGather runs the flow's scatter and workers until the test
 // ends, and returns a function that starts a gather with identity
 // instance on dir (stop it with the function that returns).
-func startWithoutGather(t *testing.T, topo *topology.Topology, f *topology.Flow, opts ...kafka.Option) func(instance, dir string) (*kafka.Gather, func()) {
+func startWithoutGather(t *testing.T, topo *topology.Topology, f *topology.Flow, opts ...kafka.WorkerOpt) func(instance, dir string) (*kafka.Gather, func()) {
 	t.Helper()
-	sc := kafka.NewScatter(topo, f, opts...)
+	sc := kafka.NewScatter(topo, f)
 	w, err := kafka.NewWorker(topo, f, opts...)
 	if err != nil {
 		t.Fatal(err)

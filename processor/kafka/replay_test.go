@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/processor/worker"
@@ -70,15 +71,15 @@ worker: {deadline_grace: 300ms}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	plan, err := kafka.PlanReplay(ctx, topo, f, kafka.StageGather, "earliest")
+	plan, err := admin.PlanReplay(ctx, topo, f, kafka.RoleGather, "earliest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := plan.Apply(ctx); !errors.Is(err, kafka.ErrLiveMembers) {
+	if err := plan.Apply(ctx); !errors.Is(err, admin.ErrLiveMembers) {
 		t.Fatalf("replay while the gather runs: %v, want ErrLiveMembers", err)
 	}
 	stop1()
-	if err := plan.Apply(ctx, kafka.RemoveStaticMembers("g")); err != nil {
+	if err := plan.Apply(ctx, admin.RemoveStaticMembers("g")); err != nil {
 		t.Fatalf("replay: %v\n%s", err, plan)
 	}
 	for _, p := range plan.Partitions {

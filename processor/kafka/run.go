@@ -31,15 +31,29 @@ type Runner interface {
 
 // Roles builds the runners of role ("scatter", "worker", "gather" or
 // "all") for each flow. With "all", a flow's worker runs only if some of
-// its targets can be served (an http section or a Go handler).
-func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, opts ...Option) ([]Runner, error) {
+// its targets can be served (an http section or a Go handler). Each Opt
+// applies to every role, each WorkerOpt to the workers.
+func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, opts ...RoleOpt) ([]Runner, error) {
+	var (
+		common []Opt
+		wopts  []WorkerOpt
+	)
+	for _, o := range opts {
+		switch o := o.(type) {
+		case Opt:
+			common = append(common, o)
+			wopts = append(wopts, o)
+		case WorkerOpt:
+			wopts = append(wopts, o)
+		}
+	}
 	var out []Runner
 	for _, f := range flows {
 		if role == RoleScatter || role == RoleAll {
-			out = append(out, NewScatter(t, f, opts...))
+			out = append(out, NewScatter(t, f, asScatter(common)...))
 		}
 		if role == RoleWorker || role == RoleAll {
-			w, err := NewWorker(t, f, opts...)
+			w, err := NewWorker(t, f, wopts...)
 			if err != nil && role == RoleWorker {
 				return nil, err
 			}
@@ -48,7 +62,7 @@ func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, 
 			}
 		}
 		if role == RoleGather || role == RoleAll {
-			g, err := NewGather(t, f, stateDir, opts...)
+			g, err := NewGather(t, f, stateDir, asGather(common)...)
 			if err != nil {
 				return nil, err
 			}
@@ -61,17 +75,35 @@ func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, 
 	return out, nil
 }
 
-// Permanent marks an error that restarting the role will not cure: wrong
-// topics, state held by another process, a fenced identity, missing
-// authorisation.
-type Permanent struct{ Err error }
+func asScatter(opts []Opt) []ScatterOpt {
+	out := make([]ScatterOpt, len(opts))
+	for i, o := range opts {
+		out[i] = o
+	}
+	return out
+}
 
-func (e *Permanent) Error() string { return e.Err.Error() }
-func (e *Permanent) Unwrap() error { return e.Err }
+func asGather(opts []Opt) []GatherOpt {
+	out := make([]GatherOpt, len(opts))
+	for i, o := range opts {
+		out[i] = o
+	}
+	return out
+}
+
+// PermanentError marks an error that restarting the role will not cure:
+// wrong topics, state held by another process, a fenced identity, missing
+// authorisation.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the error marked permanent.
+func (e *PermanentError) Unwrap() error { return e.Err }
 
 // IsPermanent reports whether err is one that a restart will not cure.
 func IsPermanent(err error) bool {
-	var p *Permanent
+	var p *PermanentError
 	var te *TopicError
 	switch {
 	case errors.As(err, &p), errors.As(err, &te),
@@ -93,7 +125,8 @@ func IsPermanent(err error) bool {
 // backoff that doubles from 500ms to 30s; the role then starts over from
 // the committed offsets, which is always safe. A permanent error is
 // returned.
-func Supervise(ctx context.Context, log *slog.Logger, name string, r Runner) error {
+func Supervise(ctx context.Context, r Runner) error {
+	rl := roleOf(r)
 	backoff := 500 * time.Millisecond
 	for {
 		start := time.Now()
@@ -110,8 +143,8 @@ func Supervise(ctx context.Context, log *slog.Logger, name string, r Runner) err
 		if time.Since(start) > time.Minute {
 			backoff = 500 * time.Millisecond // it ran well for a while
 		}
-		log.Error("role failed; restarting it", "role", name, "in", backoff, "err", err)
-		roleOf(r).o.metrics.RoleRestarted(name)
+		rl.log.Error("role failed; restarting it", "in", backoff, "err", err)
+		each(rl.o.hooks, func(h HookRoleRestart) { h.OnRoleRestart(rl.flow, rl.name) })
 		select {
 		case <-ctx.Done():
 			return nil
@@ -136,7 +169,7 @@ func RunAll(ctx context.Context, runners ...Runner) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := Supervise(ctx, roleOf(r).log, fmt.Sprintf("%T", r), r); err != nil {
+			if err := Supervise(ctx, r); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -177,20 +210,35 @@ func (r *readiness) assigned() {
 // sent after it is read without waiting for a group to form.
 func (r *readiness) Ready() <-chan struct{} { return r.ch }
 
-// role is what Supervise needs of a runner: its options and logger.
+// role is what Supervise needs of a runner: its name, flow, options and
+// logger.
 type role struct {
-	o   *options
-	log *slog.Logger
+	name, flow string
+	o          *options
+	log        *slog.Logger
 }
 
 func roleOf(r Runner) role {
 	switch r := r.(type) {
 	case *Scatter:
-		return role{r.o, r.log}
+		return role{RoleScatter, r.flow.Name, r.o, r.log}
 	case *Worker:
-		return role{r.o, r.log}
+		return role{RoleWorker, r.flow.Name, &r.o.options, r.log}
 	case *Gather:
-		return role{r.o, r.log}
+		return role{RoleGather, r.flow.Name, r.o, r.log}
 	}
-	return role{&options{}, slog.Default()}
+	return role{name: fmt.Sprintf("%T", r), o: &options{}, log: slog.Default()}
+}
+
+// Status is a role's readiness as /readyz reports it.
+type Status struct {
+	Role   string `json:"role"`
+	Flow   string `json:"flow"`
+	Ready  bool   `json:"ready"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Statuser is implemented by the roles: their readiness.
+type Statuser interface {
+	Status() Status
 }

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/scattergather/scattergather/processor/topology"
 )
 
 type flaky struct {
@@ -34,12 +35,11 @@ func (f *flaky) Ready() <-chan struct{} { return f.ready }
 
 func TestSuperviseRestartsTransientFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		r := &flaky{errs: []error{errors.New("broker gone"), fmt.Errorf("end transaction: %w", kerr.RequestTimedOut)}, running: make(chan struct{})}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		start := time.Now()
-		go func() { done <- Supervise(ctx, log, "flaky", r) }()
+		go func() { done <- Supervise(ctx, r) }()
 		<-r.running // the fake clock runs through the backoffs meanwhile
 		if r.runs != 3 {
 			t.Fatalf("%d runs, want 3 (two failures, then running)", r.runs)
@@ -57,14 +57,25 @@ func TestSuperviseRestartsTransientFailures(t *testing.T) {
 
 func TestSuperviseStopsOnPermanentFailures(t *testing.T) {
 	for _, err := range []error{
-		&Permanent{Err: errors.New("lock held")},
+		&PermanentError{Err: errors.New("lock held")},
 		fmt.Errorf("check: %w", &TopicError{Topic: "x", Problem: "does not exist"}),
 		fmt.Errorf("end: %w", kerr.ProducerFenced),
 	} {
 		r := &flaky{errs: []error{err}}
-		got := Supervise(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), "r", r)
+		got := Supervise(context.Background(), r)
 		if !errors.Is(got, err) && got.Error() != err.Error() || r.runs != 1 {
 			t.Errorf("%v: Supervise returned %v after %d runs, want it at once", err, got, r.runs)
 		}
+	}
+}
+
+func TestRoleOfNamesRoleAndFlow(t *testing.T) {
+	f := &topology.Flow{Name: "flights"}
+	sc := NewScatter(&topology.Topology{}, f, WithLogger(slog.New(slog.DiscardHandler)))
+	if rl := roleOf(sc); rl.name != RoleScatter || rl.flow != "flights" {
+		t.Errorf("roleOf(scatter) = %s/%s, want scatter/flights", rl.name, rl.flow)
+	}
+	if rl := roleOf(&flaky{}); rl.name != "*kafka.flaky" || rl.flow != "" {
+		t.Errorf("roleOf(a runner of another type) = %s/%s, want its type and no flow", rl.name, rl.flow)
 	}
 }

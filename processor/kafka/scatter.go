@@ -35,8 +35,8 @@ type recordID struct {
 }
 
 // NewScatter returns the scatter of flow.
-func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...Option) *Scatter {
-	o := buildOptions(opts)
+func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...ScatterOpt) *Scatter {
+	o := scatterOptions(opts)
 	return &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{}, readiness: newReadiness(1),
 		log: o.logger.With("role", "scatter", "flow", flow.Name)}
 }
@@ -49,29 +49,12 @@ func (s *Scatter) Run(ctx context.Context) error {
 	}
 	f := s.flow
 	group := s.topo.Group(f, "scatter")
-	sess, err := kgo.NewGroupTransactSession(append(append(baseOpts(s.topo, s.o, "scatter"), txnOpts()...),
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(f.Topics.Requests),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.TransactionalID(group+"."+s.o.instance),
-		kgo.TransactionTimeout(s.topo.Kafka.TransactionTimeout.D),
-		kgo.InstanceID(s.o.instance),
-		kgo.SessionTimeout(s.topo.Kafka.SessionTimeout.D),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.assigned() }),
-	)...)
+	sess, err := newTransactSession(ctx, transactSession{topo: s.topo, o: s.o, role: RoleScatter, group: group, topic: f.Topics.Requests,
+		extra: []kgo.Opt{kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.assigned() })}})
 	if err != nil {
-		return errorf("scatter client: %w", err)
+		return err
 	}
 	defer sess.Close()
-	// Load the producer id before consuming: it fences a predecessor with
-	// the same identity and aborts its open transaction, whose pending
-	// offsets would otherwise keep this group's offsets unstable (and this
-	// instance waiting) until the transaction timed out.
-	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
-		return errorf("scatter producer id: %w", err)
-	}
 	adm := kadm.NewClient(sess.Client())
 	if err := checkTopics(ctx, adm, f); err != nil {
 		return err
@@ -99,16 +82,15 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err := fetchErrors(fetches, s.log); err != nil {
 			return err
 		}
-		s.o.metrics.Lag(f.Name, "scatter", consumerLag.observe(fetches, nil))
+		behind := consumerLag.observe(fetches, nil)
+		each(s.o.hooks, func(h HookLag) { h.OnLag(f.Name, "scatter", behind) })
 		if fetches.Empty() {
 			continue
 		}
 		if err := sess.Begin(); err != nil {
 			return errorf("scatter begin: %w", err)
 		}
-		// A transaction runs to its end even when ctx ends: a shutdown
-		// commits (or aborts) it cleanly rather than leaving it to time out.
-		tctx, cancelTxn := context.WithTimeout(context.WithoutCancel(ctx), s.topo.Kafka.TransactionTimeout.D)
+		tctx, cancelTxn := transactionContext(ctx, s.topo)
 		var (
 			mu        sync.Mutex
 			firstErr  error
@@ -159,16 +141,16 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err != nil {
 			return errorf("scatter end transaction: %w", err)
 		}
-		s.o.metrics.Transaction(f.Name, "scatter", committed)
+		each(s.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, "scatter", committed) })
 		if !committed {
 			s.log.Info("transaction aborted; the requests are read again", "cause", firstErr)
 			continue
 		}
 		for _, targets := range scattered {
-			s.o.metrics.RequestScattered(f.Name, targets)
+			each(s.o.hooks, func(h HookRequestScattered) { h.OnRequestScattered(f.Name, targets) })
 		}
 		for _, kind := range dead {
-			s.o.metrics.DeadLetter(f.Name, "scatter", kind)
+			each(s.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(f.Name, "scatter", kind) })
 		}
 	}
 }

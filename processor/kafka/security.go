@@ -155,8 +155,15 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 // on a permanent error; an unreachable broker they only log, and go on as
 // before: their clients retry, so a broker that is restarting delays them
 // no more than it would without the check.
-func Preflight(ctx context.Context, t *topology.Topology, opts ...Option) error {
-	return check(ctx, t, buildOptions(opts))
+func Preflight(ctx context.Context, t *topology.Topology, opts ...Opt) error {
+	return check(ctx, t, commonOptions(opts))
+}
+
+// PreflightOrWarn is Preflight as the roles and the topic commands run it:
+// it returns permanent errors and ctx's, and logs the others (with the
+// logger of WithLogger), whose clients keep retrying.
+func PreflightOrWarn(ctx context.Context, t *topology.Topology, opts ...Opt) error {
+	return preflight(ctx, t, commonOptions(opts))
 }
 
 // preflight is the check at the start of the roles and the topic
@@ -201,7 +208,7 @@ func check(ctx context.Context, t *topology.Topology, o *options) error {
 		}
 	}
 	if permanent {
-		return &Permanent{Err: ce}
+		return &PermanentError{Err: ce}
 	}
 	return ce
 }

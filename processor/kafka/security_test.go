@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/processor/topology"
@@ -389,7 +390,7 @@ func failingRoles(t *testing.T, topo *topology.Topology, want, password string) 
 		}
 	}
 	start := time.Now()
-	_, err := kafka.CreateTopics(ctx, topo, nil)
+	_, err := admin.CreateTopics(ctx, topo, nil)
 	check("CreateTopics", err)
 	t.Logf("CreateTopics failed in %s: %v", time.Since(start).Round(time.Millisecond), err)
 	check("CheckTopics", kafka.CheckTopics(ctx, topo, topo.Flows[0]))
@@ -438,7 +439,7 @@ consolidate: {type: min, field: price}
 	if err := kafka.Preflight(ctx, topo); err != nil {
 		t.Fatal(err)
 	}
-	res, err := kafka.CreateTopics(ctx, topo, nil)
+	res, err := admin.CreateTopics(ctx, topo, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,9 +461,9 @@ consolidate: {type: min, field: price}
 	const n = 20
 	processortest.Send(t, topo, requests(f.Name, n)...)
 
-	// processortest.Aggregates reads without TLS or SASL; kafka.NewReader
+	// processortest.Aggregates reads without TLS or SASL; admin.NewReader
 	// connects as the topology says.
-	rd, err := kafka.NewReader(topo, f.Topics.Aggregated, true)
+	rd, err := admin.NewReader(topo, f.Topics.Aggregated, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,24 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
 )
-
-// WithHandler makes the worker serve target with h instead of the built-in
-// HTTP caller.
-func WithHandler(target string, h worker.Handler) Option {
-	return func(o *options) { o.handlers[target] = h }
-}
-
-// WithTargets restricts the worker to the named targets. Default: every
-// target with a handler (WithHandler) or an http section.
-func WithTargets(names ...string) Option {
-	return func(o *options) { o.targets = append(o.targets, names...) }
-}
 
 // Worker runs the worker role of one flow: for each target it serves, it
 // reads tasks read_committed, keeps up to the target's max_in_flight of
@@ -36,7 +25,7 @@ func WithTargets(names ...string) Option {
 type Worker struct {
 	topo     *topology.Topology
 	flow     *topology.Flow
-	o        *options
+	o        *workerOptions
 	log      *slog.Logger
 	handlers map[string]worker.Handler
 	global   chan struct{}
@@ -45,8 +34,8 @@ type Worker struct {
 
 // NewWorker returns the worker of flow. It fails when a target it should
 // serve has no handler.
-func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...Option) (*Worker, error) {
-	o := buildOptions(opts)
+func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*Worker, error) {
+	o := buildWorkerOptions(opts)
 	w := &Worker{topo: t, flow: flow, o: o, handlers: map[string]worker.Handler{},
 		log: o.logger.With("role", "worker", "flow", flow.Name), global: make(chan struct{}, flow.Worker.MaxInFlight)}
 	names := o.targets
@@ -66,17 +55,14 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...Option) (*Work
 		if tg == nil {
 			return nil, errorf("flow %s has no target %q", flow.Name, name)
 		}
-		switch h := o.handlers[name].(type) {
-		case worker.Handler:
+		if h := o.handlers[name]; h != nil {
 			w.handlers[name] = h
-		case nil:
-			if tg.HTTP == nil {
-				return nil, errorf("flow %s: target %s has no http section and no Go handler", flow.Name, name)
-			}
-			w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil)
-		default:
-			return nil, errorf("handler of target %s is a %T, not a worker.Handler", name, h)
+			continue
 		}
+		if tg.HTTP == nil {
+			return nil, errorf("flow %s: target %s has no http section and no Go handler", flow.Name, name)
+		}
+		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil)
 	}
 	return w, nil
 }
@@ -94,13 +80,16 @@ func (w *Worker) Targets() []string {
 // Run works until ctx ends or a fatal error; on the way out it lets
 // running tasks finish (bounded by their deadlines) and commits.
 func (w *Worker) Run(ctx context.Context) error {
-	prod, err := kgo.NewClient(append(baseOpts(w.topo, w.o, "worker"),
+	prod, err := kgo.NewClient(append(baseOpts(w.topo, &w.o.options, "worker"),
 		kgo.ProducerBatchCompression(kgo.NoCompression()))...)
 	if err != nil {
 		return errorf("worker producer: %w", err)
 	}
 	defer prod.Close()
-	if err := CheckTopics(ctx, w.topo, w.flow, WithClientOptions(w.o.clientOpts...)); err != nil {
+	if err := preflight(ctx, w.topo, &w.o.options); err != nil {
+		return err
+	}
+	if err := checkTopics(ctx, kadm.NewClient(prod), w.flow); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
@@ -156,7 +145,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		}
 	}
 	var err error
-	cl, err = kgo.NewClient(append(baseOpts(w.topo, w.o, "worker."+tg.Name),
+	cl, err = kgo.NewClient(append(baseOpts(w.topo, &w.o.options, "worker."+tg.Name),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(tg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -196,7 +185,8 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		if err := fetchErrors(fetches, log); err != nil {
 			return err
 		}
-		w.o.metrics.Lag(w.flow.Name, "worker/"+tg.Name, consumerLag.observe(fetches, nil))
+		behind := consumerLag.observe(fetches, nil)
+		each(w.o.hooks, func(h HookLag) { h.OnLag(w.flow.Name, "worker/"+tg.Name, behind) })
 		var stop bool
 		fetches.EachRecord(func(r *kgo.Record) {
 			if stop {
@@ -224,9 +214,9 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				defer running.Done()
 				// Shutting down does not cut a task short: it runs to its
 				// deadline, so the result is an answer, not an artefact.
-				w.o.metrics.InFlight(w.flow.Name, tg.Name, 1)
+				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, 1) })
 				out, written := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
-				w.o.metrics.InFlight(w.flow.Name, tg.Name, -1)
+				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
 				// The slots bound calls to providers, so they are free once the
 				// handler returns; the producer's buffer bounds what waits for
 				// the broker, and the tracker keeps the task uncommitted until
@@ -255,17 +245,17 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 // handle turns one task record into the record to write, its result or its
 // dead letter, and the metrics to record once it is written.
 func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func()) {
-	rec, status, seconds := w.execute(ctx, log, h, tg, r)
+	rec, status, took := w.execute(ctx, log, h, tg, r)
 	return rec, func() {
 		if rec.Topic == w.flow.Topics.DeadLetter {
-			w.o.metrics.DeadLetter(w.flow.Name, "worker", Header(rec, HeaderReasonKind))
+			each(w.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(w.flow.Name, "worker", Header(rec, HeaderReasonKind)) })
 			return
 		}
-		w.o.metrics.ResultWritten(w.flow.Name, tg.Name, status, seconds)
+		each(w.o.hooks, func(h HookResultWritten) { h.OnResultWritten(w.flow.Name, tg.Name, status, took) })
 	}
 }
 
-func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, float64) {
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration) {
 	var task schemas.Task
 	if err := w.o.codec.DecodeInto(r.Value, &task); err != nil {
 		log.Warn("task dead-lettered", "offset", r.Offset, "err", err)
@@ -294,7 +284,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 		return deadLetter(w.flow, "worker", r, "encode", fmt.Sprintf("encode result: %v", err)), "", 0
 	}
 	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
-		string(res.Status), float64(res.DurationMs) / 1000
+		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond
 }
 
 // Status reports the worker ready once every target it serves has

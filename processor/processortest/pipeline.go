@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -37,7 +38,7 @@ func CreateTopics(t testing.TB, topo *topology.Topology, f *topology.Flow) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := kafka.CreateTopics(ctx, topo, []*topology.Flow{f})
+	res, err := admin.CreateTopics(ctx, topo, []*topology.Flow{f})
 	if err != nil {
 		t.Fatalf("create topics: %v", err)
 	}
@@ -88,7 +89,7 @@ func Send(t testing.TB, topo *topology.Topology, reqs ...*schemas.Request) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := kafka.NewSender(topo)
+	s, err := admin.NewSender(topo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -270,7 +270,7 @@ func (p *pipeline) restart(pr *proc, extra ...string) *proc {
 
 // observe reads the aggregates as they come and notes when each arrived.
 func (p *pipeline) observe() {
-	r, err := kafka.NewReader(p.topo, p.flow.Topics.Aggregated, true)
+	r, err := admin.NewReader(p.topo, p.flow.Topics.Aggregated, true)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func (p *pipeline) observe() {
 // faultAfter of them, and returns when all are acknowledged.
 func (p *pipeline) load(n int, rate float64, faultAfter int, fault func()) {
 	p.t.Helper()
-	s, err := kafka.NewSender(p.topo)
+	s, err := admin.NewSender(p.topo)
 	if err != nil {
 		p.t.Fatal(err)
 	}

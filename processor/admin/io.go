@@ -1,4 +1,4 @@
-package kafka
+package admin
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -13,19 +14,18 @@ import (
 // Sender writes requests to flows' request topics with an idempotent
 // producer, keyed by request id. Safe for concurrent use.
 type Sender struct {
-	topo *topology.Topology
-	o    *options
-	cl   *kgo.Client
+	topo  *topology.Topology
+	codec *schemas.Codec
+	cl    *kgo.Client
 }
 
 // NewSender returns a sender. Close it when done.
-func NewSender(t *topology.Topology, opts ...Option) (*Sender, error) {
-	o := buildOptions(opts)
-	cl, err := kgo.NewClient(baseOpts(t, o, "send")...)
+func NewSender(t *topology.Topology, opts ...kafka.Opt) (*Sender, error) {
+	cl, err := kgo.NewClient(kafka.ClientOptions(t, "send", opts...)...)
 	if err != nil {
-		return nil, errorf("sender client: %w", err)
+		return nil, fmt.Errorf("admin: sender client: %w", err)
 	}
-	return &Sender{topo: t, o: o, cl: cl}, nil
+	return &Sender{topo: t, codec: schemas.Default, cl: cl}, nil
 }
 
 // Send writes req to its flow's request topic; done is called once the
@@ -33,9 +33,9 @@ func NewSender(t *topology.Topology, opts ...Option) (*Sender, error) {
 func (s *Sender) Send(ctx context.Context, req *schemas.Request, done func(error)) error {
 	f := s.topo.Flow(req.Flow)
 	if f == nil {
-		return fmt.Errorf("kafka: unknown flow %q", req.Flow)
+		return fmt.Errorf("admin: unknown flow %q", req.Flow)
 	}
-	b, err := s.o.codec.Encode(req)
+	b, err := s.codec.Encode(req)
 	if err != nil {
 		return err
 	}
@@ -45,13 +45,6 @@ func (s *Sender) Send(ctx context.Context, req *schemas.Request, done func(error
 		}
 	})
 	return nil
-}
-
-// SendRaw writes raw bytes to topic, keyed by key, and waits for the
-// acknowledgement. It is for tools and tests that write records the codec
-// would refuse.
-func (s *Sender) SendRaw(ctx context.Context, topic string, key, value []byte) error {
-	return s.cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: key, Value: value}).FirstErr()
 }
 
 // Flush waits until every sent request is acknowledged.
@@ -68,19 +61,18 @@ type Reader struct {
 
 // NewReader returns a reader of topic; fromStart picks the first offset,
 // otherwise it reads only records written from now on.
-func NewReader(t *topology.Topology, topic string, fromStart bool, opts ...Option) (*Reader, error) {
-	o := buildOptions(opts)
+func NewReader(t *topology.Topology, topic string, fromStart bool, opts ...kafka.Opt) (*Reader, error) {
 	at := kgo.NewOffset().AtEnd()
 	if fromStart {
 		at = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(append(baseOpts(t, o, "read"),
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(t, "read", opts...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(at),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)...)
 	if err != nil {
-		return nil, errorf("reader client: %w", err)
+		return nil, fmt.Errorf("admin: reader client: %w", err)
 	}
 	return &Reader{cl: cl}, nil
 }
@@ -94,7 +86,7 @@ func (r *Reader) Poll(ctx context.Context) ([]*kgo.Record, error) {
 	var err error
 	fs.EachError(func(topic string, p int32, e error) {
 		if err == nil {
-			err = fmt.Errorf("kafka: fetch %s[%d]: %w", topic, p, e)
+			err = fmt.Errorf("admin: fetch %s[%d]: %w", topic, p, e)
 		}
 	})
 	return fs.Records(), err

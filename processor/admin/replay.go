@@ -1,4 +1,4 @@
-package kafka
+package admin
 
 import (
 	"context"
@@ -12,19 +12,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/store"
 )
 
-// Replay stages.
-const (
-	StageScatter = "scatter"
-	StageGather  = "gather"
-)
-
 // ErrLiveMembers: a replay was refused because the stage's group has
 // members; stop the stage's instances first.
-var ErrLiveMembers = errors.New("kafka: the group has live members")
+var ErrLiveMembers = errors.New("admin: the group has live members")
 
 // ReplayPlan is what a replay will do: for each partition of the stage's
 // input topic, the committed offset and the offset it is reset to.
@@ -40,7 +35,7 @@ type ReplayPlan struct {
 	Members []string
 
 	topo *topology.Topology
-	o    *options
+	opts []kafka.Opt
 }
 
 // ReplayPartition is one partition's reset.
@@ -50,36 +45,36 @@ type ReplayPartition struct {
 	To        int64
 }
 
-// PlanReplay computes the reset of stage ("scatter" or "gather") of flow to
+// PlanReplay computes the reset of stage (kafka.RoleScatter or
+// kafka.RoleGather) of flow to
 // to: "earliest", an RFC 3339 time (the first offset at or after it) or an
 // offset (the same for every partition, clamped to the log's bounds).
-func PlanReplay(ctx context.Context, t *topology.Topology, f *topology.Flow, stage, to string, opts ...Option) (*ReplayPlan, error) {
-	o := buildOptions(opts)
+func PlanReplay(ctx context.Context, t *topology.Topology, f *topology.Flow, stage, to string, opts ...kafka.Opt) (*ReplayPlan, error) {
 	var topic string
 	switch stage {
-	case StageScatter:
+	case kafka.RoleScatter:
 		topic = f.Topics.Requests
-	case StageGather:
+	case kafka.RoleGather:
 		topic = f.Topics.Results
 	default:
-		return nil, fmt.Errorf("kafka: replay: unknown stage %q (scatter or gather)", stage)
+		return nil, fmt.Errorf("admin: replay: unknown stage %q (scatter or gather)", stage)
 	}
-	cl, err := kgo.NewClient(baseOpts(t, o, "replay")...)
+	cl, err := kgo.NewClient(kafka.ClientOptions(t, "replay", opts...)...)
 	if err != nil {
-		return nil, errorf("replay client: %w", err)
+		return nil, fmt.Errorf("admin: replay client: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	p := &ReplayPlan{Flow: f.Name, Stage: stage, Group: t.Group(f, stage), Topic: topic, To: to,
-		Epoch: "r" + strconv.FormatInt(o.now().UnixMilli(), 10), topo: t, o: o}
+		Epoch: "r" + strconv.FormatInt(time.Now().UnixMilli(), 10), topo: t, opts: opts}
 
 	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err != nil {
-		return nil, errorf("replay: start offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("admin: replay: start offsets of %s: %w", topic, err)
 	}
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return nil, errorf("replay: end offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("admin: replay: end offsets of %s: %w", topic, err)
 	}
 	var targets kadm.ListedOffsets
 	switch {
@@ -88,13 +83,13 @@ func PlanReplay(ctx context.Context, t *topology.Topology, f *topology.Flow, sta
 	default:
 		if ts, err := time.Parse(time.RFC3339, to); err == nil {
 			if targets, err = adm.ListOffsetsAfterMilli(ctx, ts.UnixMilli(), topic); err != nil {
-				return nil, errorf("replay: offsets after %s: %w", to, err)
+				return nil, fmt.Errorf("admin: replay: offsets after %s: %w", to, err)
 			}
 			break
 		}
 		off, err := strconv.ParseInt(to, 10, 64)
 		if err != nil || off < 0 {
-			return nil, fmt.Errorf("kafka: replay: --to %q: want earliest, an RFC 3339 time or an offset", to)
+			return nil, fmt.Errorf("admin: replay: --to %q: want earliest, an RFC 3339 time or an offset", to)
 		}
 		targets = kadm.ListedOffsets{}
 		starts.Each(func(s kadm.ListedOffset) {
@@ -108,11 +103,11 @@ func PlanReplay(ctx context.Context, t *topology.Topology, f *topology.Flow, sta
 		})
 	}
 	if err := targets.Error(); err != nil {
-		return nil, errorf("replay: %w", err)
+		return nil, fmt.Errorf("admin: replay: %w", err)
 	}
 	committed, err := adm.FetchOffsets(ctx, p.Group)
 	if err != nil {
-		return nil, errorf("replay: committed offsets of %s: %w", p.Group, err)
+		return nil, fmt.Errorf("admin: replay: committed offsets of %s: %w", p.Group, err)
 	}
 	targets.Each(func(lo kadm.ListedOffset) {
 		rp := ReplayPartition{Partition: lo.Partition, Committed: -1, To: lo.Offset}
@@ -125,7 +120,7 @@ func PlanReplay(ctx context.Context, t *topology.Topology, f *topology.Flow, sta
 
 	described, err := adm.DescribeGroups(ctx, p.Group)
 	if err != nil {
-		return nil, errorf("replay: describe %s: %w", p.Group, err)
+		return nil, fmt.Errorf("admin: replay: describe %s: %w", p.Group, err)
 	}
 	if g, ok := described[p.Group]; ok {
 		for _, m := range g.Members {
@@ -144,7 +139,7 @@ func (p *ReplayPlan) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "replay %s stage of flow %s to %s\n", p.Stage, p.Flow, p.To)
 	fmt.Fprintf(&b, "group %s, topic %s", p.Group, p.Topic)
-	if p.Stage == StageGather {
+	if p.Stage == kafka.RoleGather {
 		fmt.Fprintf(&b, ", new state epoch %s", p.Epoch)
 	}
 	fmt.Fprintf(&b, "\n%-10s %12s    %12s\n", "partition", "committed", "reset to")
@@ -184,24 +179,24 @@ func (p *ReplayPlan) Apply(ctx context.Context, opts ...ApplyOption) error {
 	for _, opt := range opts {
 		opt(&ao)
 	}
-	cl, err := kgo.NewClient(baseOpts(p.topo, p.o, "replay")...)
+	cl, err := kgo.NewClient(kafka.ClientOptions(p.topo, "replay", p.opts...)...)
 	if err != nil {
-		return errorf("replay client: %w", err)
+		return fmt.Errorf("admin: replay client: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	if len(ao.removeStatic) > 0 {
 		resp, err := adm.LeaveGroup(ctx, kadm.LeaveGroup(p.Group).InstanceIDs(ao.removeStatic...).Reason("scattergather replay"))
 		if err != nil {
-			return errorf("replay: remove members: %w", err)
+			return fmt.Errorf("admin: replay: remove members: %w", err)
 		}
 		if err := resp.Error(); err != nil {
-			return errorf("replay: remove members: %w", err)
+			return fmt.Errorf("admin: replay: remove members: %w", err)
 		}
 	}
 	described, err := adm.DescribeGroups(ctx, p.Group)
 	if err != nil {
-		return errorf("replay: describe %s: %w", p.Group, err)
+		return fmt.Errorf("admin: replay: describe %s: %w", p.Group, err)
 	}
 	if g, ok := described[p.Group]; ok && len(g.Members) > 0 {
 		var ids []string
@@ -218,17 +213,17 @@ func (p *ReplayPlan) Apply(ctx context.Context, opts ...ApplyOption) error {
 	os := make(kadm.Offsets)
 	for _, rp := range p.Partitions {
 		meta := fmt.Sprintf("replayed to %s (%s)", p.To, p.Epoch)
-		if p.Stage == StageGather {
-			meta = CommitMeta{Version: store.FormatVersion, Epoch: p.Epoch, Oldest: rp.To}.String()
+		if p.Stage == kafka.RoleGather {
+			meta = kafka.CommitMeta{Version: store.FormatVersion, Epoch: p.Epoch, Oldest: rp.To}.String()
 		}
 		os.Add(kadm.Offset{Topic: p.Topic, Partition: rp.Partition, At: rp.To, LeaderEpoch: -1, Metadata: meta})
 	}
 	resp, err := adm.CommitOffsets(ctx, p.Group, os)
 	if err != nil {
-		return errorf("replay: commit offsets: %w", err)
+		return fmt.Errorf("admin: replay: commit offsets: %w", err)
 	}
 	if err := resp.Error(); err != nil {
-		return errorf("replay: commit offsets: %w", err)
+		return fmt.Errorf("admin: replay: commit offsets: %w", err)
 	}
 	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -15,17 +13,9 @@ import (
 	"github.com/scattergather/scattergather/processor/topology"
 )
 
-// TopicResult reports what CreateTopics did with one topic.
-type TopicResult struct {
-	Topic      string
-	Partitions int32
-	Created    bool  // false when it existed already
-	Err        error // non-nil when it could not be created
-}
-
-// topicConfigs returns the configs of a flow's topics that the gather's
-// guarantees depend on.
-func topicConfigs(f *topology.Flow, topic string) map[string]*string {
+// TopicConfigs returns the configs of a flow's topic that the gather's
+// guarantees depend on, for creating it; nil for a topic with none.
+func TopicConfigs(f *topology.Flow, topic string) map[string]*string {
 	if topic != f.Topics.Results {
 		return nil
 	}
@@ -35,78 +25,6 @@ func topicConfigs(f *topology.Flow, topic string) map[string]*string {
 		"message.timestamp.type": &lat,
 		"retention.ms":           &ret,
 	}
-}
-
-// CreateTopics creates every topic of the flows (all flows when flows is
-// empty) that does not exist yet: the results topic with log-append time
-// and the retention the topology sets. Existing topics are left alone and
-// reported; CheckTopics tells whether they fit.
-func CreateTopics(ctx context.Context, t *topology.Topology, flows []*topology.Flow, opts ...Option) ([]TopicResult, error) {
-	o := buildOptions(opts)
-	if err := preflight(ctx, t, o); err != nil {
-		return nil, err
-	}
-	cl, err := kgo.NewClient(baseOpts(t, o, "admin")...)
-	if err != nil {
-		return nil, errorf("client: %w", err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if len(flows) == 0 {
-		flows = t.Flows
-	}
-	var out []TopicResult
-	for _, f := range flows {
-		for _, topic := range f.AllTopics() {
-			res, err := adm.CreateTopic(ctx, int32(f.Partitions), int16(t.Kafka.ReplicationFactor), topicConfigs(f, topic), topic)
-			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-				if res.Err == nil {
-					res.Err = err
-				}
-			}
-			r := TopicResult{Topic: topic, Partitions: int32(f.Partitions), Created: res.Err == nil, Err: res.Err}
-			if errors.Is(res.Err, kerr.TopicAlreadyExists) {
-				r.Created, r.Err = false, nil
-			}
-			if r.Err != nil && ctx.Err() != nil {
-				return out, errorf("create topics: %w", ctx.Err())
-			}
-			out = append(out, r)
-		}
-	}
-	return out, waitVisible(ctx, adm, out)
-}
-
-// waitVisible waits until the brokers' metadata shows the created topics:
-// a controller acknowledges a creation before every broker knows of it.
-func waitVisible(ctx context.Context, adm *kadm.Client, res []TopicResult) error {
-	var topics []string
-	for _, r := range res {
-		if r.Created {
-			topics = append(topics, r.Topic)
-		}
-	}
-	for len(topics) > 0 {
-		details, err := adm.ListTopics(ctx, topics...)
-		if err == nil {
-			missing := topics[:0]
-			for _, t := range topics {
-				if d, ok := details[t]; !ok || d.Err != nil || len(d.Partitions) == 0 {
-					missing = append(missing, t)
-				}
-			}
-			topics = missing
-		}
-		if len(topics) == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return errorf("created topics not visible yet (%s): %w", joinTopics(topics), ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // TopicError describes a topic that does not fit its flow.
@@ -121,8 +39,8 @@ func (e *TopicError) Error() string { return fmt.Sprintf("topic %s: %s", e.Topic
 // topic has the partitions of the topology, log-append time and at least
 // the topology's retention. It returns every problem found, joined, with a
 // hint to run `scattergather topics create`.
-func CheckTopics(ctx context.Context, t *topology.Topology, f *topology.Flow, opts ...Option) error {
-	o := buildOptions(opts)
+func CheckTopics(ctx context.Context, t *topology.Topology, f *topology.Flow, opts ...Opt) error {
+	o := commonOptions(opts)
 	if err := preflight(ctx, t, o); err != nil {
 		return err
 	}
@@ -197,5 +115,3 @@ func partitionCount(ctx context.Context, adm *kadm.Client, topic string) (int32,
 	}
 	return int32(len(d.Partitions)), nil
 }
-
-func joinTopics(ts []string) string { return strings.Join(ts, ", ") }

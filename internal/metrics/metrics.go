@@ -2,12 +2,21 @@
 // is per flow, with low-cardinality labels only (flow, role, target,
 // status, outcome, stage, reason kind): never a request id.
 //
-// A nil *Metrics is valid and records nothing, so the roles call it
-// unconditionally.
+// The roles report through the hooks of package kafka (kafka.WithHooks),
+// which a *Metrics implements; franz-go's own client metrics come in
+// through kafka.HookClient.
 package metrics
 
 import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/scattergather/scattergather/processor/kafka"
 )
 
 // Metrics are the collectors of one process. Safe for concurrent use.
@@ -73,111 +82,94 @@ func New() *Metrics {
 		transactions:  f("transactions_total", "Kafka transactions ended, by role and result (committed or aborted).", "flow", "role", "result"),
 		inFlight:      g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
 		ticks:         f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
-		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "role"),
+		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
 	}
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
 
-// RequestScattered counts a request and its tasks by target.
-func (m *Metrics) RequestScattered(flow string, targets []string) {
-	if m == nil {
-		return
-	}
+// The Metrics implement every hook of package kafka.
+var (
+	_ kafka.HookLag              = (*Metrics)(nil)
+	_ kafka.HookTransactionEnd   = (*Metrics)(nil)
+	_ kafka.HookDeadLetter       = (*Metrics)(nil)
+	_ kafka.HookRoleRestart      = (*Metrics)(nil)
+	_ kafka.HookClient           = (*Metrics)(nil)
+	_ kafka.HookRequestScattered = (*Metrics)(nil)
+	_ kafka.HookResultWritten    = (*Metrics)(nil)
+	_ kafka.HookTaskInFlight     = (*Metrics)(nil)
+	_ kafka.HookAggregate        = (*Metrics)(nil)
+	_ kafka.HookOpenRequests     = (*Metrics)(nil)
+	_ kafka.HookLate             = (*Metrics)(nil)
+	_ kafka.HookTick             = (*Metrics)(nil)
+	_ kafka.HookRebuild          = (*Metrics)(nil)
+	_ kafka.HookResultFolded     = (*Metrics)(nil)
+	_ kafka.HookDuplicateResult  = (*Metrics)(nil)
+)
+
+// OnRequestScattered counts a request and its tasks by target.
+func (m *Metrics) OnRequestScattered(flow string, targets []string) {
 	m.requests.WithLabelValues(flow).Inc()
 	for _, t := range targets {
 		m.tasks.WithLabelValues(flow, t).Inc()
 	}
 }
 
-// ResultWritten counts a worker's result and observes its duration.
-func (m *Metrics) ResultWritten(flow, target, status string, seconds float64) {
-	if m == nil {
-		return
-	}
+// OnResultWritten counts a worker's result and observes its duration.
+func (m *Metrics) OnResultWritten(flow, target, status string, took time.Duration) {
 	m.results.WithLabelValues(flow, target, status).Inc()
-	m.answer.WithLabelValues(flow, target, status).Observe(seconds)
+	m.answer.WithLabelValues(flow, target, status).Observe(took.Seconds())
 }
 
-// ResultFolded counts a result the gather counted for an open request.
-func (m *Metrics) ResultFolded(flow, target, status string) {
-	if m == nil {
-		return
+// OnResultFolded counts a result the gather counted for an open request.
+func (m *Metrics) OnResultFolded(flow, target string, ok bool) {
+	status := "OK"
+	if !ok {
+		status = "ERROR"
 	}
 	m.folded.WithLabelValues(flow, target, status).Inc()
 }
 
-// Aggregate counts an aggregate and observes its log-time latency.
-func (m *Metrics) Aggregate(flow, outcome string, seconds float64) {
-	if m == nil {
-		return
-	}
+// OnAggregate counts an aggregate and observes its log-time latency.
+func (m *Metrics) OnAggregate(flow, outcome string, latency time.Duration) {
 	m.aggregates.WithLabelValues(flow, outcome).Inc()
-	m.latency.WithLabelValues(flow, outcome).Observe(seconds)
+	m.latency.WithLabelValues(flow, outcome).Observe(latency.Seconds())
 }
 
-// OpenRequests sets the gather's open requests.
-func (m *Metrics) OpenRequests(flow string, n int64) {
-	if m == nil {
-		return
-	}
+// OnOpenRequests sets the gather's open requests.
+func (m *Metrics) OnOpenRequests(flow string, n int64) {
 	m.open.WithLabelValues(flow).Set(float64(n))
 }
 
-// Late counts a late result.
-func (m *Metrics) Late(flow string) {
-	if m == nil {
-		return
-	}
-	m.late.WithLabelValues(flow).Inc()
+// OnLate counts a late result.
+func (m *Metrics) OnLate(flow string) { m.late.WithLabelValues(flow).Inc() }
+
+// OnDuplicateResult counts a duplicate result.
+func (m *Metrics) OnDuplicateResult(flow string) { m.duplicates.WithLabelValues(flow).Inc() }
+
+// OnDeadLetter counts a dead-lettered record; kind is a short kind of
+// reason, not the message.
+func (m *Metrics) OnDeadLetter(flow, stage, kind string) {
+	m.dead.WithLabelValues(flow, stage, kind).Inc()
 }
 
-// Duplicate counts a duplicate result.
-func (m *Metrics) Duplicate(flow string) {
-	if m == nil {
-		return
-	}
-	m.duplicates.WithLabelValues(flow).Inc()
-}
-
-// DeadLetter counts a dead-lettered record; reason is a short kind, not the
-// message.
-func (m *Metrics) DeadLetter(flow, stage, reason string) {
-	if m == nil {
-		return
-	}
-	m.dead.WithLabelValues(flow, stage, reason).Inc()
-}
-
-// Lag sets a role's consumer lag.
-func (m *Metrics) Lag(flow, role string, records int64) {
-	if m == nil {
-		return
-	}
+// OnLag sets a role's consumer lag.
+func (m *Metrics) OnLag(flow, role string, records int64) {
 	m.lag.WithLabelValues(flow, role).Set(float64(records))
 }
 
-// Rebuilt counts records re-folded to rebuild state.
-func (m *Metrics) Rebuilt(flow string, records int) {
-	if m == nil {
-		return
-	}
+// OnRebuilt counts records re-folded to rebuild state.
+func (m *Metrics) OnRebuilt(flow string, records int) {
 	m.rebuild.WithLabelValues(flow).Add(float64(records))
 }
 
-// Rebuilding adds delta to the partitions being rebuilt.
-func (m *Metrics) Rebuilding(flow string, delta float64) {
-	if m == nil {
-		return
-	}
-	m.rebuilding.WithLabelValues(flow).Add(delta)
+// OnRebuilding adds delta to the partitions being rebuilt.
+func (m *Metrics) OnRebuilding(flow string, delta int) {
+	m.rebuilding.WithLabelValues(flow).Add(float64(delta))
 }
 
-// Transaction counts an ended transaction.
-func (m *Metrics) Transaction(flow, role string, committed bool) {
-	if m == nil {
-		return
-	}
+// OnTransactionEnd counts an ended transaction.
+func (m *Metrics) OnTransactionEnd(flow, role string, committed bool) {
 	result := "committed"
 	if !committed {
 		result = "aborted"
@@ -185,26 +177,27 @@ func (m *Metrics) Transaction(flow, role string, committed bool) {
 	m.transactions.WithLabelValues(flow, role, result).Inc()
 }
 
-// InFlight adds delta to a target's running tasks.
-func (m *Metrics) InFlight(flow, target string, delta float64) {
-	if m == nil {
-		return
-	}
-	m.inFlight.WithLabelValues(flow, target).Add(delta)
+// OnTaskInFlight adds delta to a target's running tasks.
+func (m *Metrics) OnTaskInFlight(flow, target string, delta int) {
+	m.inFlight.WithLabelValues(flow, target).Add(float64(delta))
 }
 
-// Tick counts a tick.
-func (m *Metrics) Tick(flow string) {
-	if m == nil {
-		return
-	}
-	m.ticks.WithLabelValues(flow).Inc()
+// OnTick counts a tick.
+func (m *Metrics) OnTick(flow string) { m.ticks.WithLabelValues(flow).Inc() }
+
+// OnRoleRestart counts a supervised restart.
+func (m *Metrics) OnRoleRestart(flow, role string) {
+	m.roleRestarted.WithLabelValues(flow, role).Inc()
 }
 
-// RoleRestarted counts a supervised restart.
-func (m *Metrics) RoleRestarted(role string) {
-	if m == nil {
-		return
-	}
-	m.roleRestarted.WithLabelValues(role).Inc()
+var clientSeq atomic.Int64
+
+// ClientHooks hooks franz-go's client metrics (kprom) into the registry.
+// Each client gets its own collectors, labelled with its use and a
+// sequence number, registered while it lives.
+func (m *Metrics) ClientHooks(client string) []kgo.Hook {
+	label := fmt.Sprintf("%s#%d", client, clientSeq.Add(1))
+	return []kgo.Hook{kprom.NewMetrics("scattergather_kafka",
+		kprom.Registerer(m.Registry), kprom.Gatherer(m.Registry),
+		kprom.WithStaticLabel(prometheus.Labels{"client": label}))}
 }

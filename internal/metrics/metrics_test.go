@@ -1,0 +1,80 @@
+package metrics
+
+import (
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// value returns the value of the series of family name with the labels.
+func value(t *testing.T, m *Metrics, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, s := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range s.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			if len(got) != len(labels) {
+				continue
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue series
+				}
+			}
+			return metricValue(s), true
+		}
+	}
+	return 0, false
+}
+
+func metricValue(s *dto.Metric) float64 {
+	switch {
+	case s.Counter != nil:
+		return s.Counter.GetValue()
+	case s.Gauge != nil:
+		return s.Gauge.GetValue()
+	case s.Histogram != nil:
+		return float64(s.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+func TestHooksRecordPerFlow(t *testing.T) {
+	m := New()
+	m.OnRoleRestart("flights", "gather")
+	m.OnRoleRestart("flights", "gather")
+	m.OnResultWritten("flights", "a", "OK", 20*time.Millisecond)
+	m.OnResultFolded("flights", "a", false)
+	m.OnAggregate("flights", "complete", time.Second)
+	m.OnTaskInFlight("flights", "a", 1)
+	m.OnTaskInFlight("flights", "a", 1)
+	m.OnTaskInFlight("flights", "a", -1)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"scattergather_role_restarts_total", map[string]string{"flow": "flights", "role": "gather"}, 2},
+		{"scattergather_results_written_total", map[string]string{"flow": "flights", "target": "a", "status": "OK"}, 1},
+		{"scattergather_target_answer_seconds", map[string]string{"flow": "flights", "target": "a", "status": "OK"}, 1},
+		{"scattergather_results_folded_total", map[string]string{"flow": "flights", "target": "a", "status": "ERROR"}, 1},
+		{"scattergather_request_latency_seconds", map[string]string{"flow": "flights", "outcome": "complete"}, 1},
+		{"scattergather_worker_tasks_in_flight", map[string]string{"flow": "flights", "target": "a"}, 1},
+	} {
+		got, ok := value(t, m, c.name, c.labels)
+		if !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+}

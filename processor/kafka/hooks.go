@@ -1,0 +1,146 @@
+package kafka
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Hook observes the roles, as franz-go's kgo.Hook observes a client: any
+// value that implements one or more of the Hook* interfaces below, each
+// called for its event. Hooks are called synchronously from the roles'
+// loops, possibly from several goroutines at once: they must be quick and
+// safe for concurrent use. The metrics package implements every one for
+// Prometheus; a program that embeds the roles can add its own.
+type Hook any
+
+// Events of every role. role is "scatter", "gather" or "worker/<target>".
+type (
+	// HookLag is told a role's consumer lag after each poll: records
+	// between its position and the end of its input, summed over its
+	// partitions.
+	HookLag interface {
+		OnLag(flow, role string, records int64)
+	}
+	// HookTransactionEnd is told each ended transaction of the scatter
+	// and the gather.
+	HookTransactionEnd interface {
+		OnTransactionEnd(flow, role string, committed bool)
+	}
+	// HookDeadLetter is told each record written to the dead-letter
+	// topic, with its stage and its kind of reason (schemas' kinds).
+	HookDeadLetter interface {
+		OnDeadLetter(flow, stage, kind string)
+	}
+	// HookRoleRestart is told each supervised restart of a role after a
+	// transient failure.
+	HookRoleRestart interface {
+		OnRoleRestart(flow, role string)
+	}
+	// HookClient gives each Kafka client a role makes its franz-go hooks
+	// (client metrics, for instance). client names the client's use
+	// ("gather", "worker.<target>", "admin"...).
+	HookClient interface {
+		ClientHooks(client string) []kgo.Hook
+	}
+)
+
+// Events of the scatter.
+type (
+	// HookRequestScattered is told each request scattered, with the
+	// target of each of its tasks, once its transaction committed.
+	HookRequestScattered interface {
+		OnRequestScattered(flow string, targets []string)
+	}
+)
+
+// Events of the worker.
+type (
+	// HookResultWritten is told each result a worker wrote, with its
+	// status (OK or ERROR) and the time spent on the task.
+	HookResultWritten interface {
+		OnResultWritten(flow, target, status string, took time.Duration)
+	}
+	// HookTaskInFlight is told each task a worker starts (+1) and
+	// finishes (-1).
+	HookTaskInFlight interface {
+		OnTaskInFlight(flow, target string, delta int)
+	}
+)
+
+// Events of the gather. The fold's events are told as it folds, including
+// in transactions that abort later; the others once a transaction
+// committed.
+type (
+	// HookAggregate is told each aggregate written, with its outcome and
+	// its log-time latency from manifest to aggregate.
+	HookAggregate interface {
+		OnAggregate(flow, outcome string, latency time.Duration)
+	}
+	// HookOpenRequests is told the open requests over the gather's
+	// partitions after each commit.
+	HookOpenRequests interface {
+		OnOpenRequests(flow string, open int64)
+	}
+	// HookLate is told each result written to the late topic.
+	HookLate interface {
+		OnLate(flow string)
+	}
+	// HookTick is told each tick the gather wrote to a quiet partition.
+	HookTick interface {
+		OnTick(flow string)
+	}
+	// HookRebuild is told the records re-folded while the gather rebuilds
+	// state, and the partitions being rebuilt (+1 when one starts, -1 when
+	// it ends).
+	HookRebuild interface {
+		OnRebuilt(flow string, records int)
+		OnRebuilding(flow string, delta int)
+	}
+	// HookResultFolded is told each result the fold counted for an open
+	// request.
+	HookResultFolded interface {
+		OnResultFolded(flow, target string, ok bool)
+	}
+	// HookDuplicateResult is told each result of a task that had already
+	// answered.
+	HookDuplicateResult interface {
+		OnDuplicateResult(flow string)
+	}
+)
+
+// hooks are a role's hooks.
+type hooks []Hook
+
+// each calls fn with every hook of hs that implements H.
+func each[H any](hs hooks, fn func(H)) {
+	for _, h := range hs {
+		if h, ok := h.(H); ok {
+			fn(h)
+		}
+	}
+}
+
+func (hs hooks) clientHooks(client string) []kgo.Opt {
+	var out []kgo.Opt
+	each(hs, func(h HookClient) {
+		if kh := h.ClientHooks(client); len(kh) > 0 {
+			out = append(out, kgo.WithHooks(kh...))
+		}
+	})
+	return out
+}
+
+// foldObserver passes the fold's counts (gather.Observer) to the hooks.
+type foldObserver struct {
+	hs   hooks
+	flow string
+}
+
+func (o foldObserver) ResultFolded(target string, ok bool) {
+	each(o.hs, func(h HookResultFolded) { h.OnResultFolded(o.flow, target, ok) })
+}
+
+func (o foldObserver) DuplicateResult() {
+	each(o.hs, func(h HookDuplicateResult) { h.OnDuplicateResult(o.flow) })
+}
