@@ -539,6 +539,13 @@ func (p *Partition) aggregate(r *store.Request, answers []store.Answer, dec Deci
 		agg.Answered = append(agg.Answered, out)
 		inputs = append(inputs, Input{TaskID: t.TaskID, Target: t.Target, Item: t.Item, Payload: a.Payload})
 	}
+	agg.Result = []byte("null")
+	if agg.Outcome == schemas.OutcomeFailed {
+		// A failed request has no result, even when some tasks answered OK
+		// (max_failures, a quorum out of reach): the consumer must not
+		// mistake a partial consolidation for an answer.
+		return agg
+	}
 	result, err := p.f.cons.Consolidate(inputs)
 	if err != nil {
 		agg.Outcome, agg.Reason, result = schemas.OutcomeFailed, "consolidation failed: "+err.Error(), []byte("null")

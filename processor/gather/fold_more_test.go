@@ -169,7 +169,7 @@ func TestTimeoutStrategyInFold(t *testing.T) {
 		h.manifest(1500, "r2", "timeout", 0, -1, "a")
 		// A result of r2 after r1's deadline: r1 completes first, then r2 gets its answer.
 		h.ok(2100, "r2", "a", `{}`)
-		h.wantOutputs("aggregate r1 deadline", "aggregate r2 complete")
+		h.wantOutputs("aggregate r1 timeout", "aggregate r2 complete") // r1 had no OK answer
 	})
 }
 
@@ -551,4 +551,29 @@ func TestAggregateTooLargeWithoutResult(t *testing.T) {
 	if err != nil || dec.(*schemas.Aggregate).Reason != agg.Reason {
 		t.Errorf("written aggregate %+v (%v)", dec, err)
 	}
+}
+
+// TestFailedCarriesNoResult: failed means no answer to consume, for every
+// strategy, even when some tasks answered OK.
+func TestFailedCarriesNoResult(t *testing.T) {
+	t.Run("all, every task failed", func(t *testing.T) {
+		h := newHarness(t, flowConfig(t, "{type: all}", "{type: sum, field: n}"))
+		h.manifest(1000, "r1", "all", 0, -1, "a", "b")
+		h.fail(1100, "r1", "a", "down")
+		h.fail(1200, "r1", "b", "down")
+		agg := h.only()
+		if agg.Outcome != schemas.OutcomeFailed || string(agg.Result) != "null" || agg.Reason != "all 2 tasks failed" {
+			t.Errorf("outcome %s reason %q result %s, want failed without a result", agg.Outcome, agg.Reason, agg.Result)
+		}
+	})
+	t.Run("max_failures with an OK answer", func(t *testing.T) {
+		h := newHarness(t, flowConfig(t, "{type: all}", "{type: sum, field: n}"))
+		h.manifest(1000, "r1", "all", 0, 0, "a", "b", "c")
+		h.ok(1100, "r1", "a", `{"n": 2}`)
+		h.fail(1200, "r1", "b", "down")
+		agg := h.only()
+		if agg.Outcome != schemas.OutcomeFailed || string(agg.Result) != "null" || len(agg.Answered) != 1 {
+			t.Errorf("outcome %s result %s answered %d, want failed without a result, a's answer listed", agg.Outcome, agg.Result, len(agg.Answered))
+		}
+	})
 }

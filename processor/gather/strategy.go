@@ -50,11 +50,20 @@ func timedOut(p Progress) Decision {
 	return done(schemas.OutcomeTimeout, "%d of %d tasks did not answer before the deadline", p.Missing(), p.Tasks)
 }
 
-// All completes when every task answered (OK or ERROR); the deadline is an
-// abnormal end (timeout).
+// allFailed is the decision when every task answered ERROR: failed, for
+// every strategy, so that an outcome other than failed or timeout always
+// carries at least one OK answer.
+func allFailed(p Progress) Decision {
+	return done(schemas.OutcomeFailed, "all %d tasks failed", p.Tasks)
+}
+
+// All completes when every task answered (OK or ERROR), as failed when
+// none answered OK; the deadline is an abnormal end (timeout).
 func All() Strategy {
 	return StrategyFunc(func(p Progress) Decision {
 		switch {
+		case p.Tasks > 0 && p.Failed == p.Tasks:
+			return allFailed(p)
 		case p.Missing() == 0:
 			return Decision{Done: true, Outcome: schemas.OutcomeComplete}
 		case p.Deadline:
@@ -72,7 +81,7 @@ func First() Strategy {
 		case p.OK > 0:
 			return Decision{Done: true, Outcome: schemas.OutcomeFirst}
 		case p.Failed == p.Tasks:
-			return done(schemas.OutcomeFailed, "all %d tasks failed", p.Tasks)
+			return allFailed(p)
 		case p.Deadline:
 			return done(schemas.OutcomeTimeout, "no OK answer before the deadline (%d of %d tasks did not answer)", p.Missing(), p.Tasks)
 		}
@@ -97,12 +106,17 @@ func Quorum(n int) Strategy {
 }
 
 // Timeout collects until the deadline, its normal end (deadline), and
-// completes early only when every task answered.
+// completes early only when every task answered; as failed when every task
+// failed, and as timeout when the deadline came without an OK answer.
 func Timeout() Strategy {
 	return StrategyFunc(func(p Progress) Decision {
 		switch {
+		case p.Tasks > 0 && p.Failed == p.Tasks:
+			return allFailed(p)
 		case p.Missing() == 0:
 			return Decision{Done: true, Outcome: schemas.OutcomeComplete}
+		case p.Deadline && p.OK == 0:
+			return done(schemas.OutcomeTimeout, "no OK answer before the deadline (%d of %d tasks did not answer)", p.Missing(), p.Tasks)
 		case p.Deadline:
 			return Decision{Done: true, Outcome: schemas.OutcomeDeadline}
 		}

@@ -22,7 +22,7 @@ func TestStrategies(t *testing.T) {
 		{"all/nothing yet", gather.All(), pr{Tasks: 3}, wait, ""},
 		{"all/some answered", gather.All(), pr{Tasks: 3, OK: 1, Failed: 1}, wait, ""},
 		{"all/every task answered", gather.All(), pr{Tasks: 3, OK: 2, Failed: 1}, schemas.OutcomeComplete, ""},
-		{"all/all failed is still complete", gather.All(), pr{Tasks: 3, Failed: 3}, schemas.OutcomeComplete, ""},
+		{"all/all failed is failed", gather.All(), pr{Tasks: 3, Failed: 3}, schemas.OutcomeFailed, "all 3 tasks failed"},
 		{"all/deadline with missing", gather.All(), pr{Tasks: 3, OK: 2, Deadline: true}, schemas.OutcomeTimeout, "1 of 3 tasks did not answer before the deadline"},
 		{"all/deadline with 0 answers", gather.All(), pr{Tasks: 3, Deadline: true}, schemas.OutcomeTimeout, "3 of 3 tasks did not answer"},
 		{"all/deadline but everyone answered", gather.All(), pr{Tasks: 2, OK: 2, Deadline: true}, schemas.OutcomeComplete, ""},
@@ -54,8 +54,9 @@ func TestStrategies(t *testing.T) {
 		{"timeout/nothing yet", gather.Timeout(), pr{Tasks: 3}, wait, ""},
 		{"timeout/some answered", gather.Timeout(), pr{Tasks: 3, OK: 2}, wait, ""},
 		{"timeout/all answered early", gather.Timeout(), pr{Tasks: 3, OK: 2, Failed: 1}, schemas.OutcomeComplete, ""},
-		{"timeout/all failed early", gather.Timeout(), pr{Tasks: 3, Failed: 3}, schemas.OutcomeComplete, ""},
-		{"timeout/deadline with 0 answers", gather.Timeout(), pr{Tasks: 3, Deadline: true}, schemas.OutcomeDeadline, ""},
+		{"timeout/all failed early is failed", gather.Timeout(), pr{Tasks: 3, Failed: 3}, schemas.OutcomeFailed, "all 3 tasks failed"},
+		{"timeout/deadline with 0 answers", gather.Timeout(), pr{Tasks: 3, Deadline: true}, schemas.OutcomeTimeout, "no OK answer before the deadline (3 of 3 tasks did not answer)"},
+		{"timeout/deadline with failures only", gather.Timeout(), pr{Tasks: 3, Failed: 2, Deadline: true}, schemas.OutcomeTimeout, "no OK answer before the deadline (1 of 3 tasks did not answer)"},
 		{"timeout/deadline with some", gather.Timeout(), pr{Tasks: 3, OK: 1, Failed: 1, Deadline: true}, schemas.OutcomeDeadline, ""},
 
 		// max_failures
@@ -114,7 +115,8 @@ func TestStrategyFor(t *testing.T) {
 		{"quorum", 3, 5, 3, gather.Progress{Tasks: 3, OK: 2, Failed: 1}, schemas.OutcomeFailed, ""},
 		// A quorum larger than the tasks is accepted and fails at once.
 		{"quorum", 5, -1, 3, gather.Progress{Tasks: 3}, schemas.OutcomeFailed, ""},
-		{"timeout", 0, -1, 2, gather.Progress{Tasks: 2, Deadline: true}, schemas.OutcomeDeadline, ""},
+		{"timeout", 0, -1, 2, gather.Progress{Tasks: 2, OK: 1, Deadline: true}, schemas.OutcomeDeadline, ""},
+		{"timeout", 0, -1, 2, gather.Progress{Tasks: 2, Deadline: true}, schemas.OutcomeTimeout, ""},
 		{"quorum", 0, -1, 3, gather.Progress{}, "", `gather: quorum 0: want at least 1`},
 		{"quorum", -1, -1, 3, gather.Progress{}, "", `gather: quorum -1: want at least 1`},
 		{"fastest", 0, -1, 3, gather.Progress{}, "", `gather: unknown strategy "fastest"`},
