@@ -41,6 +41,8 @@ type Metrics struct {
 	inFlight      *prometheus.GaugeVec
 	ticks         *prometheus.CounterVec
 	roleRestarted *prometheus.CounterVec
+	breaker       *prometheus.CounterVec
+	circuitOpen   *prometheus.GaugeVec
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -82,6 +84,8 @@ func New() *Metrics {
 		transactions:  f("transactions_total", "Kafka transactions ended, by role and result (committed or aborted).", "flow", "role", "result"),
 		inFlight:      g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
 		ticks:         f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
+		breaker:       f("circuit_breaker_events_total", "Events of a target's circuit breaker: opened, closed, and rejected (a call refused without calling the provider).", "flow", "target", "event"),
+		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
 	}
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -98,6 +102,7 @@ var (
 	_ kafka.HookRequestScattered = (*Metrics)(nil)
 	_ kafka.HookResultWritten    = (*Metrics)(nil)
 	_ kafka.HookTaskInFlight     = (*Metrics)(nil)
+	_ kafka.HookCircuitBreaker   = (*Metrics)(nil)
 	_ kafka.HookAggregate        = (*Metrics)(nil)
 	_ kafka.HookOpenRequests     = (*Metrics)(nil)
 	_ kafka.HookLate             = (*Metrics)(nil)
@@ -180,6 +185,17 @@ func (m *Metrics) OnTransactionEnd(flow, role string, committed bool) {
 // OnTaskInFlight adds delta to a target's running tasks.
 func (m *Metrics) OnTaskInFlight(flow, target string, delta int) {
 	m.inFlight.WithLabelValues(flow, target).Add(float64(delta))
+}
+
+// OnCircuitBreaker counts a circuit breaker's event and follows its state.
+func (m *Metrics) OnCircuitBreaker(flow, target, event string) {
+	m.breaker.WithLabelValues(flow, target, event).Inc()
+	switch event {
+	case "opened":
+		m.circuitOpen.WithLabelValues(flow, target).Set(1)
+	case "closed":
+		m.circuitOpen.WithLabelValues(flow, target).Set(0)
+	}
 }
 
 // OnTick counts a tick.

@@ -60,6 +60,9 @@ func TestHooksRecordPerFlow(t *testing.T) {
 	m.OnTaskInFlight("flights", "a", 1)
 	m.OnTaskInFlight("flights", "a", 1)
 	m.OnTaskInFlight("flights", "a", -1)
+	m.OnCircuitBreaker("flights", "a", "opened")
+	m.OnCircuitBreaker("flights", "a", "rejected")
+	m.OnCircuitBreaker("flights", "a", "rejected")
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -71,6 +74,8 @@ func TestHooksRecordPerFlow(t *testing.T) {
 		{"scattergather_results_folded_total", map[string]string{"flow": "flights", "target": "a", "status": "ERROR"}, 1},
 		{"scattergather_request_latency_seconds", map[string]string{"flow": "flights", "outcome": "complete"}, 1},
 		{"scattergather_worker_tasks_in_flight", map[string]string{"flow": "flights", "target": "a"}, 1},
+		{"scattergather_circuit_breaker_events_total", map[string]string{"flow": "flights", "target": "a", "event": "rejected"}, 2},
+		{"scattergather_circuit_open", map[string]string{"flow": "flights", "target": "a"}, 1},
 	} {
 		got, ok := value(t, m, c.name, c.labels)
 		if !ok || got != c.want {

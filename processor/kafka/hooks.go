@@ -61,6 +61,11 @@ type (
 	HookResultWritten interface {
 		OnResultWritten(flow, target, status string, took time.Duration)
 	}
+	// HookCircuitBreaker is told each event of a target's circuit
+	// breaker: "opened", "closed", or "rejected" for a call it refused.
+	HookCircuitBreaker interface {
+		OnCircuitBreaker(flow, target, event string)
+	}
 	// HookTaskInFlight is told each task a worker starts (+1) and
 	// finishes (-1).
 	HookTaskInFlight interface {

@@ -62,9 +62,25 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 		if tg.HTTP == nil {
 			return nil, errorf("flow %s: target %s has no http section and no Go handler", flow.Name, name)
 		}
-		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil)
+		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg))
 	}
 	return w, nil
+}
+
+// onBreaker logs the openings and closings of a target's circuit breaker
+// and tells the hooks of every event.
+func (w *Worker) onBreaker(tg *topology.Target) func(worker.BreakerEvent) {
+	log := w.log.With("target", tg.Name)
+	return func(ev worker.BreakerEvent) {
+		switch ev {
+		case worker.BreakerOpened:
+			log.Warn("circuit opened: the provider is not called until the cooldown ends",
+				"failures", tg.HTTP.Breaker.Threshold(), "cooldown", tg.HTTP.Breaker.Cooldown.D)
+		case worker.BreakerClosed:
+			log.Info("circuit closed: the provider answers again")
+		}
+		each(w.o.hooks, func(h HookCircuitBreaker) { h.OnCircuitBreaker(w.flow.Name, tg.Name, ev.String()) })
+	}
 }
 
 // Targets returns the names of the targets the worker serves, sorted.

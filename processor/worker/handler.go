@@ -42,7 +42,7 @@ func Chain(h Handler, mw ...Middleware) Handler {
 var (
 	// ErrCircuitOpen: the target's circuit breaker is open; the provider was
 	// not called.
-	ErrCircuitOpen = errors.New("worker: circuit breaker open")
+	ErrCircuitOpen = errors.New("worker: circuit open")
 	// ErrPanic: the handler panicked; Recover turned it into this error.
 	ErrPanic = errors.New("worker: handler panicked")
 	// ErrDeadline: the task's deadline passed before it could run.
@@ -145,16 +145,51 @@ type Breaker struct {
 	failures int
 	cooldown time.Duration
 	now      func() time.Time
+	notify   func(BreakerEvent)
 
 	mu        sync.Mutex
 	fails     int
 	openUntil time.Time
 	probing   bool
+	open      bool
 }
 
-// NewBreaker returns a closed breaker. failures < 1 disables it.
-func NewBreaker(failures int, cooldown time.Duration) *Breaker {
-	return &Breaker{failures: failures, cooldown: cooldown, now: time.Now}
+// BreakerEvent is what a breaker tells its observer (see NewBreaker).
+type BreakerEvent int
+
+// Breaker events.
+const (
+	// BreakerOpened: the failures reached the threshold; calls are
+	// refused for the cooldown.
+	BreakerOpened BreakerEvent = iota + 1
+	// BreakerClosed: a probe after the cooldown succeeded; calls flow
+	// again.
+	BreakerClosed
+	// BreakerRejected: a call was refused without calling the provider.
+	BreakerRejected
+)
+
+// String returns opened, closed or rejected.
+func (e BreakerEvent) String() string {
+	switch e {
+	case BreakerOpened:
+		return "opened"
+	case BreakerClosed:
+		return "closed"
+	case BreakerRejected:
+		return "rejected"
+	}
+	return "unknown"
+}
+
+// NewBreaker returns a closed breaker. failures < 1 disables it. notify,
+// if not nil, is told every event, outside the breaker's lock, from the
+// goroutine of the call that caused it.
+func NewBreaker(failures int, cooldown time.Duration, notify func(BreakerEvent)) *Breaker {
+	if notify == nil {
+		notify = func(BreakerEvent) {}
+	}
+	return &Breaker{failures: failures, cooldown: cooldown, now: time.Now, notify: notify}
 }
 
 // Middleware returns the breaker as a Middleware. Share one Breaker per
@@ -166,12 +201,17 @@ func (b *Breaker) Middleware() Middleware {
 		}
 		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
 			if err := b.allow(); err != nil {
+				b.notify(BreakerRejected)
 				return nil, err
 			}
 			ok := false
 			// Deferred, so that a panicking call counts as a failure and a
 			// half-open probe never stays pending for ever.
-			defer func() { b.record(ok) }()
+			defer func() {
+				if ev := b.record(ok); ev != 0 {
+					b.notify(ev)
+				}
+			}()
 			out, err := next.Handle(ctx, t)
 			// A permanent error (a 4xx answer) shows a provider that is up.
 			var perm *PermanentError
@@ -187,25 +227,36 @@ func (b *Breaker) allow() error {
 	if b.fails < b.failures {
 		return nil
 	}
-	if b.now().Before(b.openUntil) || b.probing {
-		return ErrCircuitOpen
+	if now := b.now(); now.Before(b.openUntil) || b.probing {
+		return fmt.Errorf("%w: %d calls in a row failed; the provider is not called until %s",
+			ErrCircuitOpen, b.fails, b.openUntil.UTC().Format(time.RFC3339))
 	}
 	b.probing = true // half-open: one call decides
 	return nil
 }
 
-func (b *Breaker) record(ok bool) {
+// record counts a call's end and returns the event it causes, or 0.
+func (b *Breaker) record(ok bool) BreakerEvent {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.probing = false
 	if ok {
 		b.fails = 0
-		return
+		if b.open {
+			b.open = false
+			return BreakerClosed
+		}
+		return 0
 	}
 	b.fails++
 	if b.fails >= b.failures {
 		b.openUntil = b.now().Add(b.cooldown)
+		if !b.open {
+			b.open = true
+			return BreakerOpened
+		}
 	}
+	return 0
 }
 
 // Execute runs task through h and returns its result: OK with the payload,

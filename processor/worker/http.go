@@ -104,9 +104,10 @@ func snippet(b []byte) string {
 
 // HTTPHandler returns the built-in HTTP handler of a target with its
 // middleware: a circuit breaker, retries with backoff and a per-call
-// timeout, as its topology says.
-func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client) Handler {
-	br := NewBreaker(cfg.Breaker.Threshold(), cfg.Breaker.Cooldown.D)
+// timeout, as its topology says. onBreaker, if not nil, is told the
+// breaker's events (see NewBreaker). client nil means a default client.
+func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client, onBreaker func(BreakerEvent)) Handler {
+	br := NewBreaker(cfg.Breaker.Threshold(), cfg.Breaker.Cooldown.D, onBreaker)
 	return Chain(NewHTTPCaller(cfg, client),
 		Retry(cfg.Retries, cfg.Backoff.D, cfg.MaxBackoff.D),
 		br.Middleware(),

@@ -145,7 +145,7 @@ func TestRetry(t *testing.T) {
 		{"succeeds on the third call", 4, 2, errTransient, 0, []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond}, "", "done"},
 		{"permanent is not retried", 4, -1, worker.Permanent(errTransient), 0, []time.Duration{0}, "transient", ""},
 		{"wrapped permanent is not retried", 4, -1, fmt.Errorf("call: %w", worker.Permanent(errTransient)), 0, []time.Duration{0}, "call: transient", ""},
-		{"open circuit is not retried", 4, -1, worker.ErrCircuitOpen, 0, []time.Duration{0}, "worker: circuit breaker open", ""},
+		{"open circuit is not retried", 4, -1, worker.ErrCircuitOpen, 0, []time.Duration{0}, "worker: circuit open", ""},
 		{"context ends during the backoff", 4, -1, errTransient, 150 * time.Millisecond, []time.Duration{0, 100 * time.Millisecond}, "transient (gave up retrying: context deadline exceeded)", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -222,7 +222,16 @@ func TestTimeout(t *testing.T) {
 
 func TestBreaker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := worker.NewBreaker(3, 10*time.Second)
+		var (
+			evMu   sync.Mutex
+			events []string
+		)
+		record := func(e worker.BreakerEvent) {
+			evMu.Lock()
+			events = append(events, e.String())
+			evMu.Unlock()
+		}
+		b := worker.NewBreaker(3, 10*time.Second, record)
 		var calls int
 		var fail atomic.Bool
 		release := make(chan struct{})
@@ -299,13 +308,19 @@ func TestBreaker(t *testing.T) {
 		if err := call(); err != nil || calls != 11 {
 			t.Fatalf("closed breaker: %v (%d calls)", err, calls)
 		}
+		// Told once when it opened and once when it closed, and of each
+		// refused call.
+		want := "opened rejected rejected rejected rejected rejected rejected closed"
+		if got := strings.Join(events, " "); got != want {
+			t.Errorf("events %q, want %q", got, want)
+		}
 	})
 }
 
 // A probe that panics must not leave the breaker half-open for ever.
 func TestBreakerProbePanics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := worker.NewBreaker(1, time.Second)
+		b := worker.NewBreaker(1, time.Second, nil)
 		var panics atomic.Bool
 		inner := b.Middleware()(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
 			if panics.Load() {
@@ -334,7 +349,7 @@ func TestBreakerProbePanics(t *testing.T) {
 
 func TestBreakerDisabled(t *testing.T) {
 	var calls int
-	h := worker.NewBreaker(0, time.Second).Middleware()(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+	h := worker.NewBreaker(0, time.Second, nil).Middleware()(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
 		calls++
 		return nil, errTransient
 	}))
@@ -608,7 +623,7 @@ func TestHTTPHandlerRetries(t *testing.T) {
 			})
 			cfg := httpTarget(p.URL)
 			cfg.Retries = tc.retries
-			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client()), task(time.Now().Add(time.Hour)), "w", time.Now)
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil), task(time.Now().Add(time.Hour)), "w", time.Now)
 			if res.Status != tc.status || p.hits.Load() != tc.hits || res.Attempts != tc.attempts {
 				t.Errorf("status %s (%s) hits %d attempts %d, want %s %d %d", res.Status, res.Error, p.hits.Load(), res.Attempts, tc.status, tc.hits, tc.attempts)
 			}
@@ -621,14 +636,14 @@ func TestHTTPHandlerBreaker(t *testing.T) {
 	cfg := httpTarget(p.URL)
 	cfg.Retries = 5
 	cfg.Breaker = topology.Breaker{Failures: new(2), Cooldown: topology.Duration{D: time.Hour}}
-	h := worker.HTTPHandler(cfg, p.Client())
+	h := worker.HTTPHandler(cfg, p.Client(), nil)
 	// The breaker opens after two failures; the open circuit stops the retries.
 	res := worker.Execute(context.Background(), h, task(time.Now().Add(time.Hour)), "w", time.Now)
-	if res.Status != schemas.StatusError || res.Error != worker.ErrCircuitOpen.Error() || p.hits.Load() != 2 || res.Attempts != 3 {
+	if res.Status != schemas.StatusError || !strings.HasPrefix(res.Error, "worker: circuit open: 2 calls in a row failed") || p.hits.Load() != 2 || res.Attempts != 3 {
 		t.Errorf("error %q hits %d attempts %d", res.Error, p.hits.Load(), res.Attempts)
 	}
 	res = worker.Execute(context.Background(), h, task(time.Now().Add(time.Hour)), "w", time.Now)
-	if res.Error != worker.ErrCircuitOpen.Error() || p.hits.Load() != 2 {
+	if !strings.HasPrefix(res.Error, "worker: circuit open:") || p.hits.Load() != 2 {
 		t.Errorf("error %q hits %d", res.Error, p.hits.Load())
 	}
 }
@@ -651,7 +666,7 @@ func TestHTTPHangingProvider(t *testing.T) {
 			})
 			cfg := httpTarget(p.URL)
 			cfg.Timeout.D = tc.timeout
-			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client()), task(time.Now().Add(tc.deadline)), "w", time.Now)
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil), task(time.Now().Add(tc.deadline)), "w", time.Now)
 			if res.Status != schemas.StatusError || res.Error != tc.want {
 				t.Errorf("status %s error %q", res.Status, res.Error)
 			}
@@ -731,7 +746,7 @@ func TestBreakerIgnoresPermanentErrors(t *testing.T) {
 	p := newProvider(t, func(w http.ResponseWriter, _ *http.Request, _ int32) { w.WriteHeader(http.StatusBadRequest) })
 	cfg := httpTarget(p.URL)
 	cfg.Breaker = topology.Breaker{Failures: new(2), Cooldown: topology.Duration{D: time.Hour}}
-	h := worker.HTTPHandler(cfg, p.Client())
+	h := worker.HTTPHandler(cfg, p.Client(), nil)
 	for i := range 5 {
 		res := worker.Execute(context.Background(), h, task(time.Now().Add(time.Hour)), "w", time.Now)
 		if res.Status != schemas.StatusError || !strings.Contains(res.Error, "400") {
