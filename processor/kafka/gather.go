@@ -79,13 +79,14 @@ type gatherPart struct {
 // stateDir/<flow>.
 func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts ...GatherOpt) (*Gather, error) {
 	o := gatherOptions(opts)
-	gf, err := gather.NewFlow(flow, o.codec, gather.WithObserver(foldObserver{o.hooks, flow.Name}))
+	gf, err := gather.NewFlow(flow, o.codec, gather.WithObserver(newFoldObserver(o.hooks, flow)))
 	if err != nil {
 		return nil, err
 	}
-	return &Gather{topo: t, flow: flow, o: o, stateDir: stateDir, gf: gf,
-		group: t.Group(flow, "gather"), parts: map[int32]*gatherPart{}, readiness: newReadiness(1),
-		log: o.logger.With("role", "gather", "flow", flow.Name)}, nil
+	g := &Gather{topo: t, flow: flow, o: o, stateDir: stateDir, gf: gf,
+		group: t.Group(flow, "gather"), parts: map[int32]*gatherPart{}, log: o.logger.With("role", "gather", "flow", flow.Name)}
+	g.readiness = newReadiness(1, g.log)
+	return g, nil
 }
 
 // Stats returns the running totals. Safe for concurrent use.
@@ -200,6 +201,7 @@ func (g *Gather) Run(ctx context.Context) error {
 			}
 		}
 		g.tick(ticker, busy)
+		g.observe(g.Status())
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scattergather/scattergather/processor/topology"
 )
 
 // Hook observes the roles, as franz-go's kgo.Hook observes a client: any
@@ -138,11 +140,29 @@ func (hs hooks) clientHooks(client string) []kgo.Opt {
 
 // foldObserver passes the fold's counts (gather.Observer) to the hooks.
 type foldObserver struct {
-	hs   hooks
-	flow string
+	hs      hooks
+	flow    string
+	targets map[string]bool // the flow's targets in the topology
+}
+
+// OtherTarget is the target hooks are told for a result whose target the
+// topology does not name: target names come from the manifest, which any
+// writer of the results topic can make up, and must not grow the metrics'
+// series without bound.
+const OtherTarget = "_other"
+
+func newFoldObserver(hs hooks, f *topology.Flow) foldObserver {
+	o := foldObserver{hs: hs, flow: f.Name, targets: map[string]bool{}}
+	for _, t := range f.Targets {
+		o.targets[t.Name] = true
+	}
+	return o
 }
 
 func (o foldObserver) ResultFolded(target string, ok bool) {
+	if !o.targets[target] {
+		target = OtherTarget
+	}
 	each(o.hs, func(h HookResultFolded) { h.OnResultFolded(o.flow, target, ok) })
 }
 

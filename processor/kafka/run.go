@@ -182,16 +182,23 @@ func RunAll(ctx context.Context, runners ...Runner) error {
 }
 
 // readiness is closed once a role has its first partitions assigned
-// (every target's, for a worker).
+// (every target's, for a worker), and logs the role's readiness as it
+// changes (see observe).
 type readiness struct {
 	once    sync.Once
 	ch      chan struct{}
 	mu      sync.Mutex
 	pending int
+
+	logMu  sync.Mutex
+	log    *slog.Logger
+	logged bool // a line was logged
+	ready  bool // as last logged
+	detail string
 }
 
-func newReadiness(parts int) *readiness {
-	return &readiness{ch: make(chan struct{}), pending: parts}
+func newReadiness(parts int, log *slog.Logger) *readiness {
+	return &readiness{ch: make(chan struct{}), pending: parts, log: log}
 }
 
 // assigned records that one part of the role got partitions.
@@ -209,6 +216,29 @@ func (r *readiness) assigned() {
 // Ready is closed once the role has been assigned partitions: a request
 // sent after it is read without waiting for a group to form.
 func (r *readiness) Ready() <-chan struct{} { return r.ch }
+
+// observe logs st when the role's readiness changed since the last call:
+// one line when it becomes ready, and one, with the reason, when it stops
+// being ready. The roles call it after each poll. Safe for concurrent use.
+func (r *readiness) observe(st Status) {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	switch {
+	case st.Ready && (!r.logged || !r.ready):
+		r.log.Info("ready")
+	case !st.Ready && r.logged && r.ready:
+		r.log.Warn("not ready", "why", st.Detail)
+	case !st.Ready && !r.logged && st.Detail != r.detail:
+		// Before the first ready line only the change of reason is
+		// worth a line (a rebuild starting, for instance).
+		r.log.Info("not ready yet", "why", st.Detail)
+		r.detail = st.Detail
+		return
+	default:
+		return
+	}
+	r.logged, r.ready, r.detail = true, st.Ready, st.Detail
+}
 
 // role is what Supervise needs of a runner: its name, flow, options and
 // logger.

@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -77,5 +79,59 @@ func TestRoleOfNamesRoleAndFlow(t *testing.T) {
 	}
 	if rl := roleOf(&flaky{}); rl.name != "*kafka.flaky" || rl.flow != "" {
 		t.Errorf("roleOf(a runner of another type) = %s/%s, want its type and no flow", rl.name, rl.flow)
+	}
+}
+
+func TestReadinessLogsChanges(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	r := newReadiness(1, log)
+	for _, st := range []Status{
+		{Detail: "waiting for partitions of f.results"},
+		{Detail: "waiting for partitions of f.results"},
+		{Detail: "rebuilding the state of 1 partition(s)"},
+		{Ready: true},
+		{Ready: true},
+		{Detail: "catching up: 5000 records behind"},
+		{Detail: "catching up: 4000 records behind"},
+		{Ready: true},
+	} {
+		r.observe(st)
+	}
+	want := `level=INFO msg="not ready yet" why="waiting for partitions of f.results"
+level=INFO msg="not ready yet" why="rebuilding the state of 1 partition(s)"
+level=INFO msg=ready
+level=WARN msg="not ready" why="catching up: 5000 records behind"
+level=INFO msg=ready
+`
+	if got := buf.String(); got != want {
+		t.Errorf("log:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+type folded struct{ got []string }
+
+func (f *folded) OnResultFolded(flow, target string, ok bool) {
+	f.got = append(f.got, fmt.Sprintf("%s/%s/%v", flow, target, ok))
+}
+
+// Target labels are bounded by the topology: a made-up target in a
+// manifest does not make a new series.
+func TestFoldObserverBoundsTargets(t *testing.T) {
+	rec := &folded{}
+	o := newFoldObserver(hooks{rec}, &topology.Flow{Name: "f", Targets: []*topology.Target{{Name: "a"}, {Name: "b"}}})
+	o.ResultFolded("a", true)
+	o.ResultFolded("made-up-1", false)
+	o.ResultFolded("made-up-2", true)
+	want := []string{"f/a/true", "f/_other/false", "f/_other/true"}
+	if !slices.Equal(rec.got, want) {
+		t.Errorf("hooks told %v, want %v", rec.got, want)
 	}
 }

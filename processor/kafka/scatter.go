@@ -37,8 +37,9 @@ type recordID struct {
 // NewScatter returns the scatter of flow.
 func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...ScatterOpt) *Scatter {
 	o := scatterOptions(opts)
-	return &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{}, readiness: newReadiness(1),
-		log: o.logger.With("role", "scatter", "flow", flow.Name)}
+	s := &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{}, log: o.logger.With("role", "scatter", "flow", flow.Name)}
+	s.readiness = newReadiness(1, s.log)
+	return s
 }
 
 // Run scatters until ctx ends or a fatal error. It refuses to start when
@@ -84,6 +85,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		}
 		behind := consumerLag.observe(fetches, nil)
 		each(s.o.hooks, func(h HookLag) { h.OnLag(f.Name, "scatter", behind) })
+		s.observe(s.Status())
 		if fetches.Empty() {
 			continue
 		}

@@ -46,7 +46,7 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 			}
 		}
 	}
-	w.readiness = newReadiness(len(names))
+	w.readiness = newReadiness(len(names), w.log)
 	if len(names) == 0 {
 		return nil, errorf("flow %s: no target to serve: give targets an http section or a Go handler", flow.Name)
 	}
@@ -203,6 +203,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		}
 		behind := consumerLag.observe(fetches, nil)
 		each(w.o.hooks, func(h HookLag) { h.OnLag(w.flow.Name, "worker/"+tg.Name, behind) })
+		w.observe(w.Status())
 		var stop bool
 		fetches.EachRecord(func(r *kgo.Record) {
 			if stop {
