@@ -378,6 +378,9 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	m.OpenRequests(f.Name, open)
 	for _, a := range aggs {
 		m.Aggregate(f.Name, string(a.Outcome), float64(a.CompletedMs-a.OpenedMs)/1000)
+		if a.Outcome == schemas.OutcomeTimeout || a.Outcome == schemas.OutcomeDeadline {
+			m.DeadlineFired(f.Name, float64(a.CompletedMs-a.DeadlineMs)/1000)
+		}
 	}
 	for range late {
 		m.Late(f.Name)

@@ -47,14 +47,31 @@ type Statuser interface {
 	Status() Status
 }
 
-// HTTPHandler serves /metrics (Prometheus), /healthz (the process is
-// alive: always 200) and /readyz (200 when every role is ready: partitions
-// assigned, state rebuilt, caught up; 503 otherwise, with each role's
-// status as JSON).
+// HTTPHandler serves /metrics (Prometheus, with each role's readiness as
+// scattergather_role_ready), /healthz (the process is alive: always 200)
+// and /readyz (200 when every role is ready: partitions assigned, state
+// rebuilt, caught up; 503 otherwise, with each role's status as JSON).
 func HTTPHandler(m *metrics.Metrics, runners []Runner) http.Handler {
 	mux := http.NewServeMux()
 	if m != nil {
-		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+		prom := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+			// A flow's role is ready when all its runners are.
+			ready := map[[2]string]bool{}
+			for _, rn := range runners {
+				if s, ok := rn.(Statuser); ok {
+					st := s.Status()
+					k := [2]string{st.Flow, st.Role}
+					if prev, seen := ready[k]; !seen || prev {
+						ready[k] = st.Ready
+					}
+				}
+			}
+			for k, ok := range ready {
+				m.RoleReady(k[0], k[1], ok)
+			}
+			prom.ServeHTTP(w, r)
+		})
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

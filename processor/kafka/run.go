@@ -95,6 +95,7 @@ func IsPermanent(err error) bool {
 // returned.
 func Supervise(ctx context.Context, log *slog.Logger, name string, r Runner) error {
 	backoff := 500 * time.Millisecond
+	roleOf(r).o.metrics.RoleStarted(name)
 	for {
 		start := time.Now()
 		err := r.Run(ctx)

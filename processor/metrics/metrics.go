@@ -32,6 +32,8 @@ type Metrics struct {
 	inFlight      *prometheus.GaugeVec
 	ticks         *prometheus.CounterVec
 	roleRestarted *prometheus.CounterVec
+	roleReady     *prometheus.GaugeVec
+	deadlineLate  *prometheus.HistogramVec
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -74,6 +76,9 @@ func New() *Metrics {
 		inFlight:      g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
 		ticks:         f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "role"),
+		roleReady:     g("role_ready", "1 when a role is ready as /readyz reports it (partitions assigned, state rebuilt, caught up), else 0; read at each scrape.", "flow", "role"),
+		deadlineLate: h("deadline_lateness_seconds", "How far stream time had passed a request's deadline when the deadline ended it (outcomes timeout and deadline): ticks written late or a quiet partition.",
+			[]float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}, "flow"),
 	}
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -199,6 +204,36 @@ func (m *Metrics) Tick(flow string) {
 		return
 	}
 	m.ticks.WithLabelValues(flow).Inc()
+}
+
+// RoleStarted makes a role's restart count visible at 0 before its first
+// restart, so that an alert on its increase sees the first one.
+func (m *Metrics) RoleStarted(role string) {
+	if m == nil {
+		return
+	}
+	m.roleRestarted.WithLabelValues(role)
+}
+
+// RoleReady sets whether a flow's role is ready.
+func (m *Metrics) RoleReady(flow, role string, ready bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	m.roleReady.WithLabelValues(flow, role).Set(v)
+}
+
+// DeadlineFired observes how many seconds of stream time past its deadline
+// a request was ended by it.
+func (m *Metrics) DeadlineFired(flow string, lateSeconds float64) {
+	if m == nil {
+		return
+	}
+	m.deadlineLate.WithLabelValues(flow).Observe(lateSeconds)
 }
 
 // RoleRestarted counts a supervised restart.
