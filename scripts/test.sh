@@ -84,4 +84,5 @@ if [[ -z "${SG_SKIP_FUZZ:-}" && $# -eq 0 ]]; then
     go test -run='^$' -fuzz="^$1\$" -fuzztime="${SG_FUZZTIME:-10s}" "$2" >"$log.fuzz" 2>&1 || { tail -30 "$log.fuzz"; echo "test.sh: FAIL: fuzzing $1 in $2" >&2; exit 1; }
   done
 fi
+scripts/check-deploy.sh || { echo "test.sh: FAIL: deploy/ (Prometheus rules and configuration)" >&2; exit 1; }
 echo "test.sh: PASS"

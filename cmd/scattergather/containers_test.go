@@ -13,8 +13,8 @@ import (
 
 // TestComposeFile checks docker-compose.yml where no Docker engine runs:
 // it parses, every service has an image or a build, dependencies name
-// services, and every scattergather command in it parses with this
-// binary's flags.
+// services, files mounted from the repository exist, and every
+// scattergather command in it parses with this binary's flags.
 func TestComposeFile(t *testing.T) {
 	data, err := os.ReadFile("../../docker-compose.yml")
 	if err != nil {
@@ -27,6 +27,7 @@ func TestComposeFile(t *testing.T) {
 			Command    []string       `yaml:"command"`
 			Entrypoint []string       `yaml:"entrypoint"`
 			DependsOn  map[string]any `yaml:"depends_on"`
+			Volumes    []string       `yaml:"volumes"`
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -44,6 +45,13 @@ func TestComposeFile(t *testing.T) {
 		for dep := range s.DependsOn {
 			if _, ok := doc.Services[dep]; !ok {
 				t.Errorf("service %s depends on unknown service %s", name, dep)
+			}
+		}
+		for _, v := range s.Volumes {
+			if src, _, _ := strings.Cut(v, ":"); strings.HasPrefix(src, "./") {
+				if _, err := os.Stat("../../" + src); err != nil {
+					t.Errorf("service %s mounts %s: %v", name, src, err)
+				}
 			}
 		}
 		if s.Image != "scattergather:local" {

@@ -41,6 +41,7 @@ type Metrics struct {
 	inFlight      *prometheus.GaugeVec
 	ticks         *prometheus.CounterVec
 	roleRestarted *prometheus.CounterVec
+	deadlineLate  *prometheus.HistogramVec
 	breaker       *prometheus.CounterVec
 	circuitOpen   *prometheus.GaugeVec
 }
@@ -66,24 +67,26 @@ func New() *Metrics {
 	}
 	secs := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 	m := &Metrics{
-		Registry:      r,
-		requests:      f("requests_scattered_total", "Requests the scatter turned into tasks.", "flow"),
-		tasks:         f("tasks_scattered_total", "Tasks the scatter wrote, by target.", "flow", "target"),
-		results:       f("results_written_total", "Results the workers wrote, by target and status (OK or ERROR).", "flow", "target", "status"),
-		folded:        f("results_folded_total", "Results the gather counted for an open request, by target and status (ERROR includes answers it could not consolidate).", "flow", "target", "status"),
-		aggregates:    f("aggregates_total", "Aggregates written, by outcome.", "flow", "outcome"),
-		open:          g("open_requests", "Requests open in the gather's committed state.", "flow"),
-		late:          f("late_results_total", "Results for a completed or unknown request, written to the late topic.", "flow"),
-		dead:          f("dead_letters_total", "Records written to the dead-letter topic, by stage and kind of reason.", "flow", "stage", "reason"),
-		duplicates:    f("duplicate_results_total", "Results of a task that had already answered, counted once.", "flow"),
-		latency:       h("request_latency_seconds", "Log time from a request's manifest to its aggregate.", secs, "flow", "outcome"),
-		answer:        h("target_answer_seconds", "Time a worker spent on a task, by target and status.", secs, "flow", "target", "status"),
-		lag:           g("consumer_lag_records", "Records between a role's position and the end of its input, summed over its partitions.", "flow", "role"),
-		rebuild:       f("state_rebuild_records_total", "Records re-folded silently to rebuild the gather's state.", "flow"),
-		rebuilding:    g("state_rebuilding", "Partitions whose state is being rebuilt.", "flow"),
-		transactions:  f("transactions_total", "Kafka transactions ended, by role and result (committed or aborted).", "flow", "role", "result"),
-		inFlight:      g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
-		ticks:         f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
+		Registry:     r,
+		requests:     f("requests_scattered_total", "Requests the scatter turned into tasks.", "flow"),
+		tasks:        f("tasks_scattered_total", "Tasks the scatter wrote, by target.", "flow", "target"),
+		results:      f("results_written_total", "Results the workers wrote, by target and status (OK or ERROR).", "flow", "target", "status"),
+		folded:       f("results_folded_total", "Results the gather counted for an open request, by target and status (ERROR includes answers it could not consolidate).", "flow", "target", "status"),
+		aggregates:   f("aggregates_total", "Aggregates written, by outcome.", "flow", "outcome"),
+		open:         g("open_requests", "Requests open in the gather's committed state.", "flow"),
+		late:         f("late_results_total", "Results for a completed or unknown request, written to the late topic.", "flow"),
+		dead:         f("dead_letters_total", "Records written to the dead-letter topic, by stage and kind of reason.", "flow", "stage", "reason"),
+		duplicates:   f("duplicate_results_total", "Results of a task that had already answered, counted once.", "flow"),
+		latency:      h("request_latency_seconds", "Log time from a request's manifest to its aggregate.", secs, "flow", "outcome"),
+		answer:       h("target_answer_seconds", "Time a worker spent on a task, by target and status.", secs, "flow", "target", "status"),
+		lag:          g("consumer_lag_records", "Records between a role's position and the end of its input, summed over its partitions.", "flow", "role"),
+		rebuild:      f("state_rebuild_records_total", "Records re-folded silently to rebuild the gather's state.", "flow"),
+		rebuilding:   g("state_rebuilding", "Partitions whose state is being rebuilt.", "flow"),
+		transactions: f("transactions_total", "Kafka transactions ended, by role and result (committed or aborted).", "flow", "role", "result"),
+		inFlight:     g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
+		ticks:        f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
+		deadlineLate: h("deadline_lateness_seconds", "How far stream time had passed a request's deadline when the deadline ended it (outcomes timeout and deadline): ticks written late or a quiet partition.",
+			[]float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}, "flow"),
 		breaker:       f("circuit_breaker_events_total", "Events of a target's circuit breaker: opened, closed, and rejected (a call refused without calling the provider).", "flow", "target", "event"),
 		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
@@ -105,6 +108,7 @@ var (
 	_ kafka.HookCircuitBreaker   = (*Metrics)(nil)
 	_ kafka.HookAggregate        = (*Metrics)(nil)
 	_ kafka.HookOpenRequests     = (*Metrics)(nil)
+	_ kafka.HookDeadlineFired    = (*Metrics)(nil)
 	_ kafka.HookLate             = (*Metrics)(nil)
 	_ kafka.HookTick             = (*Metrics)(nil)
 	_ kafka.HookRebuild          = (*Metrics)(nil)
@@ -200,6 +204,18 @@ func (m *Metrics) OnCircuitBreaker(flow, target, event string) {
 
 // OnTick counts a tick.
 func (m *Metrics) OnTick(flow string) { m.ticks.WithLabelValues(flow).Inc() }
+
+// OnDeadlineFired observes how far past its deadline a request was ended
+// by it.
+func (m *Metrics) OnDeadlineFired(flow string, late time.Duration) {
+	m.deadlineLate.WithLabelValues(flow).Observe(late.Seconds())
+}
+
+// OnRoleStart makes a role's restart count visible at 0 before its first
+// restart, so that an alert on its increase sees the first one.
+func (m *Metrics) OnRoleStart(flow, role string) {
+	m.roleRestarted.WithLabelValues(flow, role)
+}
 
 // OnRoleRestart counts a supervised restart.
 func (m *Metrics) OnRoleRestart(flow, role string) {

@@ -363,6 +363,11 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		each(g.o.hooks, func(h HookAggregate) {
 			h.OnAggregate(f.Name, string(a.Outcome), time.Duration(a.CompletedMs-a.OpenedMs)*time.Millisecond)
 		})
+		if a.Outcome == schemas.OutcomeTimeout || a.Outcome == schemas.OutcomeDeadline {
+			each(g.o.hooks, func(h HookDeadlineFired) {
+				h.OnDeadlineFired(f.Name, time.Duration(a.CompletedMs-a.DeadlineMs)*time.Millisecond)
+			})
+		}
 	}
 	for range late {
 		each(g.o.hooks, func(h HookLate) { h.OnLate(f.Name) })

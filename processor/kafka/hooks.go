@@ -34,9 +34,10 @@ type (
 	HookDeadLetter interface {
 		OnDeadLetter(flow, stage, kind string)
 	}
-	// HookRoleRestart is told each supervised restart of a role after a
-	// transient failure.
+	// HookRoleRestart is told when a supervised role starts, and each
+	// restart of it after a transient failure.
 	HookRoleRestart interface {
+		OnRoleStart(flow, role string)
 		OnRoleRestart(flow, role string)
 	}
 	// HookClient gives each Kafka client a role makes its franz-go hooks
@@ -83,6 +84,12 @@ type (
 	// its log-time latency from manifest to aggregate.
 	HookAggregate interface {
 		OnAggregate(flow, outcome string, latency time.Duration)
+	}
+	// HookDeadlineFired is told, for each aggregate its deadline ended
+	// (outcomes timeout and deadline), how far stream time had passed the
+	// deadline then: ticks written late, or a partition left quiet.
+	HookDeadlineFired interface {
+		OnDeadlineFired(flow string, late time.Duration)
 	}
 	// HookOpenRequests is told the open requests over the gather's
 	// partitions after each commit.

@@ -128,6 +128,7 @@ func IsPermanent(err error) bool {
 func Supervise(ctx context.Context, r Runner) error {
 	rl := roleOf(r)
 	backoff := 500 * time.Millisecond
+	each(rl.o.hooks, func(h HookRoleRestart) { h.OnRoleStart(rl.flow, rl.name) })
 	for {
 		start := time.Now()
 		err := r.Run(ctx)
