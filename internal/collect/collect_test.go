@@ -10,7 +10,6 @@ import (
 
 	"github.com/scattergather/scattergather/internal/collect"
 	"github.com/scattergather/scattergather/internal/processortest"
-	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -19,21 +18,11 @@ func TestCollectFake(t *testing.T) { testCollect(t, processortest.Fake(t)) }
 
 func TestIntegrationCollect(t *testing.T) { testCollect(t, processortest.Brokers(t)) }
 
-// write appends raw values to the flow's aggregated topic, in order.
+// write appends raw values to the flow's aggregated topic, in order, in
+// one partition.
 func write(t *testing.T, topo *topology.Topology, f *topology.Flow, values ...[]byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := kafka.NewSender(topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for _, v := range values {
-		if err := s.SendRaw(ctx, f.Topics.Aggregated, []byte("k"), v); err != nil {
-			t.Fatal(err)
-		}
-	}
+	processortest.SendRaw(t, topo, f.Topics.Aggregated, []byte("k"), values...)
 }
 
 func aggregate(t *testing.T, id string, outcome schemas.Outcome) []byte {
@@ -51,7 +40,6 @@ func aggregate(t *testing.T, id string, outcome schemas.Outcome) []byte {
 func testCollect(t *testing.T, brokers []string) {
 	topo, f := processortest.Topology(t, brokers, "timeout: 10s\ntargets: [{name: a}]")
 	processortest.CreateTopics(t, topo, f)
-	// One key keeps them in one partition, in the order written.
 	write(t, topo, f, aggregate(t, "r1", schemas.OutcomeComplete), []byte("not an aggregate"),
 		aggregate(t, "r2", schemas.OutcomeTimeout), aggregate(t, "r1", schemas.OutcomeFailed))
 
