@@ -11,7 +11,16 @@
 //     changes and outputs out);
 //   - processor/kafka: the Kafka glue that runs the roles with franz-go;
 //   - store: the gather's Pebble state;
-//   - cmd/scattergather: the command.
+//   - cmd/scattergather: the command, flags and wiring only;
+//   - internal/demo: the demo the command runs: simulated providers, load
+//     and report;
+//   - internal/bench: the benchmark behind `scattergather bench`;
+//   - internal/collect: a read_committed reader of a flow's aggregates
+//     that notes each request's first arrival, for the demo, the benchmark
+//     and the fault suite;
+//   - internal/load: the open-loop send schedule they share;
+//   - internal/processortest: brokers and harnesses for tests;
+//   - test/faults: the fault suite, the binary killed and restarted.
 package scattergather
 
 import _ "embed"

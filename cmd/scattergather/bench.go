@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scattergather/scattergather/bench"
+	"github.com/scattergather/scattergather/internal/bench"
 )
 
 func cmdBench(ctx context.Context, e *env, args []string) int {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scattergather/scattergather/processor/processortest"
+	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/schemas"
 )
 

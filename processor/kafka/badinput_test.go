@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/processor/kafka"
-	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
 )

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/processor/kafka"
-	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
-	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
 )

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -23,8 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scattergather/scattergather/internal/collect"
+	"github.com/scattergather/scattergather/internal/load"
+	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/processor/admin"
-	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -120,14 +123,14 @@ type pipeline struct {
 	procsMu  sync.Mutex
 	procs    []*proc
 
+	col    *collect.Collector // what a read_committed consumer reads, and when
 	mu     sync.Mutex
 	sentAt map[string]time.Time
-	readAt map[string]time.Time
 }
 
 func newPipeline(t *testing.T, brokers []string, timeout string, hang string) *pipeline {
 	t.Helper()
-	p := &pipeline{t: t, bin: binary(t), dir: t.TempDir(), sentAt: map[string]time.Time{}, readAt: map[string]time.Time{}}
+	p := &pipeline{t: t, bin: binary(t), dir: t.TempDir(), sentAt: map[string]time.Time{}}
 	srv := provider(t, hang)
 	name := processortest.Unique("f")
 	doc := fmt.Sprintf(`
@@ -175,7 +178,10 @@ flows:
 			}
 		}
 	})
-	p.observe()
+	if p.col, err = collect.Start(topo, p.flow, collect.ArrivalsOnly()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.col.Close)
 	return p
 }
 
@@ -268,34 +274,6 @@ func (p *pipeline) restart(pr *proc, extra ...string) *proc {
 	return np
 }
 
-// observe reads the aggregates as they come and notes when each arrived.
-func (p *pipeline) observe() {
-	r, err := admin.NewReader(p.topo, p.flow.Topics.Aggregated, true)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	p.t.Cleanup(func() { cancel(); <-done; r.Close() })
-	go func() {
-		defer close(done)
-		for {
-			recs, _ := r.Poll(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			now := time.Now()
-			p.mu.Lock()
-			for _, rec := range recs {
-				if _, seen := p.readAt[string(rec.Key)]; !seen {
-					p.readAt[string(rec.Key)] = now
-				}
-			}
-			p.mu.Unlock()
-		}
-	}()
-}
-
 // load sends n requests at rate per second, calling fault once after
 // faultAfter of them, and returns when all are acknowledged.
 func (p *pipeline) load(n int, rate float64, faultAfter int, fault func()) {
@@ -307,16 +285,14 @@ func (p *pipeline) load(n int, rate float64, faultAfter int, fault func()) {
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	start := time.Now()
 	errs := make(chan error, n)
-	interval := time.Duration(float64(time.Second) / rate)
+	sched := load.NewSchedule(rate)
 	for i := range n {
 		if i == faultAfter && fault != nil {
 			fault()
 		}
-		// Open-loop pacing: each request leaves at its planned time.
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			<-time.After(wait)
+		if _, err := sched.Wait(ctx, i); err != nil {
+			p.t.Fatal(err)
 		}
 		id := fmt.Sprintf("req-%04d", i)
 		p.mu.Lock()
@@ -343,7 +319,7 @@ func (p *pipeline) recovery(fault time.Time) time.Duration {
 	var worst time.Time
 	for id, at := range p.sentAt {
 		if d := at.Sub(fault); d > -500*time.Millisecond && d < 500*time.Millisecond {
-			if r := p.readAt[id]; r.After(worst) {
+			if r, _ := p.col.Arrived(id); r.After(worst) {
 				worst = r
 			}
 		}
@@ -359,7 +335,7 @@ func (p *pipeline) latencyP50(before time.Time) time.Duration {
 	var ls []time.Duration
 	for id, at := range p.sentAt {
 		if at.Before(before.Add(-time.Second)) {
-			if r, ok := p.readAt[id]; ok {
+			if r, ok := p.col.Arrived(id); ok {
 				ls = append(ls, r.Sub(at))
 			}
 		}
@@ -376,6 +352,16 @@ func (p *pipeline) latencyP50(before time.Time) time.Duration {
 func (p *pipeline) checkFaultFree(n int) map[string]*schemas.Aggregate {
 	p.t.Helper()
 	aggs := processortest.Aggregates(p.t, p.topo, p.flow, n, 3*time.Minute)
+	// Recovery and latency are read off the collector: it must have seen
+	// them all too.
+	p.mu.Lock()
+	ids := slices.Collect(maps.Keys(p.sentAt))
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.col.Wait(ctx, ids...); err != nil {
+		p.t.Fatal(err)
+	}
 	for id, a := range aggs {
 		want := min(price(id+"/a"), price(id+"/b"), price(id+"/c"))
 		var res struct{ Value int }

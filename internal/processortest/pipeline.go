@@ -87,6 +87,44 @@ func Start(t testing.TB, runners ...kafka.Runner) (stop func()) {
 // Send writes requests and waits for their acknowledgement.
 func Send(t testing.TB, topo *topology.Topology, reqs ...*schemas.Request) {
 	t.Helper()
+	withSender(t, topo, func(ctx context.Context, s *admin.Sender) {
+		errs := make(chan error, len(reqs))
+		for _, r := range reqs {
+			if err := s.Send(ctx, r, func(err error) { errs <- err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range reqs {
+			if err := <-errs; err != nil {
+				t.Fatalf("send: %v", err)
+			}
+		}
+	})
+}
+
+// SendRaw writes values to topic under key, one after the other, each
+// acknowledged before the next: records the codec would refuse, or that
+// stand for another role's output.
+func SendRaw(t testing.TB, topo *topology.Topology, topic string, key []byte, values ...[]byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, v := range values {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: key, Value: v}).FirstErr(); err != nil {
+			t.Fatalf("send to %s: %v", topic, err)
+		}
+	}
+}
+
+// withSender calls fn with a sender of topo and a context that ends after
+// a minute.
+func withSender(t testing.TB, topo *topology.Topology, fn func(context.Context, *admin.Sender)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := admin.NewSender(topo)
@@ -94,17 +132,7 @@ func Send(t testing.TB, topo *topology.Topology, reqs ...*schemas.Request) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	errs := make(chan error, len(reqs))
-	for _, r := range reqs {
-		if err := s.Send(ctx, r, func(err error) { errs <- err }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for range reqs {
-		if err := <-errs; err != nil {
-			t.Fatalf("send: %v", err)
-		}
-	}
+	fn(ctx, s)
 }
 
 // Records reads topic as a read_committed consumer from the start until it

@@ -25,6 +25,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/internal/collect"
+	"github.com/scattergather/scattergather/internal/load"
 	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
@@ -157,19 +159,19 @@ type ScenarioResult struct {
 	Efficiency float64 `json:"efficiency"`
 }
 
+// tracker turns the aggregates of the current step's requests into
+// latencies: it is the collector's OnFirst.
 type tracker struct {
 	mu      sync.Mutex
-	step    string
 	hist    *hdrhistogram.Histogram
 	stages  [3]*hdrhistogram.Histogram
 	pending map[string]time.Time // request id → intended send time, of the current step
 	got     int
 }
 
-func (t *tracker) begin(step string, ids int) {
+func (t *tracker) begin(ids int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.step = step
 	t.hist = hdrhistogram.New(1, 600_000_000, 3) // µs, up to 10 min
 	for i := range t.stages {
 		t.stages[i] = hdrhistogram.New(0, 600_000, 3) // ms
@@ -184,7 +186,7 @@ func (t *tracker) expect(id string, intended time.Time) {
 	t.mu.Unlock()
 }
 
-func (t *tracker) arrived(id string, at time.Time, value []byte) {
+func (t *tracker) arrived(id string, at time.Time, a *schemas.Aggregate) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	intended, ok := t.pending[id]
@@ -194,22 +196,13 @@ func (t *tracker) arrived(id string, at time.Time, value []byte) {
 	delete(t.pending, id)
 	_ = t.hist.RecordValue(max(at.Sub(intended).Microseconds(), 1))
 	t.got++
-	var a schemas.Aggregate
-	if schemas.DecodeInto(value, &a) == nil {
-		last := a.OpenedMs
-		for _, x := range a.Answered {
-			last = max(last, a.OpenedMs+x.LatencyMs)
-		}
-		_ = t.stages[0].RecordValue(max(a.OpenedMs-intended.UnixMilli(), 0))
-		_ = t.stages[1].RecordValue(max(last-a.OpenedMs, 0))
-		_ = t.stages[2].RecordValue(max(at.UnixMilli()-last, 0))
+	last := a.OpenedMs
+	for _, x := range a.Answered {
+		last = max(last, a.OpenedMs+x.LatencyMs)
 	}
-}
-
-func (t *tracker) outstanding() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.pending)
+	_ = t.stages[0].RecordValue(max(a.OpenedMs-intended.UnixMilli(), 0))
+	_ = t.stages[1].RecordValue(max(last-a.OpenedMs, 0))
+	_ = t.stages[2].RecordValue(max(at.UnixMilli()-last, 0))
 }
 
 // runner is one scenario's pipeline, running in this process against the
@@ -219,9 +212,9 @@ type runner struct {
 	topo  *topology.Topology
 	flow  *topology.Flow
 	track *tracker
+	col   *collect.Collector
 	seq   atomic.Int64
 	stop  func()
-	done  chan error
 }
 
 func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, error) {
@@ -249,40 +242,30 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, topo: topo, flow: f, track: &tracker{}, done: make(chan error, 1)}
+	r := &runner{cfg: cfg, topo: topo, flow: f, track: &tracker{}}
+	r.track.begin(0)
 	rctx, cancel := context.WithCancel(context.Background())
-	go func() { r.done <- kafka.RunAll(rctx, runners...) }()
-	reader, err := admin.NewReader(topo, f.Topics.Aggregated, false, kafka.WithLogger(cfg.Logger))
+	done := make(chan error, 1)
+	go func() { done <- kafka.RunAll(rctx, runners...) }()
+	r.col, err = collect.Start(topo, f, collect.FromEnd(), collect.ArrivalsOnly(),
+		collect.OnFirst(r.track.arrived), collect.WithLogger(cfg.Logger))
 	if err != nil {
 		cancel()
+		<-done
 		return nil, err
 	}
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		for {
-			recs, _ := reader.Poll(rctx)
-			if rctx.Err() != nil {
-				return
-			}
-			now := time.Now()
-			for _, rec := range recs {
-				r.track.arrived(string(rec.Key), now, rec.Value)
-			}
-		}
-	}()
 	r.stop = func() {
 		cancel()
-		<-r.done
-		<-readDone
-		reader.Close()
+		<-done
+		r.col.Close()
 		_ = os.RemoveAll(os.TempDir() + "/" + name)
 	}
 	for _, rn := range runners {
 		select {
 		case <-rn.Ready():
-		case err := <-r.done:
-			cancel()
+		case err := <-done:
+			done <- err // stop waits for the end of the pipeline again
+			r.stop()
 			return nil, fmt.Errorf("bench: pipeline stopped: %w", err)
 		case <-time.After(time.Minute):
 			r.stop()
@@ -310,71 +293,61 @@ func provider(sc Scenario, i int) worker.Handler {
 // step sends at rate for warmup+window and measures the window.
 func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step, error) {
 	payload := []byte(`{"q":"` + strings.Repeat("x", max(r.cfg.PayloadBytes-8, 0)) + `"}`)
-	send := func(d time.Duration, track bool) (sent int, behind time.Duration, err error) {
-		interval := time.Duration(float64(time.Second) / rate)
-		start := time.Now()
+	send := func(d time.Duration, track bool) (ids []string, behind time.Duration, err error) {
+		sched := load.NewSchedule(rate)
 		n := int(d.Seconds() * rate)
 		for i := range n {
-			intended := start.Add(time.Duration(i) * interval)
-			if wait := time.Until(intended); wait > 0 {
-				timer := time.NewTimer(wait)
-				select {
-				case <-timer.C:
-				case <-ctx.Done():
-					timer.Stop()
-					return sent, behind, ctx.Err()
-				}
-			} else {
-				behind = max(behind, -wait)
+			late, err := sched.Wait(ctx, i)
+			if err != nil {
+				return ids, behind, err
 			}
+			behind = max(behind, late)
 			id := "r" + strconv.FormatInt(r.seq.Add(1), 10)
 			if track {
-				r.track.expect(id, intended)
+				r.track.expect(id, sched.Due(i))
 			}
 			req := &schemas.Request{RequestID: id, Flow: r.flow.Name, Payload: payload, ContentType: schemas.ContentTypeJSON}
 			if err := s.Send(ctx, req, nil); err != nil {
-				return sent, behind, err
+				return ids, behind, err
 			}
-			sent++
+			ids = append(ids, id)
 		}
-		return sent, behind, nil
+		return ids, behind, nil
 	}
-	r.track.begin("warmup", 0)
+	r.track.begin(0)
 	if _, _, err := send(r.cfg.Warmup, false); err != nil {
 		return Step{}, err
 	}
-	r.track.begin(fmt.Sprint(rate), int(rate*r.cfg.Window.Seconds()))
+	r.track.begin(int(rate * r.cfg.Window.Seconds()))
 	start := time.Now()
-	sent, behind, err := send(r.cfg.Window, true)
+	ids, behind, err := send(r.cfg.Window, true)
 	if err != nil {
 		return Step{}, err
 	}
 	elapsed := time.Since(start)
 	// Drain: the window's requests must all come within a bounded time.
 	drain := time.Now().Add(3 * time.Second)
-	for r.track.outstanding() > 0 && time.Now().Before(drain) {
-		select {
-		case <-ctx.Done():
-			return Step{}, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := r.await(ctx, drain, ids); err != nil {
+		return Step{}, err
 	}
 	r.track.mu.Lock()
-	st := Step{Rate: rate, Achieved: float64(sent) / elapsed.Seconds(), Sent: sent, Received: r.track.got,
+	st := Step{Rate: rate, Achieved: float64(len(ids)) / elapsed.Seconds(), Sent: len(ids), Received: r.track.got,
 		BehindMs: float64(behind.Microseconds()) / 1000, Latency: summarize(r.track.hist),
 		Stages:    Stages{float64(r.track.stages[0].ValueAtQuantile(50)), float64(r.track.stages[1].ValueAtQuantile(50)), float64(r.track.stages[2].ValueAtQuantile(50))},
 		StagesP99: Stages{float64(r.track.stages[0].ValueAtQuantile(99)), float64(r.track.stages[1].ValueAtQuantile(99)), float64(r.track.stages[2].ValueAtQuantile(99))}}
 	r.track.mu.Unlock()
 	st.Sustainable = st.Received == st.Sent && behind < 200*time.Millisecond && st.Latency.P99 < 2000
 	// Let the stragglers of an overloaded step go before the next one.
-	for r.track.outstanding() > 0 && time.Now().Before(drain.Add(20*time.Second)) {
-		select {
-		case <-ctx.Done():
-			return st, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return st, nil
+	return st, r.await(ctx, drain.Add(20*time.Second), ids)
+}
+
+// await waits until ids have their aggregates or until deadline; only the
+// end of ctx is an error.
+func (r *runner) await(ctx context.Context, deadline time.Time, ids []string) error {
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	_ = r.col.Wait(wctx, ids...)
+	return ctx.Err()
 }
 
 // RunScenario sweeps one scenario.

@@ -12,7 +12,7 @@ import (
 )
 
 // KafkaImage is the image containerBroker runs.
-const KafkaImage = "apache/kafka:4.1.1"
+const KafkaImage = "apache/kafka:4.4.0"
 
 // containerBroker starts a single-node KRaft Kafka in Docker through
 // testcontainers-go, when a Docker engine answers.

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scattergather/scattergather/bench"
-	"github.com/scattergather/scattergather/processor/processortest"
+	"github.com/scattergather/scattergather/internal/bench"
+	"github.com/scattergather/scattergather/internal/processortest"
 )
 
 // The harness itself: a short low-load step on the in-process broker gets
