@@ -169,14 +169,13 @@ func (f *flags) load(e *env) (*topology.Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := topology.Parse(f.topology, data, e.getenv)
-	if err != nil {
-		return nil, err
-	}
+	var overrides []topology.Override
 	if f.brokers != "" {
-		t.Kafka.Brokers = strings.Split(f.brokers, ",")
+		overrides = append(overrides, topology.Override{Path: "kafka.brokers", Set: func(t *topology.Topology) {
+			t.Kafka.Brokers = strings.Split(f.brokers, ",")
+		}})
 	}
-	return t, nil
+	return topology.Parse(f.topology, data, e.getenv, overrides...)
 }
 
 // selectFlows returns the flows named in list (comma-separated), or all.

@@ -41,37 +41,39 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 func TestUsageAndValidation(t *testing.T) {
+	unsetBrokers := writeFile(t, "brokers.yaml", "kafka: {brokers: [\"${SG_TEST_UNSET_BROKERS}\"]}\nflows:\n  - name: x\n    timeout: 2s\n    targets: [{name: a}]\n")
 	bad := writeFile(t, "bad.yaml", "flows:\n  - name: x\n    timeout: soon\n    targets: [{name: a}]\n    strategy: {type: alll}\n    bogus: 1\n")
 	for _, tc := range []struct {
-		name     string
-		args     []string
-		code     int
-		stdout   string
-		stderr   string
-		noStderr string
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
 	}{
-		{"no command", nil, exitUsage, "", "Usage: scattergather <command>", ""},
-		{"help", []string{"help"}, exitOK, "Commands:", "", ""},
-		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`, ""},
-		{"validate example", []string{"validate", "--topology", "../../topology.yaml"}, exitOK, "OK (1 flow(s): flights)", "", ""},
+		{"no command", nil, exitUsage, "", "Usage: scattergather <command>"},
+		{"help", []string{"help"}, exitOK, "Commands:", ""},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
+		{"validate example", []string{"validate", "--topology", "../../topology.yaml"}, exitOK, "OK (1 flow(s): flights)", ""},
 		{"validate bad", []string{"validate", "--topology", bad}, exitFail, "",
-			"flows[0].timeout: want a duration such as 250ms or 2s, have \"soon\"", ""},
-		{"validate bad lists every problem", []string{"validate", "--topology", bad}, exitFail, "", "flows[0].bogus: unknown key", ""},
-		{"validate missing file", []string{"validate", "--topology", "/nonexistent.yaml"}, exitFail, "", "no such file", ""},
-		{"validate bad flag", []string{"validate", "--bogus"}, exitUsage, "", "flag provided but not defined: -bogus", ""},
-		{"validate help", []string{"validate", "--help"}, exitOK, "", "Usage: scattergather validate", ""},
-		{"run without role", []string{"run", "--topology", "../../topology.yaml"}, exitUsage, "", "--role is required", ""},
-		{"run bad role", []string{"run", "--role", "boss"}, exitUsage, "", `unknown role "boss"`, ""},
-		{"run bad log level", []string{"run", "--role", "all", "--log-level", "loud", "--topology", "../../topology.yaml"}, exitUsage, "", "bad --log-level", ""},
-		{"run help", []string{"run", "-h"}, exitOK, "", "-state-dir", ""},
-		{"topics without action", []string{"topics"}, exitUsage, "", "want one action", ""},
-		{"send without flow", []string{"send"}, exitUsage, "", "--flow is required", ""},
-		{"send unknown flow", []string{"send", "--topology", "../../topology.yaml", "--flow", "trains", "{}"}, exitFail, "", `no flow "trains"`, ""},
-		{"send bad attr", []string{"send", "--flow", "x", "--attr", "novalue"}, exitUsage, "", "want key=value", ""},
-		{"tail bad from", []string{"tail", "--flow", "flights", "--from", "middle"}, exitUsage, "", "--from must be start or end", ""},
-		{"demo bad requests", []string{"demo", "--requests", "0"}, exitUsage, "", "must be positive", ""},
-		{"replay bad stage", []string{"replay", "--flow", "flights", "--stage", "worker", "--to", "earliest"}, exitUsage, "", "--stage must be scatter or gather", ""},
-		{"replay without to", []string{"replay", "--flow", "flights", "--stage", "gather"}, exitUsage, "", "--to is required", ""},
+			"flows[0].timeout: want a duration such as 250ms or 2s, have \"soon\""},
+		{"validate bad lists every problem", []string{"validate", "--topology", bad}, exitFail, "", "flows[0].bogus: unknown key"},
+		{"validate unset brokers variable", []string{"validate", "--topology", unsetBrokers}, exitFail, "", "kafka.brokers[0]: environment variable SG_TEST_UNSET_BROKERS is not set"},
+		{"--brokers makes the unset variable irrelevant", []string{"validate", "--topology", unsetBrokers, "--brokers", "127.0.0.1:9092"}, exitOK, "OK (1 flow(s): x)", ""},
+		{"validate missing file", []string{"validate", "--topology", "/nonexistent.yaml"}, exitFail, "", "no such file"},
+		{"validate bad flag", []string{"validate", "--bogus"}, exitUsage, "", "flag provided but not defined: -bogus"},
+		{"validate help", []string{"validate", "--help"}, exitOK, "", "Usage: scattergather validate"},
+		{"run without role", []string{"run", "--topology", "../../topology.yaml"}, exitUsage, "", "--role is required"},
+		{"run bad role", []string{"run", "--role", "boss"}, exitUsage, "", `unknown role "boss"`},
+		{"run bad log level", []string{"run", "--role", "all", "--log-level", "loud", "--topology", "../../topology.yaml"}, exitUsage, "", "bad --log-level"},
+		{"run help", []string{"run", "-h"}, exitOK, "", "-state-dir"},
+		{"topics without action", []string{"topics"}, exitUsage, "", "want one action"},
+		{"send without flow", []string{"send"}, exitUsage, "", "--flow is required"},
+		{"send unknown flow", []string{"send", "--topology", "../../topology.yaml", "--flow", "trains", "{}"}, exitFail, "", `no flow "trains"`},
+		{"send bad attr", []string{"send", "--flow", "x", "--attr", "novalue"}, exitUsage, "", "want key=value"},
+		{"tail bad from", []string{"tail", "--flow", "flights", "--from", "middle"}, exitUsage, "", "--from must be start or end"},
+		{"demo bad requests", []string{"demo", "--requests", "0"}, exitUsage, "", "must be positive"},
+		{"replay bad stage", []string{"replay", "--flow", "flights", "--stage", "worker", "--to", "earliest"}, exitUsage, "", "--stage must be scatter or gather"},
+		{"replay without to", []string{"replay", "--flow", "flights", "--stage", "gather"}, exitUsage, "", "--to is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runCmd(context.Background(), "", tc.args...)

@@ -66,6 +66,14 @@ func (e *Error) Unwrap() []error {
 	return errs
 }
 
+// Override replaces the value at Path, a YAML path such as
+// "kafka.brokers", with what Set writes into the decoded topology (see
+// Parse).
+type Override struct {
+	Path string
+	Set  func(*Topology)
+}
+
 // Env looks up an environment variable; os.LookupEnv by default.
 type Env func(name string) (string, bool)
 
@@ -82,8 +90,16 @@ func LoadFile(path string) (*Topology, error) {
 // Parse decodes, defaults and validates a topology document. file names it
 // in messages. Unknown keys are errors; every problem is reported at once
 // in an *Error.
-func Parse(file string, data []byte, env Env) (*Topology, error) {
-	d := &decoder{file: file, env: env}
+//
+// Each override replaces the value at its path before defaults and
+// validation: what the document holds there, and any environment variable
+// it reads, is not looked at (a --brokers flag makes an unset
+// ${SG_BROKERS} behind kafka.brokers irrelevant).
+func Parse(file string, data []byte, env Env, overrides ...Override) (*Topology, error) {
+	d := &decoder{file: file, env: env, skip: map[string]bool{}}
+	for _, o := range overrides {
+		d.skip[o.Path] = true
+	}
 	t := &Topology{File: file}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -95,6 +111,9 @@ func Parse(file string, data []byte, env Env) (*Topology, error) {
 	d.decode(root.Content[0], reflect.ValueOf(t).Elem(), "")
 	if len(d.problems) > 0 {
 		return nil, &Error{Problems: d.problems}
+	}
+	for _, o := range overrides {
+		o.Set(t)
 	}
 	t.setDefaults()
 	if err := t.validate(d.lines); err != nil {
@@ -115,7 +134,8 @@ type decoder struct {
 	file     string
 	env      Env
 	problems []*Problem
-	lines    map[string]pos // path → position, for validation messages
+	lines    map[string]pos  // path → position, for validation messages
+	skip     map[string]bool // paths that an Override replaces
 }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
@@ -149,6 +169,9 @@ func join(path, key string) string {
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	d.mark(n, path)
+	if d.skip[path] {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
