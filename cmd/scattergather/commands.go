@@ -448,6 +448,14 @@ func cmdReplay(ctx context.Context, e *env, args []string) int {
 		opts = append(opts, admin.RemoveStaticMembers(strings.Split(*removeStatic, ",")...))
 	}
 	if err := plan.Apply(ctx, opts...); err != nil {
+		var le *admin.LiveMembersError
+		if errors.As(err, &le) && len(le.Static) > 0 {
+			fmt.Fprintf(e.stderr, "replay: %v\n", err)
+			fmt.Fprintf(e.stderr, "Static members stay in the group after a clean stop until kafka.session_timeout passes, so that a restarted instance takes its partitions back at once.\n")
+			fmt.Fprintf(e.stderr, "Once every %s instance is stopped, remove them and replay with:\n  %s\n", *stage,
+				replayCommand(f.topology, f.brokers, *flowName, *stage, *to, le.Static))
+			return exitFail
+		}
 		return fail(e, "replay", err)
 	}
 	fmt.Fprintf(e.stdout, "offsets of %s reset.", plan.Group)
@@ -457,4 +465,22 @@ func cmdReplay(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintln(e.stdout, " Start the stage's instances.")
 	return exitOK
+}
+
+// replayCommand is the replay command line that removes the static members
+// ids first, each argument quoted for a POSIX shell when it needs it.
+func replayCommand(topologyFile, brokers, flow, stage, to string, ids []string) string {
+	args := []string{"scattergather", "replay", "--topology", topologyFile}
+	if brokers != "" {
+		args = append(args, "--brokers", brokers)
+	}
+	args = append(args, "--flow", flow, "--stage", stage, "--to", to, "--remove-static", strings.Join(ids, ","))
+	for i, a := range args {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.,:/=@+", r))
+		}) {
+			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(args, " ")
 }

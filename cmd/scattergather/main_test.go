@@ -220,6 +220,25 @@ flows:
 		!strings.Contains(r.stdout, "reset to") || !strings.Contains(r.stdout, "dry run: nothing changed") {
 		t.Errorf("replay --dry-run: %+v", r)
 	}
+	// After a clean stop the static member stays until its session times
+	// out: replay refuses and prints the command that removes it.
+	r := runCmd(context.Background(), "", replay...)
+	if r.code != exitFail {
+		t.Fatalf("replay after a clean stop: exit %d (%s), want a refusal while the static member lingers", r.code, r.stdout)
+	}
+	var cmdLine string
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if l := strings.TrimSpace(line); strings.HasPrefix(l, "scattergather replay ") {
+			cmdLine = l
+		}
+	}
+	if !strings.Contains(cmdLine, "--remove-static ") || !strings.Contains(r.stderr, "session_timeout") {
+		t.Fatalf("replay after a clean stop printed no command that removes the static member:\n%s", r.stderr)
+	}
+	args := strings.Fields(cmdLine)[1:]
+	if r := runCmd(context.Background(), "", args...); r.code != exitOK || !strings.Contains(r.stdout, "offsets of") {
+		t.Errorf("the printed command %q: exit %d\nstdout: %s\nstderr: %s", cmdLine, r.code, r.stdout, r.stderr)
+	}
 }
 
 func freeAddr(t *testing.T) string {
@@ -258,5 +277,16 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+}
+
+func TestReplayCommandQuotes(t *testing.T) {
+	got := replayCommand("/etc/sg/my topology.yaml", "", "flights", "gather", "2026-11-30T08:00:00Z", []string{"gather-1", "it's"})
+	want := `scattergather replay --topology '/etc/sg/my topology.yaml' --flow flights --stage gather --to 2026-11-30T08:00:00Z --remove-static 'gather-1,it'\''s'`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := replayCommand("t.yaml", "b1:9092,b2:9092", "f", "scatter", "earliest", []string{"s"}); got != "scattergather replay --topology t.yaml --brokers b1:9092,b2:9092 --flow f --stage scatter --to earliest --remove-static s" {
+		t.Errorf("got %s", got)
 	}
 }

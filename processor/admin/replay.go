@@ -21,6 +21,34 @@ import (
 // members; stop the stage's instances first.
 var ErrLiveMembers = errors.New("admin: the group has live members")
 
+// LiveMembersError is Apply's refusal while the stage's group has members.
+// It matches ErrLiveMembers with errors.Is.
+type LiveMembersError struct {
+	Group, Stage string
+	// Static are the instance ids (group.instance.id) of static members:
+	// the roles' instances, which stay registered after a clean stop until
+	// kafka.session_timeout passes, so that a restart takes its partitions
+	// back without a rebalance. Once they are really stopped,
+	// RemoveStaticMembers removes them.
+	Static []string
+	// Dynamic are the member ids of members without an instance id, which
+	// leave the group when they stop.
+	Dynamic []string
+}
+
+func (e *LiveMembersError) Error() string {
+	var ids []string
+	for _, id := range e.Static {
+		ids = append(ids, id+" (static)")
+	}
+	ids = append(ids, e.Dynamic...)
+	return fmt.Sprintf("%v: %s has %d member(s): %s; stop the %s instances first (a stopped static member stays until kafka.session_timeout passes; --remove-static ID removes it)",
+		ErrLiveMembers, e.Group, len(ids), strings.Join(ids, ", "), e.Stage)
+}
+
+// Is reports whether target is ErrLiveMembers.
+func (e *LiveMembersError) Is(target error) bool { return target == ErrLiveMembers }
+
 // ReplayPlan is what a replay will do: for each partition of the stage's
 // input topic, the committed offset and the offset it is reset to.
 type ReplayPlan struct {
@@ -199,16 +227,15 @@ func (p *ReplayPlan) Apply(ctx context.Context, opts ...ApplyOption) error {
 		return fmt.Errorf("admin: replay: describe %s: %w", p.Group, err)
 	}
 	if g, ok := described[p.Group]; ok && len(g.Members) > 0 {
-		var ids []string
+		le := &LiveMembersError{Group: p.Group, Stage: p.Stage}
 		for _, m := range g.Members {
-			id := m.MemberID
 			if m.InstanceID != nil {
-				id = *m.InstanceID + " (static)"
+				le.Static = append(le.Static, *m.InstanceID)
+			} else {
+				le.Dynamic = append(le.Dynamic, m.MemberID)
 			}
-			ids = append(ids, id)
 		}
-		return fmt.Errorf("%w: %s has %d member(s): %s; stop the %s instances first (a stopped static member stays for kafka.session_timeout; --remove-static ID removes it)",
-			ErrLiveMembers, p.Group, len(ids), strings.Join(ids, ", "), p.Stage)
+		return le
 	}
 	os := make(kadm.Offsets)
 	for _, rp := range p.Partitions {
