@@ -280,8 +280,8 @@ func checkAggregates(t *testing.T, aggs map[string]*schemas.Aggregate, bases map
 // Python worker's ERROR counts like the Go workers'.
 func checkFailed(t *testing.T, a *schemas.Aggregate, targets int) {
 	t.Helper()
-	if a.Outcome != schemas.OutcomeComplete || len(a.Failed) != targets || len(a.Answered) != 0 || a.Duplicates != 0 {
-		t.Errorf("%s: outcome %s, %d failed, %d answered, %d duplicates; want complete, %d failed", a.RequestID, a.Outcome, len(a.Failed), len(a.Answered), a.Duplicates, targets)
+	if a.Outcome != schemas.OutcomeFailed || len(a.Failed) != targets || len(a.Answered) != 0 || a.Duplicates != 0 {
+		t.Errorf("%s: outcome %s, %d failed, %d answered, %d duplicates; want failed, %d failed", a.RequestID, a.Outcome, len(a.Failed), len(a.Answered), a.Duplicates, targets)
 		return
 	}
 	for _, ans := range a.Failed {

@@ -20,7 +20,7 @@ func TestScenarioLowLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := res.LowLoad
-	if st == nil || st.Sent == 0 || st.Received != st.Sent || !st.Sustainable || st.Latency.P50 <= 0 || st.Latency.Max < st.Latency.P50 {
+	if st == nil || st.Sent == 0 || st.Received != st.Sent || st.Latency.P50 <= 0 || st.Latency.Max < st.Latency.P50 {
 		t.Fatalf("low-load step %+v", st)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -13,18 +14,51 @@ import (
 	"github.com/scattergather/scattergather/processor/topology"
 )
 
-// TopicConfigs returns the configs of a flow's topic that the gather's
-// guarantees depend on, for creating it; nil for a topic with none.
+// brokerMaxMessageBytes is Kafka's default max.message.bytes (1 MiB plus
+// the batch header): the largest record batch a topic accepts.
+const brokerMaxMessageBytes = 1048588
+
+// recordOverhead is what a record adds to its value in a batch: the key (a
+// request id, at most schemas' limit), headers, the record and batch
+// headers. A topic's max.message.bytes must leave this much room above the
+// largest value the flow writes to it.
+const recordOverhead = 2048
+
+// maxValueBytes returns the largest value the flow writes to topic, or 0
+// for a topic it does not bound (requests, dead letters, late results).
+func maxValueBytes(f *topology.Flow, topic string) int64 {
+	switch {
+	case topic == f.Topics.Aggregated:
+		return int64(f.Limits.MaxAggregateBytes)
+	case topic == f.Topics.Results:
+		return int64(f.Limits.MaxPayloadBytes)
+	}
+	for _, t := range f.Targets {
+		if t.Topic == topic {
+			return int64(f.Limits.MaxPayloadBytes)
+		}
+	}
+	return 0
+}
+
+// TopicConfigs returns the configs a flow's topic is created with: every
+// topic deletes by time and never compacts (a broker whose default is
+// compaction would otherwise remove manifests, tasks of one request and
+// dead letters that share a key); the results topic takes log-append time,
+// the topology's retention and no size limit; and each topic the flow
+// writes bounded values to accepts them.
 func TopicConfigs(f *topology.Flow, topic string) map[string]*string {
-	if topic != f.Topics.Results {
-		return nil
+	str := func(s string) *string { return &s }
+	cfg := map[string]*string{"cleanup.policy": str("delete")}
+	if n := maxValueBytes(f, topic); n > 0 {
+		cfg["max.message.bytes"] = str(strconv.FormatInt(max(n+recordOverhead, brokerMaxMessageBytes), 10))
 	}
-	lat := "LogAppendTime"
-	ret := strconv.FormatInt(f.Topics.ResultsRetention.D.Milliseconds(), 10)
-	return map[string]*string{
-		"message.timestamp.type": &lat,
-		"retention.ms":           &ret,
+	if topic == f.Topics.Results {
+		cfg["message.timestamp.type"] = str("LogAppendTime")
+		cfg["retention.ms"] = str(strconv.FormatInt(f.Topics.ResultsRetention.D.Milliseconds(), 10))
+		cfg["retention.bytes"] = str("-1")
 	}
+	return cfg
 }
 
 // TopicError describes a topic that does not fit its flow.
@@ -74,33 +108,76 @@ func checkTopics(ctx context.Context, adm *kadm.Client, f *topology.Flow) error 
 		}
 	}
 	if len(problems) == 0 {
-		rcs, err := adm.DescribeTopicConfigs(ctx, f.Topics.Results)
+		ps, err := checkTopicConfigs(ctx, adm, f, topics)
 		if err != nil {
-			return errorf("describe %s: %w", f.Topics.Results, err)
+			return err
 		}
-		rc, err := rcs.On(f.Topics.Results, nil)
-		if err != nil {
-			return errorf("describe %s: %w", f.Topics.Results, err)
-		}
-		for _, c := range rc.Configs {
-			v := c.MaybeValue()
-			switch c.Key {
-			case "message.timestamp.type":
-				if v != "LogAppendTime" {
-					problems = append(problems, &TopicError{f.Topics.Results, fmt.Sprintf("message.timestamp.type is %s, want LogAppendTime: deadlines are decided by the broker's clock", v)})
-				}
-			case "retention.ms":
-				ms, _ := strconv.ParseInt(v, 10, 64)
-				if want := f.Topics.ResultsRetention.D.Milliseconds(); ms >= 0 && ms < want {
-					problems = append(problems, &TopicError{f.Topics.Results, fmt.Sprintf("retention.ms is %d, less than topics.results_retention %d: a rebuild could not read back the open requests", ms, want)})
-				}
-			}
-		}
+		problems = append(problems, ps...)
 	}
 	if len(problems) == 0 {
 		return nil
 	}
 	return fmt.Errorf("kafka: flow %s: %w (create them with `scattergather topics create`)", f.Name, errors.Join(problems...))
+}
+
+// checkTopicConfigs returns what in the topics' configs breaks the
+// flow's guarantees, each with the value to set.
+func checkTopicConfigs(ctx context.Context, adm *kadm.Client, f *topology.Flow, topics []string) ([]error, error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, errorf("describe topics of flow %s: %w", f.Name, err)
+	}
+	var problems []error
+	bad := func(topic, format string, args ...any) {
+		problems = append(problems, &TopicError{topic, fmt.Sprintf(format, args...)})
+	}
+	for _, topic := range topics {
+		rc, err := rcs.On(topic, nil)
+		if err != nil {
+			return nil, errorf("describe %s: %w", topic, err)
+		}
+		for _, c := range rc.Configs {
+			v := c.MaybeValue()
+			switch c.Key {
+			case "cleanup.policy":
+				if topic != f.Topics.Requests && strings.Contains(v, "compact") {
+					bad(topic, "cleanup.policy is %s, want delete: compaction keeps one record per key and removes the others (manifests, a request's tasks, dead letters); set cleanup.policy=delete", v)
+				}
+			case "max.message.bytes":
+				n, _ := strconv.ParseInt(v, 10, 64)
+				if want := maxValueBytes(f, topic); want > 0 && n < want+recordOverhead {
+					bad(topic, "max.message.bytes is %d, below the flow's largest record here (%d bytes of value, limits.max_%s_bytes, plus %d of key and headers): set max.message.bytes=%d or lower the limit",
+						n, want, limitName(f, topic), recordOverhead, want+recordOverhead)
+				}
+			}
+			if topic != f.Topics.Results {
+				continue
+			}
+			switch c.Key {
+			case "message.timestamp.type":
+				if v != "LogAppendTime" {
+					bad(topic, "message.timestamp.type is %s, want LogAppendTime: deadlines are decided by the broker's clock", v)
+				}
+			case "retention.ms":
+				ms, _ := strconv.ParseInt(v, 10, 64)
+				if want := f.Topics.ResultsRetention.D.Milliseconds(); ms >= 0 && ms < want {
+					bad(topic, "retention.ms is %d, less than topics.results_retention %d: a rebuild could not read back the open requests", ms, want)
+				}
+			case "retention.bytes":
+				if v != "-1" {
+					bad(topic, "retention.bytes is %s, want -1: size-based retention deletes the manifests of open requests whatever their age, and a rebuild loses them; bound the topic by retention.ms (topics.results_retention)", v)
+				}
+			}
+		}
+	}
+	return problems, nil
+}
+
+func limitName(f *topology.Flow, topic string) string {
+	if topic == f.Topics.Aggregated {
+		return "aggregate"
+	}
+	return "payload"
 }
 
 // partitionCount returns the number of partitions of topic.
