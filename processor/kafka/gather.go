@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -273,17 +272,15 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 					}
 				case gather.ToLate:
 					pLate++
-					sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Late, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs),
-						Headers: []kgo.RecordHeader{
-							{Key: HeaderReason, Value: []byte(o.Reason)},
-							{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(fp.Partition)))},
-							{Key: HeaderOffset, Value: []byte(strconv.FormatInt(o.Offset, 10))},
-						}}, promise)
+					src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
+					rec := setAside(f.Topics.Late, f, schemas.StageGather, src, o.ReasonKind, o.Reason)
+					rec.Timestamp = time.UnixMilli(o.TimeMs)
+					sess.Produce(ctx, rec, promise)
 				case gather.ToDeadLetter:
 					pDead = append(pDead, o.ReasonKind)
 					g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
 					src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
-					sess.Produce(ctx, deadLetter(f, "gather", src, o.ReasonKind, o.Reason), promise)
+					sess.Produce(ctx, deadLetter(f, schemas.StageGather, src, o.ReasonKind, o.Reason), promise)
 				}
 			}
 			var err error

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scattergather/scattergather/processor/scatter"
 	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/schemas"
 )
 
 // Scatter runs the scatter role of one flow: it reads requests and writes
@@ -134,7 +135,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 			}
 			outs := s.scatter(planner, r, now)
 			if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
-				dead = append(dead, Header(outs[0], HeaderReasonKind))
+				dead = append(dead, Header(outs[0], schemas.HeaderReasonKind))
 			} else {
 				var targets []string
 				for _, o := range outs[1:] {
@@ -193,7 +194,7 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 	reason, poisoned := s.poison[recordID{r.Partition, r.Offset}]
 	s.mu.Unlock()
 	if poisoned {
-		return []*kgo.Record{deadLetter(f, "scatter", r, "broker_refused", reason)}
+		return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindBrokerRefused, reason)}
 	}
 	req, err := planner.Decode(r.Value)
 	var plan *scatter.Plan
@@ -204,22 +205,22 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 		var rej *scatter.RejectError
 		if errors.As(err, &rej) {
 			s.log.Warn("request dead-lettered", "partition", r.Partition, "offset", r.Offset, "reason", rej.Reason)
-			return []*kgo.Record{deadLetter(f, "scatter", r, rej.Kind, rej.Reason)}
+			return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, rej.Kind, rej.Reason)}
 		}
 		s.log.Error("scatter failed", "err", err)
-		return []*kgo.Record{deadLetter(f, "scatter", r, "internal", err.Error())}
+		return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindInternal, err.Error())}
 	}
 	out := make([]*kgo.Record, 0, 1+len(plan.Tasks))
 	key := []byte(plan.Manifest.RequestID)
 	mb, err := s.o.codec.Encode(plan.Manifest)
 	if err != nil {
-		return []*kgo.Record{deadLetter(f, "scatter", r, "encode", fmt.Sprintf("encode manifest: %v", err))}
+		return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindEncode, fmt.Sprintf("encode manifest: %v", err))}
 	}
 	out = append(out, toPartition(&kgo.Record{Topic: f.Topics.Results, Key: key, Value: mb}, plan.ResultsPartition))
 	for _, t := range plan.Tasks {
 		tb, err := s.o.codec.Encode(t.Task)
 		if err != nil {
-			return []*kgo.Record{deadLetter(f, "scatter", r, "encode", fmt.Sprintf("encode task: %v", err))}
+			return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindEncode, fmt.Sprintf("encode task: %v", err))}
 		}
 		out = append(out, &kgo.Record{Topic: t.Topic, Key: key, Value: tb})
 	}

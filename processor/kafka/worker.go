@@ -39,6 +39,7 @@ type Worker struct {
 	o        *options
 	log      *slog.Logger
 	handlers map[string]worker.Handler
+	decoders map[string]*worker.Decoder // by target; read-only once made
 	global   chan struct{}
 	*readiness
 }
@@ -47,7 +48,7 @@ type Worker struct {
 // serve has no handler.
 func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...Option) (*Worker, error) {
 	o := buildOptions(opts)
-	w := &Worker{topo: t, flow: flow, o: o, handlers: map[string]worker.Handler{},
+	w := &Worker{topo: t, flow: flow, o: o, handlers: map[string]worker.Handler{}, decoders: map[string]*worker.Decoder{},
 		log: o.logger.With("role", "worker", "flow", flow.Name), global: make(chan struct{}, flow.Worker.MaxInFlight)}
 	names := o.targets
 	if len(names) == 0 {
@@ -66,6 +67,7 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...Option) (*Work
 		if tg == nil {
 			return nil, errorf("flow %s has no target %q", flow.Name, name)
 		}
+		w.decoders[name] = worker.NewDecoder(flow, name, o.codec)
 		switch h := o.handlers[name].(type) {
 		case worker.Handler:
 			w.handlers[name] = h
@@ -258,7 +260,7 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 	rec, status, seconds := w.execute(ctx, log, h, tg, r)
 	return rec, func() {
 		if rec.Topic == w.flow.Topics.DeadLetter {
-			w.o.metrics.DeadLetter(w.flow.Name, "worker", Header(rec, HeaderReasonKind))
+			w.o.metrics.DeadLetter(w.flow.Name, "worker", Header(rec, schemas.HeaderReasonKind))
 			return
 		}
 		w.o.metrics.ResultWritten(w.flow.Name, tg.Name, status, seconds)
@@ -266,22 +268,16 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 }
 
 func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, float64) {
-	var task schemas.Task
-	if err := w.o.codec.DecodeInto(r.Value, &task); err != nil {
-		log.Warn("task dead-lettered", "offset", r.Offset, "err", err)
-		return deadLetter(w.flow, "worker", r, "undecodable", fmt.Sprintf("undecodable task: %v", err)), "", 0
+	task, err := w.decoders[tg.Name].Decode(r.Value)
+	if err != nil {
+		var rej *worker.RejectError
+		if !errors.As(err, &rej) {
+			rej = &worker.RejectError{Kind: schemas.KindInternal, Reason: err.Error()}
+		}
+		log.Warn("task dead-lettered", "offset", r.Offset, "reason", rej.Reason)
+		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0
 	}
-	switch {
-	case task.Flow != w.flow.Name:
-		return deadLetter(w.flow, "worker", r, "unknown_flow", fmt.Sprintf("task of flow %q in a task topic of flow %q", task.Flow, w.flow.Name)), "", 0
-	case task.Target != tg.Name:
-		return deadLetter(w.flow, "worker", r, "wrong_target", fmt.Sprintf("task for target %q, which this worker does not serve here (topic of target %q)", task.Target, tg.Name)), "", 0
-	case task.RequestID == "" || task.TaskID == "":
-		return deadLetter(w.flow, "worker", r, "invalid_task", "task without request id or task id"), "", 0
-	case task.ResultsPartition < 0 || int(task.ResultsPartition) >= w.flow.Partitions:
-		return deadLetter(w.flow, "worker", r, "invalid_task", fmt.Sprintf("task names results partition %d of %d", task.ResultsPartition, w.flow.Partitions)), "", 0
-	}
-	res := worker.Execute(ctx, h, &task, w.o.instance, w.o.now)
+	res := worker.Execute(ctx, h, task, w.o.instance, w.o.now)
 	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
 		res.Status, res.Payload = schemas.StatusError, []byte{}
 		res.Error = fmt.Sprintf("answer of the provider exceeds limits.max_payload_bytes %d", limit)
@@ -291,7 +287,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 	}
 	b, err := w.o.codec.Encode(res)
 	if err != nil {
-		return deadLetter(w.flow, "worker", r, "encode", fmt.Sprintf("encode result: %v", err)), "", 0
+		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0
 	}
 	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
 		string(res.Status), float64(res.DurationMs) / 1000
