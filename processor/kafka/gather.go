@@ -331,7 +331,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 					metaErr = fmt.Errorf("gather: partition %d: committing offset %d but the state stands at %d", p.Partition, p.Offset, pos.Next)
 					return metaErr
 				}
-				meta := metaOf(pos).String()
+				meta := gather.MetaOf(pos).String()
 				p.Metadata = &meta
 			}
 		}
@@ -445,14 +445,13 @@ func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) error {
 	return nil
 }
 
-// prepare makes the fold of a newly assigned partition: it resumes the
-// local state when it matches the committed position, re-folds the tail
-// when the local state is behind in the same epoch, and otherwise discards
-// it and rebuilds it silently from the oldest needed manifest up to the
-// committed offset.
+// prepare makes the fold of a newly assigned partition: it fetches the
+// committed offset and carries out what gather.PlanResume decides (resume
+// the local state, re-fold its tail, or discard it and rebuild silently up
+// to the committed offset).
 func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
 	log := g.log.With("partition", p)
-	committed, metaStr, err := g.committedOffset(ctx, adm, p)
+	committed, meta, err := g.committedOffset(ctx, adm, p)
 	if err != nil {
 		return err
 	}
@@ -461,40 +460,26 @@ func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
 	if err != nil {
 		return err
 	}
-	meta, metaOK := ParseCommitMeta(metaStr)
-	current := hasLocal && local.Version == store.FormatVersion && metaOK && local.Epoch == meta.Epoch
-
-	var pos store.Position
-	switch {
-	case committed < 0:
-		// Nothing committed: a new group, or one reset without metadata.
-		if hasLocal {
-			if err := st.Discard(); err != nil {
-				return err
-			}
-		}
-		log.Info("partition assigned: no committed offset, starting empty")
-		pos = store.Position{}
-	case current && local.Next == committed:
-		log.Info("partition assigned: local state is current", "offset", committed, "open", local.Open)
-		pos = local
-	case current && local.Next < committed && local.Next >= meta.Oldest:
-		log.Info("partition assigned: re-folding the tail", "from", local.Next, "to", committed)
-		pos = local
-	default:
-		if hasLocal {
-			if err := st.Discard(); err != nil {
-				return err
-			}
-		}
-		if !metaOK {
-			meta = CommitMeta{Oldest: committed}
-			log.Warn("committed offset carries no scattergather metadata: starting empty at it; requests opened before it will not complete here", "offset", committed, "metadata", metaStr)
-		}
-		log.Info("partition assigned: rebuilding state", "from", meta.Oldest, "to", committed, "had_local", hasLocal)
-		pos = store.Position{Epoch: meta.Epoch, Next: meta.Oldest, Oldest: meta.Oldest}
+	plan := gather.PlanResume(local, hasLocal, committed, meta)
+	if plan.Warning != "" {
+		log.Warn(plan.Warning, "offset", committed, "metadata", meta)
 	}
-	fold := g.gf.NewPartition(p, st, pos)
+	if plan.Discard {
+		if err := st.Discard(); err != nil {
+			return err
+		}
+	}
+	switch plan.Action {
+	case gather.StartEmpty:
+		log.Info("partition assigned: starting empty", "offset", plan.Start.Next, "reason", plan.Reason)
+	case gather.Resume:
+		log.Info("partition assigned: local state is current", "offset", committed, "open", local.Open)
+	case gather.Refold:
+		log.Info("partition assigned: re-folding the tail", "from", local.Next, "to", committed)
+	default:
+		log.Info("partition assigned: rebuilding state", "from", plan.Start.Next, "to", committed, "had_local", hasLocal, "reason", plan.Reason)
+	}
+	fold := g.gf.NewPartition(p, st, plan.Start)
 	if committed >= 0 && fold.Next() < committed {
 		if err := g.refold(ctx, fold, p, committed, log); err != nil {
 			return err

@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/processor/gather"
 	"github.com/scattergather/scattergather/processor/topology"
-	"github.com/scattergather/scattergather/store"
 )
 
 // Replay stages.
@@ -219,7 +219,7 @@ func (p *ReplayPlan) Apply(ctx context.Context, opts ...ApplyOption) error {
 	for _, rp := range p.Partitions {
 		meta := fmt.Sprintf("replayed to %s (%s)", p.To, p.Epoch)
 		if p.Stage == StageGather {
-			meta = CommitMeta{Version: store.FormatVersion, Epoch: p.Epoch, Oldest: rp.To}.String()
+			meta = gather.ReplayMeta(p.Epoch, rp.To).String()
 		}
 		os.Add(kadm.Offset{Topic: p.Topic, Partition: rp.Partition, At: rp.To, LeaderEpoch: -1, Metadata: meta})
 	}
