@@ -78,7 +78,7 @@ fi
 # Every decoder under the fuzzer for a bounded time (the seed corpus in
 # testdata/fuzz runs with the tests above as well).
 if [[ -z "${SG_SKIP_FUZZ:-}" && $# -eq 0 ]]; then
-  for target in "FuzzDecode ./schemas" "FuzzParse ./processor/topology" "FuzzParse ./processor/payload" "FuzzParseCommitMeta ./processor/kafka"; do
+  for target in "FuzzDecode ./schemas" "FuzzParse ./processor/topology" "FuzzParse ./processor/payload" "FuzzParseCommitMeta ./processor/gather"; do
     set -- $target
     echo "test.sh: go test -fuzz=$1 -fuzztime=${SG_FUZZTIME:-10s} $2"
     go test -run='^$' -fuzz="^$1\$" -fuzztime="${SG_FUZZTIME:-10s}" "$2" >"$log.fuzz" 2>&1 || { tail -30 "$log.fuzz"; echo "test.sh: FAIL: fuzzing $1 in $2" >&2; exit 1; }

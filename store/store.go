@@ -20,12 +20,9 @@ const FormatVersion = 2
 
 // Errors returned by the store.
 var (
-	// ErrKeyTooLong: a request id longer than MaxRequestID bytes.
+	// ErrKeyTooLong: a request id longer than schemas.MaxRequestIDBytes.
 	ErrKeyTooLong = errors.New("store: request id too long")
 )
-
-// MaxRequestID is the longest request id the store keys (bytes).
-const MaxRequestID = 1024
 
 // Request is the state of one open request: its manifest and counters.
 // Answers are stored beside it, one key per task.

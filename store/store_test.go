@@ -446,7 +446,7 @@ func TestLongRequestID(t *testing.T) {
 	db := openMem(t)
 	tx := db.Partition(0).Begin(store.Position{})
 	defer tx.Discard()
-	long := strings.Repeat("x", store.MaxRequestID+1)
+	long := strings.Repeat("x", schemas.MaxRequestIDBytes+1)
 	if _, _, err := tx.Request(long); !errors.Is(err, store.ErrKeyTooLong) {
 		t.Errorf("Request: %v", err)
 	}
@@ -456,7 +456,7 @@ func TestLongRequestID(t *testing.T) {
 	if _, _, err := tx.Closed(long); !errors.Is(err, store.ErrKeyTooLong) {
 		t.Errorf("Closed: %v", err)
 	}
-	ok := strings.Repeat("y", store.MaxRequestID)
+	ok := strings.Repeat("y", schemas.MaxRequestIDBytes)
 	must(t, tx.OpenRequest(request(ok, 1, 1)))
 	if r, found, err := tx.Request(ok); !found || err != nil || r.RequestID != ok {
 		t.Errorf("longest id: %v %v", found, err)

@@ -7,6 +7,8 @@ import (
 	"math"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/scattergather/scattergather/schemas"
 )
 
 // Txn is an overlay of changes to one partition's state, read through
@@ -68,7 +70,7 @@ func (t *Txn) getRaw(key []byte, decode func([]byte) error) (bool, error) {
 }
 
 func checkID(id string) error {
-	if len(id) > MaxRequestID {
+	if len(id) > schemas.MaxRequestIDBytes {
 		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(id))
 	}
 	return nil

@@ -196,8 +196,8 @@ consolidate: {type: collect}
 	// workers send it, and the worker goes on.
 	produce(t, topo, &kgo.Record{Topic: f.Target("py").Topic, Key: []byte("junk"), Value: []byte("not avro")})
 	dl := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
-	if len(dl) != 1 || string(dl[0].Value) != "not avro" || kafka.Header(dl[0], kafka.HeaderReasonKind) != "undecodable" ||
-		kafka.Header(dl[0], kafka.HeaderStage) != "worker" || kafka.Header(dl[0], kafka.HeaderTopic) != f.Target("py").Topic {
+	if len(dl) != 1 || string(dl[0].Value) != "not avro" || kafka.Header(dl[0], schemas.HeaderReasonKind) != "undecodable" ||
+		kafka.Header(dl[0], schemas.HeaderStage) != "worker" || kafka.Header(dl[0], schemas.HeaderTopic) != f.Target("py").Topic {
 		t.Errorf("dead letters: %d, first %+v; want the junk record, undecodable, from the worker", len(dl), dl[0])
 	}
 }

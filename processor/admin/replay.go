@@ -12,9 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scattergather/scattergather/processor/gather"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
-	"github.com/scattergather/scattergather/store"
 )
 
 // ErrLiveMembers: a replay was refused because the stage's group has
@@ -241,7 +241,7 @@ func (p *ReplayPlan) Apply(ctx context.Context, opts ...ApplyOption) error {
 	for _, rp := range p.Partitions {
 		meta := fmt.Sprintf("replayed to %s (%s)", p.To, p.Epoch)
 		if p.Stage == kafka.RoleGather {
-			meta = kafka.CommitMeta{Version: store.FormatVersion, Epoch: p.Epoch, Oldest: rp.To}.String()
+			meta = gather.ReplayMeta(p.Epoch, rp.To).String()
 		}
 		os.Add(kadm.Offset{Topic: p.Topic, Partition: rp.Partition, At: rp.To, LeaderEpoch: -1, Metadata: meta})
 	}

@@ -41,8 +41,8 @@ type Output struct {
 	Value  []byte
 	TimeMs int64
 	Reason string // why a record is late or dead-lettered
-	// ReasonKind is a dead letter's kind of reason, one of the Kind
-	// constants.
+	// ReasonKind is the kind of reason of a late or dead-lettered record,
+	// one of the schemas.Kind constants, for schemas.HeaderReasonKind.
 	ReasonKind string
 	Offset     int64              // offset of the input record that caused it
 	Aggregate  *schemas.Aggregate // the decoded aggregate, for ToAggregated
@@ -219,7 +219,7 @@ func (p *Partition) Apply(rec Record, emit func(Output)) error {
 
 	v, err := p.f.codec.Decode(rec.Value)
 	if err != nil {
-		p.deadLetter(rec, emit, KindUndecodable, fmt.Sprintf("undecodable record: %v", err))
+		p.deadLetter(rec, emit, schemas.KindUndecodable, fmt.Sprintf("undecodable record: %v", err))
 		return nil
 	}
 	switch v := v.(type) {
@@ -231,7 +231,7 @@ func (p *Partition) Apply(rec Record, emit func(Output)) error {
 	case *schemas.Result:
 		return p.result(tx, rec, v, emit)
 	default:
-		p.deadLetter(rec, emit, KindUnexpectedRecord, fmt.Sprintf("a %T record does not belong in the results topic", v))
+		p.deadLetter(rec, emit, schemas.KindUnexpectedRecord, fmt.Sprintf("a %T record does not belong in the results topic", v))
 		return nil
 	}
 }
@@ -274,32 +274,22 @@ func (p *Partition) advance(tx *store.Txn, ms int64, emit func(Output)) error {
 	return err
 }
 
-// Kinds of dead letters: short, stable words for metrics and the
-// sg-reason-kind header.
-const (
-	KindUndecodable      = "undecodable"
-	KindUnexpectedRecord = "unexpected_record"
-	KindUnknownFlow      = "unknown_flow"
-	KindInvalidManifest  = "invalid_manifest"
-	KindInvalidResult    = "invalid_result"
-)
-
 func (p *Partition) deadLetter(rec Record, emit func(Output), kind, reason string) {
 	p.Stats.DeadLettered++
 	emit(Output{Kind: ToDeadLetter, Key: rec.Key, Value: rec.Value, TimeMs: rec.TimeMs, Reason: reason, ReasonKind: kind, Offset: rec.Offset})
 }
 
-func (p *Partition) late(rec Record, emit func(Output), reason string) {
+func (p *Partition) late(rec Record, emit func(Output), kind, reason string) {
 	p.Stats.Late++
-	emit(Output{Kind: ToLate, Key: rec.Key, Value: rec.Value, TimeMs: rec.TimeMs, Reason: reason, Offset: rec.Offset})
+	emit(Output{Kind: ToLate, Key: rec.Key, Value: rec.Value, TimeMs: rec.TimeMs, Reason: reason, ReasonKind: kind, Offset: rec.Offset})
 }
 
 func validateManifest(m *schemas.Manifest) error {
 	if m.RequestID == "" {
 		return errors.New("empty request id")
 	}
-	if len(m.RequestID) > store.MaxRequestID {
-		return fmt.Errorf("request id of %d bytes exceeds %d", len(m.RequestID), store.MaxRequestID)
+	if len(m.RequestID) > schemas.MaxRequestIDBytes {
+		return fmt.Errorf("request id of %d bytes exceeds %d", len(m.RequestID), schemas.MaxRequestIDBytes)
 	}
 	if len(m.Tasks) == 0 {
 		return errors.New("no tasks")
@@ -322,11 +312,11 @@ func validateManifest(m *schemas.Manifest) error {
 
 func (p *Partition) manifest(tx *store.Txn, rec Record, m *schemas.Manifest, emit func(Output)) error {
 	if m.Flow != p.f.cfg.Name {
-		p.deadLetter(rec, emit, KindUnknownFlow, fmt.Sprintf("manifest of flow %q in the results topic of flow %q", m.Flow, p.f.cfg.Name))
+		p.deadLetter(rec, emit, schemas.KindUnknownFlow, fmt.Sprintf("manifest of flow %q in the results topic of flow %q", m.Flow, p.f.cfg.Name))
 		return nil
 	}
 	if err := validateManifest(m); err != nil {
-		p.deadLetter(rec, emit, KindInvalidManifest, "invalid manifest: "+err.Error())
+		p.deadLetter(rec, emit, schemas.KindInvalidManifest, "invalid manifest: "+err.Error())
 		return nil
 	}
 	p.Stats.Manifests++
@@ -374,11 +364,11 @@ func (p *Partition) manifest(tx *store.Txn, rec Record, m *schemas.Manifest, emi
 
 func (p *Partition) result(tx *store.Txn, rec Record, res *schemas.Result, emit func(Output)) error {
 	if res.Flow != p.f.cfg.Name {
-		p.deadLetter(rec, emit, KindUnknownFlow, fmt.Sprintf("result of flow %q in the results topic of flow %q", res.Flow, p.f.cfg.Name))
+		p.deadLetter(rec, emit, schemas.KindUnknownFlow, fmt.Sprintf("result of flow %q in the results topic of flow %q", res.Flow, p.f.cfg.Name))
 		return nil
 	}
-	if res.RequestID == "" || len(res.RequestID) > store.MaxRequestID {
-		p.deadLetter(rec, emit, KindInvalidResult, "result without a valid request id")
+	if res.RequestID == "" || len(res.RequestID) > schemas.MaxRequestIDBytes {
+		p.deadLetter(rec, emit, schemas.KindInvalidResult, "result without a valid request id")
 		return nil
 	}
 	p.Stats.Results++
@@ -392,15 +382,15 @@ func (p *Partition) result(tx *store.Txn, rec Record, res *schemas.Result, emit 
 			return err
 		}
 		if closed {
-			p.late(rec, emit, "request already completed")
+			p.late(rec, emit, schemas.KindCompletedRequest, "request already completed")
 		} else {
-			p.late(rec, emit, "unknown request (never opened, or forgotten after gather.closed_retention)")
+			p.late(rec, emit, schemas.KindUnknownRequest, "unknown request (never opened, or forgotten after gather.closed_retention)")
 		}
 		return nil
 	}
 	idx := slices.IndexFunc(r.Tasks, func(t schemas.TaskRef) bool { return t.TaskID == res.TaskID })
 	if idx < 0 {
-		p.deadLetter(rec, emit, KindInvalidResult, fmt.Sprintf("request %q has no task %q", res.RequestID, res.TaskID))
+		p.deadLetter(rec, emit, schemas.KindInvalidResult, fmt.Sprintf("request %q has no task %q", res.RequestID, res.TaskID))
 		return nil
 	}
 	if r.HasAnswered(idx) {

@@ -230,7 +230,7 @@ func TestDeadLetters(t *testing.T) {
 	}{
 		{"manifest of another flow", manifest(func(m *schemas.Manifest) { m.Flow = "other" }), `manifest of flow "other" in the results topic of flow "f"`},
 		{"manifest without id", manifest(func(m *schemas.Manifest) { m.RequestID = "" }), "invalid manifest: empty request id"},
-		{"manifest with a long id", manifest(func(m *schemas.Manifest) { m.RequestID = strings.Repeat("x", store.MaxRequestID+1) }), "invalid manifest: request id of 1025 bytes exceeds 1024"},
+		{"manifest with a long id", manifest(func(m *schemas.Manifest) { m.RequestID = strings.Repeat("x", schemas.MaxRequestIDBytes+1) }), "invalid manifest: request id of 1025 bytes exceeds 1024"},
 		{"manifest without tasks", manifest(func(m *schemas.Manifest) { m.Tasks = nil }), "invalid manifest: no tasks"},
 		{"manifest without timeout", manifest(func(m *schemas.Manifest) { m.TimeoutMs = 0 }), "invalid manifest: timeout_ms 0 is not positive"},
 		{"manifest with a task twice", manifest(func(m *schemas.Manifest) { m.Tasks = append(m.Tasks, m.Tasks[0]) }), `invalid manifest: task id "r1/a" appears twice`},

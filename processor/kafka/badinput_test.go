@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,16 +63,17 @@ limits: {max_payload_bytes: 2KiB}
 	type bad struct {
 		topic, reason string
 		value         []byte
+		stage, kind   string
 	}
 	bads := []bad{
-		{f.Topics.Requests, "undecodable request", []byte("not avro at all")},
-		{f.Topics.Requests, "unknown schema fingerprint", unknownFP},
-		{f.Topics.Requests, "unknown flow", enc(&schemas.Request{RequestID: "x1", Flow: "elsewhere", Payload: []byte(`{}`)})},
-		{f.Topics.Requests, "missing request id", enc(&schemas.Request{Flow: f.Name, Payload: []byte(`{}`)})},
-		{f.Topics.Requests, "exceeds limits.max_payload_bytes", enc(&schemas.Request{RequestID: "x2", Flow: f.Name, Payload: bytes.Repeat([]byte("x"), 4096)})},
-		{f.Target("a").Topic, "which this worker does not serve", enc(&schemas.Task{RequestID: "x3", Flow: f.Name, TaskID: "x3/z", Target: "z", Item: -1, DeadlineMs: time.Now().Add(time.Hour).UnixMilli()})},
-		{f.Topics.Results, "undecodable record", []byte{0xC3, 0x01, 1}},
-		{f.Topics.Results, "does not belong in the results topic", good("x4")},
+		{f.Topics.Requests, "undecodable request", []byte("not avro at all"), schemas.StageScatter, schemas.KindUndecodable},
+		{f.Topics.Requests, "unknown schema fingerprint", unknownFP, schemas.StageScatter, schemas.KindUndecodable},
+		{f.Topics.Requests, "unknown flow", enc(&schemas.Request{RequestID: "x1", Flow: "elsewhere", Payload: []byte(`{}`)}), schemas.StageScatter, schemas.KindUnknownFlow},
+		{f.Topics.Requests, "missing request id", enc(&schemas.Request{Flow: f.Name, Payload: []byte(`{}`)}), schemas.StageScatter, schemas.KindMissingRequestID},
+		{f.Topics.Requests, "exceeds limits.max_payload_bytes", enc(&schemas.Request{RequestID: "x2", Flow: f.Name, Payload: bytes.Repeat([]byte("x"), 4096)}), schemas.StageScatter, schemas.KindOversize},
+		{f.Target("a").Topic, "which this worker does not serve", enc(&schemas.Task{RequestID: "x3", Flow: f.Name, TaskID: "x3/z", Target: "z", Item: -1, DeadlineMs: time.Now().Add(time.Hour).UnixMilli()}), schemas.StageWorker, schemas.KindWrongTarget},
+		{f.Topics.Results, "undecodable record", []byte{0xC3, 0x01, 1}, schemas.StageGather, schemas.KindUndecodable},
+		{f.Topics.Results, "does not belong in the results topic", good("x4"), schemas.StageGather, schemas.KindUnexpectedRecord},
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(f.Topics.Requests))
 	if err != nil {
@@ -126,22 +128,47 @@ limits: {max_payload_bytes: 2KiB}
 	for _, bd := range bads {
 		var found bool
 		for _, d := range dead {
-			if bytes.Equal(d.Value, bd.value) && strings.Contains(kafka.Header(d, kafka.HeaderReason), bd.reason) {
+			if bytes.Equal(d.Value, bd.value) && strings.Contains(kafka.Header(d, schemas.HeaderReason), bd.reason) {
 				found = true
-				if kafka.Header(d, kafka.HeaderTopic) != bd.topic || kafka.Header(d, kafka.HeaderOffset) == "" {
-					t.Errorf("dead letter for %q: source %s@%s, want %s", bd.reason, kafka.Header(d, kafka.HeaderTopic), kafka.Header(d, kafka.HeaderOffset), bd.topic)
+				if kafka.Header(d, schemas.HeaderTopic) != bd.topic || kafka.Header(d, schemas.HeaderOffset) == "" {
+					t.Errorf("dead letter for %q: source %s@%s, want %s", bd.reason, kafka.Header(d, schemas.HeaderTopic), kafka.Header(d, schemas.HeaderOffset), bd.topic)
+				}
+				if got := headers(d, schemas.HeaderStage, schemas.HeaderReasonKind, schemas.HeaderFlow); got != bd.stage+" "+bd.kind+" "+f.Name {
+					t.Errorf("dead letter for %q: stage, kind and flow %q, want %s %s %s", bd.reason, got, bd.stage, bd.kind, f.Name)
 				}
 			}
 		}
 		if !found {
 			t.Errorf("no dead letter with the original bytes and a reason containing %q", bd.reason)
 			for _, d := range dead {
-				t.Logf("  dead letter: %q", kafka.Header(d, kafka.HeaderReason))
+				t.Logf("  dead letter: %q", kafka.Header(d, schemas.HeaderReason))
 			}
 		}
 	}
 	late := processortest.Records(t, topo, f.Topics.Late, 1, time.Minute)
-	if len(late) != 1 || string(late[0].Key) != "ghost" || !strings.HasPrefix(kafka.Header(late[0], kafka.HeaderReason), "unknown request") {
+	if len(late) != 1 || string(late[0].Key) != "ghost" || !strings.HasPrefix(kafka.Header(late[0], schemas.HeaderReason), "unknown request") {
 		t.Errorf("late records %d, want the ghost result with reason unknown request", len(late))
 	}
+	// A late record carries the headers of a dead letter.
+	for _, l := range late {
+		want := fmt.Sprintf("%s %s %s %s", schemas.StageGather, schemas.KindUnknownRequest, f.Name, f.Topics.Results)
+		if got := headers(l, schemas.HeaderStage, schemas.HeaderReasonKind, schemas.HeaderFlow, schemas.HeaderTopic); got != want {
+			t.Errorf("late record: stage, kind, flow and source topic %q, want %q", got, want)
+		}
+		if _, err := strconv.Atoi(kafka.Header(l, schemas.HeaderPartition)); err != nil {
+			t.Errorf("late record: source partition %q", kafka.Header(l, schemas.HeaderPartition))
+		}
+		if _, err := strconv.ParseInt(kafka.Header(l, schemas.HeaderOffset), 10, 64); err != nil {
+			t.Errorf("late record: source offset %q", kafka.Header(l, schemas.HeaderOffset))
+		}
+	}
+}
+
+// headers returns the values of r's headers keys, space-separated.
+func headers(r *kgo.Record, keys ...string) string {
+	var vals []string
+	for _, k := range keys {
+		vals = append(vals, kafka.Header(r, k))
+	}
+	return strings.Join(vals, " ")
 }

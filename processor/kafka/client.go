@@ -10,19 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/processor/topology"
-)
-
-// Headers of dead-letter and late records.
-const (
-	HeaderReason = "sg-reason"
-	// HeaderReasonKind is a dead letter's kind of reason: a short, stable
-	// word (undecodable, unknown_flow, oversize...).
-	HeaderReasonKind = "sg-reason-kind"
-	HeaderStage      = "sg-stage"
-	HeaderFlow       = "sg-flow"
-	HeaderTopic      = "sg-source-topic"
-	HeaderPartition  = "sg-source-partition"
-	HeaderOffset     = "sg-source-offset"
+	"github.com/scattergather/scattergather/schemas"
 )
 
 // ClientOptions are the franz-go options of a client that the operator
@@ -94,26 +82,33 @@ func isExplicit(r *kgo.Record) bool {
 }
 
 // deadLetter builds the dead-letter record of a record that cannot be
-// processed: the original key and bytes, the reason and the origin in
-// headers.
+// processed.
 func deadLetter(f *topology.Flow, stage string, src *kgo.Record, kind, reason string) *kgo.Record {
+	return setAside(f.Topics.DeadLetter, f, stage, src, kind, reason)
+}
+
+// setAside builds the record of src for topic, the dead-letter or the late
+// topic: the original key and bytes, the reason and the origin in the
+// headers of package schemas.
+func setAside(topic string, f *topology.Flow, stage string, src *kgo.Record, kind, reason string) *kgo.Record {
 	return &kgo.Record{
-		Topic: f.Topics.DeadLetter,
+		Topic: topic,
 		Key:   src.Key,
 		Value: src.Value,
 		Headers: []kgo.RecordHeader{
-			{Key: HeaderReason, Value: []byte(reason)},
-			{Key: HeaderReasonKind, Value: []byte(kind)},
-			{Key: HeaderStage, Value: []byte(stage)},
-			{Key: HeaderFlow, Value: []byte(f.Name)},
-			{Key: HeaderTopic, Value: []byte(src.Topic)},
-			{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(src.Partition)))},
-			{Key: HeaderOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
+			{Key: schemas.HeaderReason, Value: []byte(reason)},
+			{Key: schemas.HeaderReasonKind, Value: []byte(kind)},
+			{Key: schemas.HeaderStage, Value: []byte(stage)},
+			{Key: schemas.HeaderFlow, Value: []byte(f.Name)},
+			{Key: schemas.HeaderTopic, Value: []byte(src.Topic)},
+			{Key: schemas.HeaderPartition, Value: []byte(strconv.Itoa(int(src.Partition)))},
+			{Key: schemas.HeaderOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
 		},
 	}
 }
 
-// Header returns the value of header key of r, or "".
+// Header returns the value of header key of r (one of the schemas.Header
+// constants, for records of the dead-letter and late topics), or "".
 func Header(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {

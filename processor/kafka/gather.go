@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +83,7 @@ func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts 
 		return nil, err
 	}
 	g := &Gather{topo: t, flow: flow, o: o, stateDir: stateDir, gf: gf,
-		group: t.Group(flow, "gather"), parts: map[int32]*gatherPart{}, log: o.logger.With("role", "gather", "flow", flow.Name)}
+		group: t.Group(flow, RoleGather), parts: map[int32]*gatherPart{}, log: o.logger.With("role", RoleGather, "flow", flow.Name)}
 	g.readiness = newReadiness(1, g.log)
 	return g, nil
 }
@@ -181,7 +180,7 @@ func (g *Gather) Run(ctx context.Context) error {
 		})
 		lag := g.lag.observe(fetches, func(p int32) bool { return g.parts[p] != nil })
 		g.lagTotal.Store(lag)
-		each(g.o.hooks, func(h HookLag) { h.OnLag(f.Name, "gather", lag) })
+		each(g.o.hooks, func(h HookLag) { h.OnLag(f.Name, RoleGather, lag) })
 		for p := range busy {
 			if g.parts[p] == nil {
 				if err := g.prepare(ctx, adm, p); err != nil {
@@ -257,17 +256,15 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 					}
 				case gather.ToLate:
 					pLate++
-					sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Late, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs),
-						Headers: []kgo.RecordHeader{
-							{Key: HeaderReason, Value: []byte(o.Reason)},
-							{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(fp.Partition)))},
-							{Key: HeaderOffset, Value: []byte(strconv.FormatInt(o.Offset, 10))},
-						}}, promise)
+					src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
+					rec := setAside(f.Topics.Late, f, schemas.StageGather, src, o.ReasonKind, o.Reason)
+					rec.Timestamp = time.UnixMilli(o.TimeMs)
+					sess.Produce(ctx, rec, promise)
 				case gather.ToDeadLetter:
 					pDead = append(pDead, o.ReasonKind)
 					g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
 					src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
-					sess.Produce(ctx, deadLetter(f, "gather", src, o.ReasonKind, o.Reason), promise)
+					sess.Produce(ctx, deadLetter(f, schemas.StageGather, src, o.ReasonKind, o.Reason), promise)
 				}
 			}
 			var err error
@@ -318,7 +315,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 					metaErr = fmt.Errorf("gather: partition %d: committing offset %d but the state stands at %d", p.Partition, p.Offset, pos.Next)
 					return metaErr
 				}
-				meta := metaOf(pos).String()
+				meta := gather.MetaOf(pos).String()
 				p.Metadata = &meta
 			}
 		}
@@ -336,7 +333,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 			return applyErr
 		}
 		g.count(func(s *GatherStats) { s.Aborted++ })
-		each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, "gather", false) })
+		each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, RoleGather, false) })
 		g.log.Info("transaction aborted; the records are read again", "produce_err", prodErr, "meta_err", metaErr)
 		return nil
 	}
@@ -357,7 +354,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		s.Open = open
 		s.Committed++
 	})
-	each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, "gather", true) })
+	each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, RoleGather, true) })
 	each(g.o.hooks, func(h HookOpenRequests) { h.OnOpenRequests(f.Name, open) })
 	for _, a := range aggs {
 		each(g.o.hooks, func(h HookAggregate) {
@@ -373,7 +370,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		each(g.o.hooks, func(h HookLate) { h.OnLate(f.Name) })
 	}
 	for _, kind := range dead {
-		each(g.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(f.Name, "gather", kind) })
+		each(g.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(f.Name, RoleGather, kind) })
 	}
 	return nil
 }
@@ -438,14 +435,13 @@ func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) error {
 	return nil
 }
 
-// prepare makes the fold of a newly assigned partition: it resumes the
-// local state when it matches the committed position, re-folds the tail
-// when the local state is behind in the same epoch, and otherwise discards
-// it and rebuilds it silently from the oldest needed manifest up to the
-// committed offset.
+// prepare makes the fold of a newly assigned partition: it fetches the
+// committed offset and carries out what gather.PlanResume decides (resume
+// the local state, re-fold its tail, or discard it and rebuild silently up
+// to the committed offset).
 func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
 	log := g.log.With("partition", p)
-	committed, metaStr, err := g.committedOffset(ctx, adm, p)
+	committed, meta, err := g.committedOffset(ctx, adm, p)
 	if err != nil {
 		return err
 	}
@@ -454,40 +450,26 @@ func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
 	if err != nil {
 		return err
 	}
-	meta, metaOK := ParseCommitMeta(metaStr)
-	current := hasLocal && local.Version == store.FormatVersion && metaOK && local.Epoch == meta.Epoch
-
-	var pos store.Position
-	switch {
-	case committed < 0:
-		// Nothing committed: a new group, or one reset without metadata.
-		if hasLocal {
-			if err := st.Discard(); err != nil {
-				return err
-			}
-		}
-		log.Info("partition assigned: no committed offset, starting empty")
-		pos = store.Position{}
-	case current && local.Next == committed:
-		log.Info("partition assigned: local state is current", "offset", committed, "open", local.Open)
-		pos = local
-	case current && local.Next < committed && local.Next >= meta.Oldest:
-		log.Info("partition assigned: re-folding the tail", "from", local.Next, "to", committed)
-		pos = local
-	default:
-		if hasLocal {
-			if err := st.Discard(); err != nil {
-				return err
-			}
-		}
-		if !metaOK {
-			meta = CommitMeta{Oldest: committed}
-			log.Warn("committed offset carries no scattergather metadata: starting empty at it; requests opened before it will not complete here", "offset", committed, "metadata", metaStr)
-		}
-		log.Info("partition assigned: rebuilding state", "from", meta.Oldest, "to", committed, "had_local", hasLocal)
-		pos = store.Position{Epoch: meta.Epoch, Next: meta.Oldest, Oldest: meta.Oldest}
+	plan := gather.PlanResume(local, hasLocal, committed, meta)
+	if plan.Warning != "" {
+		log.Warn(plan.Warning, "offset", committed, "metadata", meta)
 	}
-	fold := g.gf.NewPartition(p, st, pos)
+	if plan.Discard {
+		if err := st.Discard(); err != nil {
+			return err
+		}
+	}
+	switch plan.Action {
+	case gather.StartEmpty:
+		log.Info("partition assigned: starting empty", "offset", plan.Start.Next, "reason", plan.Reason)
+	case gather.Resume:
+		log.Info("partition assigned: local state is current", "offset", committed, "open", local.Open)
+	case gather.Refold:
+		log.Info("partition assigned: re-folding the tail", "from", local.Next, "to", committed)
+	default:
+		log.Info("partition assigned: rebuilding state", "from", plan.Start.Next, "to", committed, "had_local", hasLocal, "reason", plan.Reason)
+	}
+	fold := g.gf.NewPartition(p, st, plan.Start)
 	if committed >= 0 && fold.Next() < committed {
 		if err := g.refold(ctx, fold, p, committed, log); err != nil {
 			return err
@@ -610,7 +592,7 @@ const CaughtUpLag = 1000
 // Status reports the gather ready once it has partitions, no state is being
 // rebuilt and it is caught up with its input.
 func (g *Gather) Status() Status {
-	st := Status{Role: "gather", Flow: g.flow.Name}
+	st := Status{Role: RoleGather, Flow: g.flow.Name}
 	select {
 	case <-g.Ready():
 	default:

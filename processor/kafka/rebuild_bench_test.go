@@ -12,9 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/internal/processortest"
+	"github.com/scattergather/scattergather/processor/gather"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/schemas"
-	"github.com/scattergather/scattergather/store"
 )
 
 // BenchmarkRebuild measures how long a gather takes to rebuild, from the
@@ -69,7 +69,7 @@ targets: [{name: a}, {name: b}, {name: c}]
 	}
 	// The committed position of a gather that had folded them all: every
 	// request still open, the oldest at offset 0.
-	meta := kafka.CommitMeta{Version: store.FormatVersion, Oldest: 0}.String()
+	meta := gather.ReplayMeta("", 0).String()
 	os := kadm.Offsets{}
 	os.Add(kadm.Offset{Topic: f.Topics.Results, Partition: 0, At: int64(n), LeaderEpoch: -1, Metadata: meta})
 	if _, err := kadm.NewClient(cl).CommitOffsets(ctx, topo.Group(f, "gather"), os); err != nil {

@@ -11,13 +11,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/schemas"
 )
 
 // Roles of the run command.
 const (
-	RoleScatter = "scatter"
-	RoleWorker  = "worker"
-	RoleGather  = "gather"
+	RoleScatter = schemas.StageScatter
+	RoleWorker  = schemas.StageWorker
+	RoleGather  = schemas.StageGather
 	RoleAll     = "all"
 )
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scattergather/scattergather/processor/scatter"
 	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/schemas"
 )
 
 // Scatter runs the scatter role of one flow: it reads requests and writes
@@ -37,7 +38,7 @@ type recordID struct {
 // NewScatter returns the scatter of flow.
 func NewScatter(t *topology.Topology, flow *topology.Flow, opts ...ScatterOpt) *Scatter {
 	o := scatterOptions(opts)
-	s := &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{}, log: o.logger.With("role", "scatter", "flow", flow.Name)}
+	s := &Scatter{topo: t, flow: flow, o: o, poison: map[recordID]string{}, log: o.logger.With("role", RoleScatter, "flow", flow.Name)}
 	s.readiness = newReadiness(1, s.log)
 	return s
 }
@@ -49,7 +50,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		return err
 	}
 	f := s.flow
-	group := s.topo.Group(f, "scatter")
+	group := s.topo.Group(f, RoleScatter)
 	sess, err := newTransactSession(ctx, transactSession{topo: s.topo, o: s.o, role: RoleScatter, group: group, topic: f.Topics.Requests,
 		extra: []kgo.Opt{kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.assigned() })}})
 	if err != nil {
@@ -84,7 +85,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 			return err
 		}
 		behind := consumerLag.observe(fetches, nil)
-		each(s.o.hooks, func(h HookLag) { h.OnLag(f.Name, "scatter", behind) })
+		each(s.o.hooks, func(h HookLag) { h.OnLag(f.Name, RoleScatter, behind) })
 		s.observe(s.Status())
 		if fetches.Empty() {
 			continue
@@ -118,7 +119,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 			}
 			outs := s.scatter(planner, r, now)
 			if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
-				dead = append(dead, Header(outs[0], HeaderReasonKind))
+				dead = append(dead, Header(outs[0], schemas.HeaderReasonKind))
 			} else {
 				var targets []string
 				for _, o := range outs[1:] {
@@ -143,7 +144,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err != nil {
 			return errorf("scatter end transaction: %w", err)
 		}
-		each(s.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, "scatter", committed) })
+		each(s.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, RoleScatter, committed) })
 		if !committed {
 			s.log.Info("transaction aborted; the requests are read again", "cause", firstErr)
 			continue
@@ -152,14 +153,14 @@ func (s *Scatter) Run(ctx context.Context) error {
 			each(s.o.hooks, func(h HookRequestScattered) { h.OnRequestScattered(f.Name, targets) })
 		}
 		for _, kind := range dead {
-			each(s.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(f.Name, "scatter", kind) })
+			each(s.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(f.Name, RoleScatter, kind) })
 		}
 	}
 }
 
 // Status reports the scatter ready once it has partitions.
 func (s *Scatter) Status() Status {
-	st := Status{Role: "scatter", Flow: s.flow.Name}
+	st := Status{Role: RoleScatter, Flow: s.flow.Name}
 	select {
 	case <-s.Ready():
 		st.Ready = true
@@ -177,7 +178,7 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 	reason, poisoned := s.poison[recordID{r.Partition, r.Offset}]
 	s.mu.Unlock()
 	if poisoned {
-		return []*kgo.Record{deadLetter(f, "scatter", r, "broker_refused", reason)}
+		return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindBrokerRefused, reason)}
 	}
 	req, err := planner.Decode(r.Value)
 	var plan *scatter.Plan
@@ -188,22 +189,22 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 		var rej *scatter.RejectError
 		if errors.As(err, &rej) {
 			s.log.Warn("request dead-lettered", "partition", r.Partition, "offset", r.Offset, "reason", rej.Reason)
-			return []*kgo.Record{deadLetter(f, "scatter", r, rej.Kind, rej.Reason)}
+			return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, rej.Kind, rej.Reason)}
 		}
 		s.log.Error("scatter failed", "err", err)
-		return []*kgo.Record{deadLetter(f, "scatter", r, "internal", err.Error())}
+		return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindInternal, err.Error())}
 	}
 	out := make([]*kgo.Record, 0, 1+len(plan.Tasks))
 	key := []byte(plan.Manifest.RequestID)
 	mb, err := s.o.codec.Encode(plan.Manifest)
 	if err != nil {
-		return []*kgo.Record{deadLetter(f, "scatter", r, "encode", fmt.Sprintf("encode manifest: %v", err))}
+		return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindEncode, fmt.Sprintf("encode manifest: %v", err))}
 	}
 	out = append(out, toPartition(&kgo.Record{Topic: f.Topics.Results, Key: key, Value: mb}, plan.ResultsPartition))
 	for _, t := range plan.Tasks {
 		tb, err := s.o.codec.Encode(t.Task)
 		if err != nil {
-			return []*kgo.Record{deadLetter(f, "scatter", r, "encode", fmt.Sprintf("encode task: %v", err))}
+			return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindEncode, fmt.Sprintf("encode task: %v", err))}
 		}
 		out = append(out, &kgo.Record{Topic: t.Topic, Key: key, Value: tb})
 	}

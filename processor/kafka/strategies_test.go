@@ -132,7 +132,7 @@ worker: {deadline_grace: 500ms}
 			if err := schemas.DecodeInto(r.Value, &res); err != nil {
 				t.Fatalf("late record: %v", err)
 			}
-			if reason := kafka.Header(r, kafka.HeaderReason); res.Status != schemas.StatusError || reason != "request already completed" {
+			if reason := kafka.Header(r, schemas.HeaderReason); res.Status != schemas.StatusError || reason != "request already completed" {
 				t.Errorf("late %s: status %s reason %q", res.TaskID, res.Status, reason)
 			}
 		}

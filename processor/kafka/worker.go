@@ -28,6 +28,7 @@ type Worker struct {
 	o        *workerOptions
 	log      *slog.Logger
 	handlers map[string]worker.Handler
+	decoders map[string]*worker.Decoder // by target; read-only once made
 	global   chan struct{}
 	*readiness
 }
@@ -36,8 +37,8 @@ type Worker struct {
 // serve has no handler.
 func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*Worker, error) {
 	o := buildWorkerOptions(opts)
-	w := &Worker{topo: t, flow: flow, o: o, handlers: map[string]worker.Handler{},
-		log: o.logger.With("role", "worker", "flow", flow.Name), global: make(chan struct{}, flow.Worker.MaxInFlight)}
+	w := &Worker{topo: t, flow: flow, o: o, handlers: map[string]worker.Handler{}, decoders: map[string]*worker.Decoder{},
+		log: o.logger.With("role", RoleWorker, "flow", flow.Name), global: make(chan struct{}, flow.Worker.MaxInFlight)}
 	names := o.targets
 	if len(names) == 0 {
 		for _, tg := range flow.Targets {
@@ -55,6 +56,7 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 		if tg == nil {
 			return nil, errorf("flow %s has no target %q", flow.Name, name)
 		}
+		w.decoders[name] = worker.NewDecoder(flow, name, o.codec)
 		if h := o.handlers[name]; h != nil {
 			w.handlers[name] = h
 			continue
@@ -202,7 +204,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 			return err
 		}
 		behind := consumerLag.observe(fetches, nil)
-		each(w.o.hooks, func(h HookLag) { h.OnLag(w.flow.Name, "worker/"+tg.Name, behind) })
+		each(w.o.hooks, func(h HookLag) { h.OnLag(w.flow.Name, RoleWorker+"/"+tg.Name, behind) })
 		w.observe(w.Status())
 		var stop bool
 		fetches.EachRecord(func(r *kgo.Record) {
@@ -265,7 +267,9 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 	rec, status, took := w.execute(ctx, log, h, tg, r)
 	return rec, func() {
 		if rec.Topic == w.flow.Topics.DeadLetter {
-			each(w.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(w.flow.Name, "worker", Header(rec, HeaderReasonKind)) })
+			each(w.o.hooks, func(h HookDeadLetter) {
+				h.OnDeadLetter(w.flow.Name, schemas.StageWorker, Header(rec, schemas.HeaderReasonKind))
+			})
 			return
 		}
 		each(w.o.hooks, func(h HookResultWritten) { h.OnResultWritten(w.flow.Name, tg.Name, status, took) })
@@ -273,22 +277,16 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 }
 
 func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration) {
-	var task schemas.Task
-	if err := w.o.codec.DecodeInto(r.Value, &task); err != nil {
-		log.Warn("task dead-lettered", "offset", r.Offset, "err", err)
-		return deadLetter(w.flow, "worker", r, "undecodable", fmt.Sprintf("undecodable task: %v", err)), "", 0
+	task, err := w.decoders[tg.Name].Decode(r.Value)
+	if err != nil {
+		var rej *worker.RejectError
+		if !errors.As(err, &rej) {
+			rej = &worker.RejectError{Kind: schemas.KindInternal, Reason: err.Error()}
+		}
+		log.Warn("task dead-lettered", "offset", r.Offset, "reason", rej.Reason)
+		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0
 	}
-	switch {
-	case task.Flow != w.flow.Name:
-		return deadLetter(w.flow, "worker", r, "unknown_flow", fmt.Sprintf("task of flow %q in a task topic of flow %q", task.Flow, w.flow.Name)), "", 0
-	case task.Target != tg.Name:
-		return deadLetter(w.flow, "worker", r, "wrong_target", fmt.Sprintf("task for target %q, which this worker does not serve here (topic of target %q)", task.Target, tg.Name)), "", 0
-	case task.RequestID == "" || task.TaskID == "":
-		return deadLetter(w.flow, "worker", r, "invalid_task", "task without request id or task id"), "", 0
-	case task.ResultsPartition < 0 || int(task.ResultsPartition) >= w.flow.Partitions:
-		return deadLetter(w.flow, "worker", r, "invalid_task", fmt.Sprintf("task names results partition %d of %d", task.ResultsPartition, w.flow.Partitions)), "", 0
-	}
-	res := worker.Execute(ctx, h, &task, w.o.instance, w.o.now)
+	res := worker.Execute(ctx, h, task, w.o.instance, w.o.now)
 	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
 		res.Status, res.Payload = schemas.StatusError, []byte{}
 		res.Error = fmt.Sprintf("answer of the provider exceeds limits.max_payload_bytes %d", limit)
@@ -298,7 +296,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 	}
 	b, err := w.o.codec.Encode(res)
 	if err != nil {
-		return deadLetter(w.flow, "worker", r, "encode", fmt.Sprintf("encode result: %v", err)), "", 0
+		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0
 	}
 	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
 		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond
@@ -307,7 +305,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 // Status reports the worker ready once every target it serves has
 // partitions.
 func (w *Worker) Status() Status {
-	st := Status{Role: "worker", Flow: w.flow.Name}
+	st := Status{Role: RoleWorker, Flow: w.flow.Name}
 	select {
 	case <-w.Ready():
 		st.Ready = true

@@ -17,24 +17,12 @@ import (
 	"github.com/scattergather/scattergather/processor/payload"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
-	"github.com/scattergather/scattergather/store"
-)
-
-// Kinds of rejection: short, stable words for metrics and the
-// sg-reason-kind header.
-const (
-	KindUndecodable = "undecodable"
-	KindMissingID   = "missing_request_id"
-	KindInvalidID   = "invalid_request_id"
-	KindUnknownFlow = "unknown_flow"
-	KindOversize    = "oversize"
-	KindFanout      = "fanout"
 )
 
 // RejectError says why a request cannot be scattered; the request goes to
 // the dead-letter topic with Reason.
 type RejectError struct {
-	Kind   string // one of the Kind constants
+	Kind   string // one of the schemas.Kind constants, for schemas.HeaderReasonKind
 	Reason string
 }
 
@@ -88,7 +76,7 @@ func NewPlanner(flow *topology.Flow, resultsPartitions int32, codec *schemas.Cod
 func (p *Planner) Decode(value []byte) (*schemas.Request, error) {
 	var req schemas.Request
 	if err := p.codec.DecodeInto(value, &req); err != nil {
-		return nil, reject(KindUndecodable, "undecodable request: %v", err)
+		return nil, reject(schemas.KindUndecodable, "undecodable request: %v", err)
 	}
 	return &req, nil
 }
@@ -103,15 +91,15 @@ func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int6
 	f := p.flow
 	switch {
 	case req.RequestID == "":
-		return nil, reject(KindMissingID, "missing request id")
-	case len(req.RequestID) > store.MaxRequestID:
-		return nil, reject(KindInvalidID, "request id of %d bytes exceeds %d", len(req.RequestID), store.MaxRequestID)
+		return nil, reject(schemas.KindMissingRequestID, "missing request id")
+	case len(req.RequestID) > schemas.MaxRequestIDBytes:
+		return nil, reject(schemas.KindInvalidRequestID, "request id of %d bytes exceeds %d", len(req.RequestID), schemas.MaxRequestIDBytes)
 	case !utf8.ValidString(req.RequestID):
-		return nil, reject(KindInvalidID, "request id is not valid UTF-8")
+		return nil, reject(schemas.KindInvalidRequestID, "request id is not valid UTF-8")
 	case req.Flow != f.Name:
-		return nil, reject(KindUnknownFlow, "unknown flow %q: this is flow %q's request topic", req.Flow, f.Name)
+		return nil, reject(schemas.KindUnknownFlow, "unknown flow %q: this is flow %q's request topic", req.Flow, f.Name)
 	case len(req.Payload) > int(f.Limits.MaxPayloadBytes):
-		return nil, reject(KindOversize, "payload of %d bytes exceeds limits.max_payload_bytes %d", len(req.Payload), f.Limits.MaxPayloadBytes)
+		return nil, reject(schemas.KindOversize, "payload of %d bytes exceeds limits.max_payload_bytes %d", len(req.Payload), f.Limits.MaxPayloadBytes)
 	}
 
 	type work struct {
@@ -122,23 +110,23 @@ func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int6
 	if f.Fanout.Mode == topology.FanoutItems {
 		doc, err := payload.Parse(req.Payload)
 		if err != nil {
-			return nil, reject(KindFanout, "items fan-out: %v", err)
+			return nil, reject(schemas.KindFanout, "items fan-out: %v", err)
 		}
 		items, err := payload.Array(doc, f.Fanout.Items)
 		if err != nil {
-			return nil, reject(KindFanout, "items fan-out: %v", err)
+			return nil, reject(schemas.KindFanout, "items fan-out: %v", err)
 		}
 		if len(items) == 0 {
-			return nil, reject(KindFanout, "items fan-out: %s is empty: no task to run", f.Fanout.Items)
+			return nil, reject(schemas.KindFanout, "items fan-out: %s is empty: no task to run", f.Fanout.Items)
 		}
 		if n := len(items) * len(f.Targets); n > f.Fanout.MaxTasks {
-			return nil, reject(KindFanout, "fan-out of %d tasks exceeds fanout.max_tasks %d", n, f.Fanout.MaxTasks)
+			return nil, reject(schemas.KindFanout, "fan-out of %d tasks exceeds fanout.max_tasks %d", n, f.Fanout.MaxTasks)
 		}
 		units = units[:0]
 		for i, it := range items {
 			b, err := payload.Marshal(it)
 			if err != nil {
-				return nil, reject(KindFanout, "items fan-out: item %d: %v", i, err)
+				return nil, reject(schemas.KindFanout, "items fan-out: item %d: %v", i, err)
 			}
 			units = append(units, work{item: int32(i), payload: b})
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/scattergather/scattergather/processor/scatter"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
-	"github.com/scattergather/scattergather/store"
 )
 
 func flow(t *testing.T, body string) *topology.Flow {
@@ -123,8 +122,8 @@ func TestRejects(t *testing.T) {
 		wantErr string // "" wants a plan
 	}{
 		{"missing request id", static, schemas.Request{Flow: "f", Payload: []byte(`{}`)}, "missing request id"},
-		{"request id too long", static, schemas.Request{RequestID: strings.Repeat("r", store.MaxRequestID+1), Flow: "f"}, "request id of 1025 bytes exceeds 1024"},
-		{"longest request id", static, schemas.Request{RequestID: strings.Repeat("r", store.MaxRequestID), Flow: "f"}, ""},
+		{"request id too long", static, schemas.Request{RequestID: strings.Repeat("r", schemas.MaxRequestIDBytes+1), Flow: "f"}, "request id of 1025 bytes exceeds 1024"},
+		{"longest request id", static, schemas.Request{RequestID: strings.Repeat("r", schemas.MaxRequestIDBytes), Flow: "f"}, ""},
 		{"request id not UTF-8", static, schemas.Request{RequestID: "r\xff", Flow: "f"}, "request id is not valid UTF-8"},
 		{"wrong flow", static, schemas.Request{RequestID: "r1", Flow: "g"}, `unknown flow "g": this is flow "f"'s request topic`},
 		{"no flow", static, schemas.Request{RequestID: "r1"}, `unknown flow "": this is flow "f"'s request topic`},
@@ -165,6 +164,35 @@ func TestRejects(t *testing.T) {
 	}
 	if scatter.IsReject(fmt.Errorf("wrapped: %w", &scatter.RejectError{Reason: "x"})) != true {
 		t.Error("IsReject does not unwrap")
+	}
+}
+
+// TestRejectKinds: each rule a request breaks has its kind, the value of
+// the dead letter's sg-reason-kind header.
+func TestRejectKinds(t *testing.T) {
+	items := flow(t, "    fanout: {mode: items, items: legs, max_tasks: 1}\n    limits: {max_payload_bytes: 64}\n    targets: [{name: a}, {name: b}]\n")
+	p := planner(t, items, 3)
+	for _, tc := range []struct {
+		req  schemas.Request
+		kind string
+	}{
+		{schemas.Request{Flow: "f"}, schemas.KindMissingRequestID},
+		{schemas.Request{RequestID: strings.Repeat("r", schemas.MaxRequestIDBytes+1), Flow: "f"}, schemas.KindInvalidRequestID},
+		{schemas.Request{RequestID: "r\xff", Flow: "f"}, schemas.KindInvalidRequestID},
+		{schemas.Request{RequestID: "r1", Flow: "g"}, schemas.KindUnknownFlow},
+		{schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(strings.Repeat("x", 65))}, schemas.KindOversize},
+		{schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{"legs": [1]}`)}, schemas.KindFanout},
+		{schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{"legs": 1}`)}, schemas.KindFanout},
+	} {
+		_, err := p.Plan(&tc.req, 0, 0, 0)
+		var re *scatter.RejectError
+		if !errors.As(err, &re) || re.Kind != tc.kind {
+			t.Errorf("%+v: %v, want kind %s", tc.req, err, tc.kind)
+		}
+	}
+	_, err := p.Decode([]byte("junk"))
+	if re := (*scatter.RejectError)(nil); !errors.As(err, &re) || re.Kind != schemas.KindUndecodable {
+		t.Errorf("Decode(junk): %v, want kind %s", err, schemas.KindUndecodable)
 	}
 }
 

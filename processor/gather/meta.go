@@ -1,4 +1,4 @@
-package kafka
+package gather
 
 import (
 	"fmt"
@@ -10,7 +10,8 @@ import (
 
 // CommitMeta is what the gather stores in the metadata of each committed
 // offset of the results topic, so that any instance on any host can tell
-// whether its local state is current and, if not, where a rebuild starts.
+// whether its local state is current and, if not, where a rebuild starts
+// (PlanResume).
 type CommitMeta struct {
 	Version    int    // store.FormatVersion of the writer
 	Epoch      string // changes when the gather stage is replayed
@@ -60,6 +61,16 @@ func ParseCommitMeta(s string) (m CommitMeta, ok bool) {
 	return m, true
 }
 
-func metaOf(pos store.Position) CommitMeta {
+// MetaOf returns the metadata that commits a partition's state standing at
+// pos (the fold's Pending position) with the offset pos.Next.
+func MetaOf(pos store.Position) CommitMeta {
 	return CommitMeta{Version: store.FormatVersion, Epoch: pos.Epoch, Oldest: pos.Oldest, StreamTime: pos.StreamTime}
+}
+
+// ReplayMeta returns the metadata of an offset that a replay of the gather
+// stage resets to offset, starting epoch: every instance whose local state
+// carries another epoch discards it, and the state is rebuilt from offset
+// (nothing before it is needed).
+func ReplayMeta(epoch string, offset int64) CommitMeta {
+	return CommitMeta{Version: store.FormatVersion, Epoch: epoch, Oldest: offset}
 }

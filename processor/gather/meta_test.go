@@ -1,4 +1,4 @@
-package kafka
+package gather
 
 import "testing"
 
