@@ -1,0 +1,208 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/scattergather/scattergather/processor/gather"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// gatherTxn is what one transaction of the gather folded and produced.
+// Partitions fold in parallel: mu guards every field.
+type gatherTxn struct {
+	mu       sync.Mutex
+	touched  []*gatherPart
+	aggs     []*schemas.Aggregate
+	late     int64
+	dead     []string // kinds of the dead letters
+	prodErr  error    // the first errors of the records produced
+	applyErr error    // the first error of the folds
+}
+
+func (t *gatherTxn) produced(_ *kgo.Record, err error) {
+	if err != nil {
+		t.mu.Lock()
+		t.prodErr = errors.Join(t.prodErr, err)
+		t.mu.Unlock()
+	}
+}
+
+// transact folds one poll's records and writes their outputs and offsets
+// in one transaction; the folds commit to the store only if it commits.
+func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+	ctx, cancel := transactionContext(ctx, g.topo)
+	defer cancel()
+	if err := sess.Begin(); err != nil {
+		return errorf("gather begin: %w", err)
+	}
+	txn := &gatherTxn{}
+	// Partitions fold independently, each into its own overlay: in
+	// parallel, so that a gather with several partitions uses several cores.
+	var wg sync.WaitGroup
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		gp := g.parts[fp.Partition]
+		if gp == nil || len(fp.Records) == 0 {
+			return
+		}
+		txn.touched = append(txn.touched, gp)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.foldPartition(ctx, sess, txn, gp, fp)
+		}()
+	})
+	wg.Wait()
+	commit := kgo.TryCommit
+	if err := sess.Client().Flush(ctx); err != nil {
+		commit = kgo.TryAbort
+	}
+	txn.mu.Lock()
+	if txn.applyErr != nil || txn.prodErr != nil {
+		commit = kgo.TryAbort
+	}
+	txn.mu.Unlock()
+	var metaErr error
+	committed, err := sess.End(g.withCommitMeta(ctx, &metaErr), commit)
+	if !committed || err != nil {
+		for _, gp := range txn.touched {
+			gp.fold.Abort()
+		}
+		if err != nil {
+			return errorf("gather end transaction: %w", err)
+		}
+		if txn.applyErr != nil {
+			return txn.applyErr
+		}
+		g.count(func(s *GatherStats) { s.Aborted++ })
+		each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(g.flow.Name, RoleGather, false) })
+		g.log.Info("transaction aborted; the records are read again", "produce_err", txn.prodErr, "meta_err", metaErr)
+		return nil
+	}
+	for _, gp := range txn.touched {
+		if err := gp.fold.Commit(); err != nil {
+			return err
+		}
+		g.refreshDeadline(gp)
+	}
+	g.committed(txn)
+	return nil
+}
+
+// foldPartition folds one partition's records of a poll into its overlay
+// and produces their outputs in the transaction.
+func (g *Gather) foldPartition(ctx context.Context, sess *kgo.GroupTransactSession, txn *gatherTxn, gp *gatherPart, fp kgo.FetchTopicPartition) {
+	f := g.flow
+	var (
+		aggs []*schemas.Aggregate
+		late int64
+		dead []string
+	)
+	emit := func(o gather.Output) {
+		switch o.Kind {
+		case gather.ToAggregated:
+			aggs = append(aggs, o.Aggregate)
+			sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Aggregated, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs)}, txn.produced)
+			if o.Aggregate != nil {
+				g.log.Debug("aggregate", "request_id", o.Aggregate.RequestID, "outcome", o.Aggregate.Outcome)
+			}
+		case gather.ToLate:
+			late++
+			src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
+			rec := setAside(f.Topics.Late, f, schemas.StageGather, src, o.ReasonKind, o.Reason)
+			rec.Timestamp = time.UnixMilli(o.TimeMs)
+			sess.Produce(ctx, rec, txn.produced)
+		case gather.ToDeadLetter:
+			dead = append(dead, o.ReasonKind)
+			g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
+			src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
+			sess.Produce(ctx, deadLetter(f, schemas.StageGather, src, o.ReasonKind, o.Reason), txn.produced)
+		}
+	}
+	var err error
+	for _, r := range fp.Records {
+		if err = gp.fold.Apply(gather.Record{Offset: r.Offset, TimeMs: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}, emit); err != nil {
+			break
+		}
+	}
+	txn.mu.Lock()
+	defer txn.mu.Unlock()
+	txn.aggs, txn.late, txn.dead = append(txn.aggs, aggs...), txn.late+late, append(txn.dead, dead...)
+	if err != nil && txn.applyErr == nil {
+		txn.applyErr = err
+	}
+}
+
+// withCommitMeta returns ctx with a hook that writes, into each offset the
+// transaction commits for the results topic, the state's position as
+// metadata (gather.CommitMeta), after checking that the fold stands
+// exactly at that offset; a mismatch fails the commit and is kept in
+// *metaErr.
+func (g *Gather) withCommitMeta(ctx context.Context, metaErr *error) context.Context {
+	return kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		for ti := range req.Topics {
+			t := &req.Topics[ti]
+			if t.Topic != g.flow.Topics.Results {
+				continue
+			}
+			for pi := range t.Partitions {
+				p := &t.Partitions[pi]
+				gp := g.parts[p.Partition]
+				if gp == nil {
+					continue
+				}
+				pos, err := gp.fold.Pending()
+				if err != nil {
+					return err
+				}
+				if pos.Next != p.Offset {
+					*metaErr = fmt.Errorf("gather: partition %d: committing offset %d but the state stands at %d", p.Partition, p.Offset, pos.Next)
+					return *metaErr
+				}
+				meta := gather.MetaOf(pos).String()
+				p.Metadata = &meta
+			}
+		}
+		return nil
+	})
+}
+
+// committed counts a committed transaction and tells the hooks.
+func (g *Gather) committed(txn *gatherTxn) {
+	name := g.flow.Name
+	var open int64
+	for _, gp := range g.parts {
+		open += gp.fold.Position().Open
+	}
+	g.count(func(s *GatherStats) {
+		s.Aggregates += int64(len(txn.aggs))
+		s.Late += txn.late
+		s.DeadLettered += int64(len(txn.dead))
+		s.Open = open
+		s.Committed++
+	})
+	each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(name, RoleGather, true) })
+	each(g.o.hooks, func(h HookOpenRequests) { h.OnOpenRequests(name, open) })
+	for _, a := range txn.aggs {
+		each(g.o.hooks, func(h HookAggregate) {
+			h.OnAggregate(name, string(a.Outcome), time.Duration(a.CompletedMs-a.OpenedMs)*time.Millisecond)
+		})
+		if a.Outcome == schemas.OutcomeTimeout || a.Outcome == schemas.OutcomeDeadline {
+			each(g.o.hooks, func(h HookDeadlineFired) {
+				h.OnDeadlineFired(name, time.Duration(a.CompletedMs-a.DeadlineMs)*time.Millisecond)
+			})
+		}
+	}
+	for range txn.late {
+		each(g.o.hooks, func(h HookLate) { h.OnLate(name) })
+	}
+	for _, kind := range txn.dead {
+		each(g.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(name, RoleGather, kind) })
+	}
+}
