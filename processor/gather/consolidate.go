@@ -53,8 +53,12 @@ var (
 )
 
 // Register makes a custom consolidator available to topologies as
-// consolidate.type: name. It panics if name is registered twice or is a
-// built-in name; call it from an init function.
+// consolidate.type: name. It also registers name with the topology package,
+// so that loading a topology (run, validate) calls build for each flow that
+// names it and reports its error at flows[i].consolidate, and reports any
+// other unknown type at flows[i].consolidate.type. It panics if name is
+// registered twice or is a built-in name; call it from an init function,
+// before any topology is loaded.
 func Register(name string, build func(topology.Consolidate) (Consolidator, error)) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
@@ -66,6 +70,10 @@ func Register(name string, build func(topology.Consolidate) (Consolidator, error
 	if _, dup := registry[name]; dup {
 		panic("gather: Register called twice for " + name)
 	}
+	topology.RegisterConsolidation(name, func(c topology.Consolidate) error {
+		_, err := build(c)
+		return err
+	})
 	registry[name] = build
 }
 

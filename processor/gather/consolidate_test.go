@@ -323,6 +323,32 @@ func TestConsolidatorFor(t *testing.T) {
 	}
 }
 
+// A topology is checked against the registered consolidations when it
+// loads: a registered builder's error and an unknown type are problems at
+// their paths, as NewFlow would refuse them.
+func TestRegisterChecksTopologies(t *testing.T) {
+	for _, tc := range []struct{ consolidate, want string }{
+		{"{type: concat_targets, field: '+'}", ""},
+		{"{type: concat_targets, field: '!'}", "test.yaml:1:67: flows[0].consolidate: concat_targets: bad separator"},
+		{"{type: concat_target, field: '+'}", `test.yaml:1:74: flows[0].consolidate.type: unknown consolidation "concat_target" (one of collect, min, max, vote, merge, sum, concat_targets; others are registered in Go with gather.Register)`},
+	} {
+		doc := "flows: [{name: f, timeout: 1s, targets: [{name: a}], consolidate: " + tc.consolidate + "}]"
+		topo, err := topology.Parse("test.yaml", []byte(doc), func(string) (string, bool) { return "", false })
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.consolidate, got, tc.want)
+		}
+		if err == nil {
+			if _, err := gather.NewFlow(topo.Flows[0], nil); err != nil {
+				t.Errorf("%s: loaded, but NewFlow refuses it: %v", tc.consolidate, err)
+			}
+		}
+	}
+}
+
 func TestRegisterPanics(t *testing.T) {
 	for _, name := range []string{"collect", "min", "max", "vote", "merge", "sum", "concat_targets"} {
 		func() {

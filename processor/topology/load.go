@@ -106,6 +106,7 @@ func Parse(file string, data []byte, env Env) (*Topology, error) {
 		}
 		return nil, err
 	}
+	t.lines = d.lines
 	return t, nil
 }
 
