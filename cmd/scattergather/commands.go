@@ -16,8 +16,10 @@ import (
 
 	"github.com/scattergather/scattergather/internal/metrics"
 	"github.com/scattergather/scattergather/processor/admin"
+	"github.com/scattergather/scattergather/processor/gather"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/observe"
+	"github.com/scattergather/scattergather/processor/scatter"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -32,6 +34,9 @@ func cmdValidate(_ context.Context, e *env, args []string) int {
 		return f.usageError("unexpected argument %q", f.Arg(0))
 	}
 	t, err := f.load(e)
+	if err == nil {
+		err = buildFlows(t)
+	}
 	if err != nil {
 		var te *topology.Error
 		if errors.As(err, &te) {
@@ -49,6 +54,28 @@ func cmdValidate(_ context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "%s: OK (%d flow(s): %s)\n", f.topology, len(t.Flows), strings.Join(names, ", "))
 	return exitOK
+}
+
+// buildFlows builds from each flow what run builds before it connects: the
+// gather's fold with its consolidation and the scatter's planner (for the
+// partitions that topics create makes). What they refuse is returned as a
+// *topology.Error located at the flow, so validate refuses whatever run
+// would refuse at start.
+func buildFlows(t *topology.Topology) error {
+	var ps []*topology.Problem
+	for i, fl := range t.Flows {
+		path := fmt.Sprintf("flows[%d]", i)
+		if _, err := gather.NewFlow(fl, nil); err != nil {
+			ps = append(ps, t.Problem(path, "%s", err.Error()))
+		}
+		if _, err := scatter.NewPlanner(fl, int32(fl.Partitions), nil); err != nil {
+			ps = append(ps, t.Problem(path, "%s", err.Error()))
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return &topology.Error{Problems: ps}
 }
 
 func cmdRun(ctx context.Context, e *env, args []string) int {

@@ -61,6 +61,15 @@ func TestConsolidations(t *testing.T) {
 		}, `{"target":"b","task_id":"r/b","value":4,"answer":{"offers":[{"price":9},{"price":4}]}}`, ""},
 		{"min/item shown", gather.MinBy("p"), []gather.Input{item("a", 1, `{"p":2}`), item("a", 0, `{"p":1}`)},
 			`{"target":"a","task_id":"r/a/0","item":0,"value":1,"answer":{"p":1}}`, ""},
+		{"min/integers beyond float64", gather.MinBy("price"), []gather.Input{
+			in("a", `{"price": 9007199254740993}`), in("b", `{"price": 9007199254740992}`),
+		}, `{"target":"b","task_id":"r/b","value":9007199254740992,"answer":{"price":9007199254740992}}`, ""},
+		{"min/decimals beyond float64", gather.MinBy("price"), []gather.Input{
+			in("a", `{"price": 0.30000000000000001}`), in("b", `{"price": 0.3}`),
+		}, `{"target":"b","task_id":"r/b","value":0.3,"answer":{"price":0.3}}`, ""},
+		{"min/beyond float64 range", gather.MinBy("price"), []gather.Input{
+			in("a", `{"price": 1e-400}`), in("b", `{"price": 0}`), in("c", `{"price": -1e400}`),
+		}, `{"target":"c","task_id":"r/c","value":-1e400,"answer":{"price":-1e400}}`, ""},
 		{"min/missing field", gather.MinBy("price"), []gather.Input{in("a", `{"price": 1}`), in("b", `{"cost": 1}`)}, "", "target b: payload: field missing: price"},
 		{"max/largest", gather.MaxBy("price"), []gather.Input{
 			in("a", `{"price": 0.1}`), in("b", `{"price": 1e3}`), in("c", `{"price": 999.9}`),
@@ -68,6 +77,15 @@ func TestConsolidations(t *testing.T) {
 		{"max/tie goes to the earlier target", gather.MaxBy("price"), []gather.Input{
 			in("a", `{"price": 1}`), in("b", `{"price": 7}`), in("c", `{"price": 7}`),
 		}, `{"target":"b","task_id":"r/b","value":7,"answer":{"price":7}}`, ""},
+		{"max/integers beyond float64", gather.MaxBy("price"), []gather.Input{
+			in("a", `{"price": 9007199254740992}`), in("b", `{"price": 9007199254740993}`),
+		}, `{"target":"b","task_id":"r/b","value":9007199254740993,"answer":{"price":9007199254740993}}`, ""},
+		{"max/equal in other spellings: the earlier target", gather.MaxBy("price"), []gather.Input{
+			in("a", `{"price": 2.50}`), in("b", `{"price": 25e-1}`), in("c", `{"price": 2.5}`),
+		}, `{"target":"a","task_id":"r/a","value":2.50,"answer":{"price":2.50}}`, ""},
+		{"max/beyond float64 range", gather.MaxBy("price"), []gather.Input{
+			in("a", `{"price": 1e308}`), in("b", `{"price": 1e400}`),
+		}, `{"target":"b","task_id":"r/b","value":1e400,"answer":{"price":1e400}}`, ""},
 		{"max/zero inputs", gather.MaxBy("price"), nil, `null`, ""},
 
 		// vote
@@ -84,9 +102,27 @@ func TestConsolidations(t *testing.T) {
 		{"vote/unanimous nested", gather.Vote("r.ok"), []gather.Input{
 			in("a", `{"r": {"ok": true}}`), in("b", `{"r": {"ok": true}}`),
 		}, `{"value":true,"votes":2,"voters":2,"agreement":1,"tally":[{"value":true,"votes":2,"targets":["a","b"]}]}`, ""},
-		{"vote/numbers as written", gather.Vote("n"), []gather.Input{
-			in("a", `{"n": 1}`), in("b", `{"n": 1.0}`), in("c", `{"n": 1.0}`),
-		}, `{"value":1.0,"votes":2,"voters":3,"agreement":0.6667,"tally":[{"value":1.0,"votes":2,"targets":["b","c"]},{"value":1,"votes":1,"targets":["a"]}]}`, ""},
+		{"vote/one number in many spellings, shown as first written", gather.Vote("n"), []gather.Input{
+			in("a", `{"n": 1}`), in("b", `{"n": 1.0}`), in("c", `{"n": 10e-1}`),
+		}, `{"value":1,"votes":3,"voters":3,"agreement":1,"tally":[{"value":1,"votes":3,"targets":["a","b","c"]}]}`, ""},
+		{"vote/numbers by value, not by spelling", gather.Vote("n"), []gather.Input{
+			in("a", `{"n": 2}`), in("b", `{"n": 1}`), in("c", `{"n": 1.0}`),
+		}, `{"value":1,"votes":2,"voters":3,"agreement":0.6667,"tally":[{"value":1,"votes":2,"targets":["b","c"]},{"value":2,"votes":1,"targets":["a"]}]}`, ""},
+		{"vote/spelling of the first in target order", gather.Vote("n"), []gather.Input{
+			in("a", `{"n": 7}`), in("b", `{"n": 1.50}`), in("c", `{"n": 1.5}`),
+		}, `{"value":1.50,"votes":2,"voters":3,"agreement":0.6667,"tally":[{"value":1.50,"votes":2,"targets":["b","c"]},{"value":7,"votes":1,"targets":["a"]}]}`, ""},
+		{"vote/integers beyond float64 stay apart", gather.Vote("n"), []gather.Input{
+			in("a", `{"n": 9007199254740993}`), in("b", `{"n": 9007199254740992}`), in("c", `{"n": 9007199254740992}`),
+		}, `{"value":9007199254740992,"votes":2,"voters":3,"agreement":0.6667,"tally":[{"value":9007199254740992,"votes":2,"targets":["b","c"]},{"value":9007199254740993,"votes":1,"targets":["a"]}]}`, ""},
+		{"vote/zero in every spelling", gather.Vote("n"), []gather.Input{
+			in("a", `{"n": 0}`), in("b", `{"n": -0}`), in("c", `{"n": 0.00e5}`),
+		}, `{"value":0,"votes":3,"voters":3,"agreement":1,"tally":[{"value":0,"votes":3,"targets":["a","b","c"]}]}`, ""},
+		{"vote/strings by exact characters", gather.Vote("n"), []gather.Input{
+			in("a", `{"n": "1.0"}`), in("b", `{"n": "1"}`), in("c", `{"n": 1}`), in("d", `{"n": "1"}`),
+		}, `{"value":"1","votes":2,"voters":4,"agreement":0.5,"tally":[{"value":"1","votes":2,"targets":["b","d"]},{"value":"1.0","votes":1,"targets":["a"]},{"value":1,"votes":1,"targets":["c"]}]}`, ""},
+		{"vote/numbers inside objects by value", gather.Vote("v"), []gather.Input{
+			in("a", `{"v": {"p": 1.50, "q": [2]}}`), in("b", `{"v": {"q": [2.0], "p": 1.5}}`),
+		}, `{"value":{"p":1.50,"q":[2]},"votes":2,"voters":2,"agreement":1,"tally":[{"value":{"p":1.50,"q":[2]},"votes":2,"targets":["a","b"]}]}`, ""},
 		{"vote/array index", gather.Vote("l.0"), []gather.Input{
 			in("a", `{"l": ["x", "y"]}`), in("b", `{"l": ["z"]}`), in("c", `{"l": ["z", "x"]}`),
 		}, `{"value":"z","votes":2,"voters":3,"agreement":0.6667,"tally":[{"value":"z","votes":2,"targets":["b","c"]},{"value":"x","votes":1,"targets":["a"]}]}`, ""},
@@ -99,7 +135,20 @@ func TestConsolidations(t *testing.T) {
 		{"sum/exponent", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e3}`), in("b", `{"n": 24}`)}, `{"sum":1024,"count":2}`, ""},
 		{"sum/negative", gather.Sum("n"), []gather.Input{in("a", `{"n": -1.5}`), in("b", `{"n": 1.5}`)}, `{"sum":0,"count":2}`, ""},
 		{"sum/nested with index", gather.Sum("a.b.1"), []gather.Input{in("a", `{"a": {"b": [100, 2]}}`), in("b", `{"a": {"b": [0, 3]}}`)}, `{"sum":5,"count":2}`, ""},
-		{"sum/overflow is an error", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e308}`), in("b", `{"n": 1e308}`)}, "", "invalid number"},
+		{"sum/decimals add exactly", gather.Sum("n"), []gather.Input{in("a", `{"n": 0.1}`), in("b", `{"n": 0.2}`)}, `{"sum":0.3,"count":2}`, ""},
+		{"sum/prices without trailing zeros", gather.Sum("n"), []gather.Input{in("a", `{"n": 19.99}`), in("b", `{"n": 0.01}`), in("c", `{"n": 0.50}`)}, `{"sum":20.5,"count":3}`, ""},
+		{"sum/integers beyond float64", gather.Sum("n"), []gather.Input{in("a", `{"n": 9007199254740993}`), in("b", `{"n": 1}`)}, `{"sum":9007199254740994,"count":2}`, ""},
+		{"sum/beyond float64 range", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e308}`), in("b", `{"n": 1e308}`)}, `{"sum":2E+308,"count":2}`, ""},
+		{"sum/many digits", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e40}`), in("b", `{"n": 1e-40}`)}, `{"sum":1.00000000000000000000000000000000000000000000000000000000000000000000000000000001E+40,"count":2}`, ""},
+		{"sum/plain below 1e21", gather.Sum("n"), []gather.Input{in("a", `{"n": 4e20}`), in("b", `{"n": 5E+20}`)}, `{"sum":900000000000000000000,"count":2}`, ""},
+		{"sum/exponent from 1e21", gather.Sum("n"), []gather.Input{in("a", `{"n": 5e20}`), in("b", `{"n": 5e20}`)}, `{"sum":1E+21,"count":2}`, ""},
+		{"sum/plain down to 1e-7", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e-7}`)}, `{"sum":0.0000001,"count":1}`, ""},
+		{"sum/exponent below 1e-7", gather.Sum("n"), []gather.Input{in("a", `{"n": 1.5e-8}`), in("b", `{"n": -0}`)}, `{"sum":1.5E-8,"count":2}`, ""},
+		{"sum/negative zero is zero", gather.Sum("n"), []gather.Input{in("a", `{"n": -0.0}`)}, `{"sum":0,"count":1}`, ""},
+		{"sum/more than 1000 digits is an error", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e600}`), in("b", `{"n": 1e-600}`)}, "", "target b: gather: sum needs more than 1000 significant digits: not exact"},
+		{"sum/1001 digits is an error", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e1000}`), in("b", `{"n": 1}`)}, "", "target b: gather: sum needs more than 1000 significant digits: not exact"},
+		{"sum/1000 digits is exact", gather.Sum("n"), []gather.Input{in("a", `{"n": 1e999}`), in("b", `{"n": 1}`), in("c", `{"n": -1e999}`)}, `{"sum":1,"count":3}`, ""},
+		{"sum/exponent out of range is an error", gather.Sum("n"), []gather.Input{in("a", `{"n": 9e100000}`), in("b", `{"n": 1e100000}`)}, "", "target b: gather: sum out of range"},
 		{"sum/wrong type", gather.Sum("n"), []gather.Input{in("a", `{"n": "1"}`)}, "", "target a: payload: field of the wrong type: n is a string, want a number"},
 
 		// merge
@@ -121,6 +170,12 @@ func TestConsolidations(t *testing.T) {
 		{"merge/sort ties keep target order", gather.Merge("hits", "", "s", false, 0), []gather.Input{
 			in("a", `{"hits": [{"s": 1, "n": "a1"}, {"s": 2, "n": "a2"}]}`), in("b", `{"hits": [{"s": 2, "n": "b2"}, {"s": 1e0, "n": "b1"}]}`),
 		}, `{"items":[{"n":"a2","s":2},{"n":"b2","s":2},{"n":"a1","s":1},{"n":"b1","s":1e0}],"count":4,"total":4}`, ""},
+		{"merge/sort exactly beyond float64", gather.Merge("hits", "", "s", false, 0), []gather.Input{
+			in("a", `{"hits": [{"s": 9007199254740992, "n": "a"}]}`), in("b", `{"hits": [{"s": 9007199254740993, "n": "b"}]}`),
+		}, `{"items":[{"n":"b","s":9007199254740993},{"n":"a","s":9007199254740992}],"count":2,"total":2}`, ""},
+		{"merge/numeric keys by value", gather.Merge("hits", "id", "", false, 0), []gather.Input{
+			in("a", `{"hits": [{"id": 1, "src": "a"}, {"id": "1", "src": "a"}]}`), in("b", `{"hits": [{"id": 1.0, "src": "b"}, {"id": 2, "src": "b"}]}`),
+		}, `{"items":[{"id":1,"src":"a"},{"id":"1","src":"a"},{"id":2,"src":"b"}],"count":3,"total":3}`, ""},
 		{"merge/object keys compared canonically", gather.Merge("hits", "k", "", false, 0), []gather.Input{
 			in("a", `{"hits": [{"k": {"a": 1, "b": 2}, "src": "a"}]}`), in("b", `{"hits": [{"k": {"b": 2, "a": 1}, "src": "b"}]}`),
 		}, `{"items":[{"k":{"a":1,"b":2},"src":"a"}],"count":1,"total":1}`, ""},
@@ -188,7 +243,12 @@ func TestCheck(t *testing.T) {
 		{`{"offer": {"price": "cheap"}}`, numeric, payload.ErrType},
 		{`{"offer": {"price": "cheap"}}`, []cons{voteC}, nil},
 		{`{"offer": {"price": null}}`, numeric, payload.ErrType},
-		{`{"offer": {"price": 1e400}}`, numeric, payload.ErrType},
+		{`{"offer": {"price": 1e400}}`, numeric, nil},
+		{`{"offer": {"price": 123456789012345678901234567890.123456789}}`, numeric, nil},
+		{`{"offer": {"price": 1e100001}}`, numeric, payload.ErrType},
+		{`{"offer": {"price": -1e-100001}}`, numeric, payload.ErrType},
+		{`{"offer": {"price": 1e100001}}`, []cons{voteC}, nil},
+		{`{"hits": [{"id": 1, "score": 1e100001}]}`, []cons{mergeC}, payload.ErrType},
 		{`{"hits": []}`, []cons{mergeC}, nil},
 		{`{"hits": [{"id": 1, "score": 2}]}`, []cons{mergeC}, nil},
 		{`{"hits": {"id": 1}}`, []cons{mergeC}, payload.ErrType},
@@ -263,6 +323,32 @@ func TestConsolidatorFor(t *testing.T) {
 	}
 }
 
+// A topology is checked against the registered consolidations when it
+// loads: a registered builder's error and an unknown type are problems at
+// their paths, as NewFlow would refuse them.
+func TestRegisterChecksTopologies(t *testing.T) {
+	for _, tc := range []struct{ consolidate, want string }{
+		{"{type: concat_targets, field: '+'}", ""},
+		{"{type: concat_targets, field: '!'}", "test.yaml:1:67: flows[0].consolidate: concat_targets: bad separator"},
+		{"{type: concat_target, field: '+'}", `test.yaml:1:74: flows[0].consolidate.type: unknown consolidation "concat_target" (one of collect, min, max, vote, merge, sum, concat_targets; others are registered in Go with gather.Register)`},
+	} {
+		doc := "flows: [{name: f, timeout: 1s, targets: [{name: a}], consolidate: " + tc.consolidate + "}]"
+		topo, err := topology.Parse("test.yaml", []byte(doc), func(string) (string, bool) { return "", false })
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.consolidate, got, tc.want)
+		}
+		if err == nil {
+			if _, err := gather.NewFlow(topo.Flows[0], nil); err != nil {
+				t.Errorf("%s: loaded, but NewFlow refuses it: %v", tc.consolidate, err)
+			}
+		}
+	}
+}
+
 func TestRegisterPanics(t *testing.T) {
 	for _, name := range []string{"collect", "min", "max", "vote", "merge", "sum", "concat_targets"} {
 		func() {
@@ -320,4 +406,53 @@ func ExampleMinBy() {
 	fmt.Println(string(out))
 	// Output:
 	// {"target":"expedia","task_id":"r1/expedia","value":99.90,"answer":{"offer":{"price":99.90}}}
+}
+
+func ExampleSum() {
+	total := gather.Sum("price")
+	out, _ := total.Consolidate([]gather.Input{
+		{TaskID: "r1/a", Target: "a", Item: -1, Payload: []byte(`{"price": 0.1}`)},
+		{TaskID: "r1/b", Target: "b", Item: -1, Payload: []byte(`{"price": 0.20}`)},
+	})
+	fmt.Println(string(out))
+	// Output:
+	// {"sum":0.3,"count":2}
+}
+
+// FuzzNumbers: numeric consolidations never panic on any pair of JSON
+// numbers, write valid JSON, and do not depend on the order of the answers
+// beyond ties (min <= max, a+b == b+a).
+func FuzzNumbers(f *testing.F) {
+	for _, p := range [][2]string{{"1", "1.0"}, {"9007199254740993", "9007199254740992"}, {"1e308", "1e308"},
+		{"0.1", "0.2"}, {"-0", "0e-5"}, {"1e100000", "9e100000"}, {"1e1000", "1"}, {"1e-100001", "2"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if !json.Valid([]byte(a)) || !json.Valid([]byte(b)) {
+			return
+		}
+		ab := []gather.Input{in("a", `{"n": `+a+`}`), in("b", `{"n": `+b+`}`)}
+		ba := []gather.Input{in("a", `{"n": `+b+`}`), in("b", `{"n": `+a+`}`)}
+		for _, c := range []gather.Consolidator{gather.MinBy("n"), gather.MaxBy("n"), gather.Vote("n"), gather.Sum("n"), gather.Merge("n", "", "", false, 0)} {
+			if out, err := c.Consolidate(ab); err == nil && !json.Valid(out) {
+				t.Fatalf("invalid JSON %s", out)
+			}
+		}
+		s1, err1 := gather.Sum("n").Consolidate(ab)
+		s2, err2 := gather.Sum("n").Consolidate(ba)
+		if (err1 == nil) != (err2 == nil) || string(s1) != string(s2) {
+			t.Fatalf("a+b = %s (%v), b+a = %s (%v)", s1, err1, s2, err2)
+		}
+		lo, err1 := gather.MinBy("n").Consolidate(ab)
+		hi, err2 := gather.MaxBy("n").Consolidate(ab)
+		if err1 == nil && err2 == nil {
+			var l, h struct{ Target string }
+			_ = json.Unmarshal(lo, &l)
+			_ = json.Unmarshal(hi, &h)
+			// Equal values: both pick a. Otherwise they pick different targets.
+			if l.Target == h.Target && l.Target != "a" {
+				t.Fatalf("min %s and max %s", lo, hi)
+			}
+		}
+	})
 }

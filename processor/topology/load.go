@@ -125,6 +125,7 @@ func Parse(file string, data []byte, env Env, overrides ...Override) (*Topology,
 		}
 		return nil, err
 	}
+	t.lines = d.lines
 	return t, nil
 }
 

@@ -14,6 +14,9 @@ type Topology struct {
 
 	// File is the path the topology was read from, for messages.
 	File string `yaml:"-"`
+
+	// lines locates each path of the document Parse read.
+	lines map[string]pos
 }
 
 // Kafka holds the connection settings shared by every role.

@@ -146,9 +146,23 @@ func (ps *problems) add(path, format string, args ...any) {
 }
 
 // Validate checks a topology that has its defaults and reports every
-// problem at once.
+// problem at once, as an *Error. Its problems carry paths but no file or
+// position: the topology may have changed since Parse read it.
 func (t *Topology) Validate() error { return t.validate(nil) }
 
+// Problem returns a problem at path of t's document (flows[0].consolidate),
+// with t's file and, when t was parsed, the line and column of path or of
+// its nearest parent written in the document. Callers use it to report, in
+// Parse's terms, what they refuse in a topology that validated.
+func (t *Topology) Problem(path, format string, args ...any) *Problem {
+	ps := &problems{lines: t.lines}
+	ps.add(path, format, args...)
+	p := ps.list[0]
+	p.File = t.File
+	return p
+}
+
+// validate checks t, locating problems with lines when they are known.
 func (t *Topology) validate(lines map[string]pos) error {
 	ps := &problems{lines: lines}
 	for i, b := range t.Kafka.Brokers {
@@ -550,8 +564,14 @@ func (c *Consolidate) validate(ps *problems, path string) {
 			ps.add(path+".top", "must not be negative (0 keeps all)")
 		}
 	default:
-		if !partName.MatchString(c.Type) {
-			ps.add(path+".type", "unknown consolidation %q (one of collect, min, max, vote, merge, sum, or a registered name)", c.Type)
+		check, ok := registeredConsolidation(c.Type)
+		switch {
+		case !ok:
+			ps.add(path+".type", "unknown consolidation %q (one of %s; others are registered in Go with gather.Register)", c.Type, knownConsolidations())
+		case check != nil:
+			if err := check(*c); err != nil {
+				ps.add(path, "%s", err.Error())
+			}
 		}
 	}
 	if c.Type != ConsolidateMerge {
