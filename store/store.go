@@ -16,7 +16,7 @@ import (
 
 // FormatVersion is the version of the key and value layout. State written
 // with another version is discarded and rebuilt from the log.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Errors returned by the store.
 var (
@@ -92,6 +92,11 @@ type Position struct {
 	Oldest     int64 `avro:"oldest"`
 	StreamTime int64 `avro:"stream_time"`
 	Open       int64 `avro:"open"`
+	// OldestStreamTime is the stream time once the manifest at Oldest was
+	// folded (StreamTime when Oldest is Next): a rebuild from Oldest
+	// starts with it, so that it decides as the first run did even where
+	// log times go back (a leader failover with clock skew).
+	OldestStreamTime int64 `avro:"oldest_stream_time"`
 }
 
 var (
@@ -248,7 +253,9 @@ func (p *Partition) Position() (pos Position, ok bool, err error) {
 	}
 	defer closer.Close()
 	if _, err := positionSchema.Decode(v, &pos); err != nil {
-		return Position{}, false, fmt.Errorf("store: decode position: %w", err)
+		// State of an older layout: reported as of an unknown version,
+		// which the gather discards and rebuilds.
+		return Position{Version: -1}, true, nil
 	}
 	return pos, true, nil
 }

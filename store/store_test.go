@@ -65,7 +65,7 @@ func TestPartitionsAreIsolated(t *testing.T) {
 	if d, _ := tx1.DueBefore(1<<40, 10); len(d) != 0 {
 		t.Errorf("partition 1 sees deadlines %+v", d)
 	}
-	if _, ok, _ := tx1.OldestOffset(); ok {
+	if _, _, ok, _ := tx1.OldestOffset(); ok {
 		t.Error("partition 1 sees an offset")
 	}
 	if _, ok, _ := p1.Position(); ok {
@@ -236,7 +236,7 @@ func TestExpireClosed(t *testing.T) {
 		if n != tc.n || closed() != tc.closed {
 			t.Errorf("ExpireClosed(%d) = %d, closed %q; want %d, %q", tc.ms, n, closed(), tc.n, tc.closed)
 		}
-		off, ok, err := tx.OldestOffset()
+		off, _, ok, err := tx.OldestOffset()
 		must(t, err)
 		if tc.oldest < 0 && ok || tc.oldest >= 0 && (!ok || off != tc.oldest) {
 			t.Errorf("after ExpireClosed(%d): oldest %d %v, want %d", tc.ms, off, ok, tc.oldest)
@@ -251,7 +251,7 @@ func TestOldestOffset(t *testing.T) {
 	db := openMem(t)
 	tx := db.Partition(0).Begin(store.Position{})
 	defer tx.Discard()
-	if _, ok, err := tx.OldestOffset(); ok || err != nil {
+	if _, _, ok, err := tx.OldestOffset(); ok || err != nil {
 		t.Fatalf("empty: %v %v", ok, err)
 	}
 	r300 := request("r300", 1000, 300)
@@ -259,18 +259,18 @@ func TestOldestOffset(t *testing.T) {
 	must(t, tx.OpenRequest(request("r7", 1000, 7)))
 	must(t, tx.OpenRequest(request("r1000", 1000, 1000)))
 	r7, _, _ := tx.Request("r7")
-	if off, ok, _ := tx.OldestOffset(); !ok || off != 7 {
+	if off, _, ok, _ := tx.OldestOffset(); !ok || off != 7 {
 		t.Errorf("oldest %d, want 7", off)
 	}
 	// A closed request still holds its offset until its memory expires.
 	must(t, tx.CloseRequest(r7, 50))
-	if off, _, _ := tx.OldestOffset(); off != 7 {
+	if off, _, _, _ := tx.OldestOffset(); off != 7 {
 		t.Errorf("oldest %d after closing r7, want 7", off)
 	}
 	if _, err := tx.ExpireClosed(50); err != nil {
 		t.Fatal(err)
 	}
-	if off, _, _ := tx.OldestOffset(); off != 300 {
+	if off, _, _, _ := tx.OldestOffset(); off != 300 {
 		t.Errorf("oldest %d after r7 expired, want 300", off)
 	}
 }
@@ -292,7 +292,7 @@ func TestDiscardRemovesOnlyItsPartition(t *testing.T) {
 		tx := db.Partition(p).Begin(pos)
 		_, open, _ := tx.Request("r")
 		as, _ := tx.Answers("r")
-		_, hasOffset, _ := tx.OldestOffset()
+		_, _, hasOffset, _ := tx.OldestOffset()
 		_, hasDeadline, _ := db.Partition(p).NextDeadline()
 		tx.Discard()
 		if gone && (ok || open || len(as) != 0 || hasOffset || hasDeadline) {

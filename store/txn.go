@@ -106,7 +106,9 @@ func (t *Txn) OpenRequest(r *Request) error {
 	if err := t.b.Set(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if err := t.b.Set(t.p.key(tagOffset, be64(r.ManifestOffset), id), nil, nil); err != nil {
+	// The offset index holds the stream time once the manifest was folded
+	// (OpenedMs): Position.OldestStreamTime.
+	if err := t.b.Set(t.p.key(tagOffset, be64(r.ManifestOffset), id), be64(r.OpenedMs), nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	t.open++
@@ -322,22 +324,26 @@ func (t *Txn) NextDeadline() (ms int64, ok bool, err error) {
 }
 
 // OldestOffset returns the smallest manifest offset of an open or
-// remembered closed request.
-func (t *Txn) OldestOffset() (off int64, ok bool, err error) {
+// remembered closed request, and the stream time once that manifest was
+// folded.
+func (t *Txn) OldestOffset() (off, streamTime int64, ok bool, err error) {
 	lo := t.p.key(tagOffset)
 	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagOffset, be64(t.floor.offset)), UpperBound: prefixEnd(lo)})
 	if err != nil {
-		return 0, false, fmt.Errorf("store: %w", err)
+		return 0, 0, false, fmt.Errorf("store: %w", err)
 	}
 	defer it.Close()
 	if !it.First() {
-		return 0, false, it.Error()
+		return 0, 0, false, it.Error()
 	}
 	// The smallest needed offset only grows: manifests come in offset
 	// order, and entries only go.
 	off = int64(binary.BigEndian.Uint64(it.Key()[len(lo):]))
 	t.floor.offset = off
-	return off, true, nil
+	if v := it.Value(); len(v) == 8 {
+		streamTime = int64(binary.BigEndian.Uint64(v))
+	}
+	return off, streamTime, true, nil
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix.

@@ -153,13 +153,13 @@ func (p *Partition) Pending() (store.Position, error) {
 	if p.tx == nil {
 		return pos, nil
 	}
-	oldest, ok, err := p.tx.OldestOffset()
+	oldest, oldestTime, ok, err := p.tx.OldestOffset()
 	if err != nil {
 		return pos, err
 	}
-	pos.Oldest = pos.Next
-	if ok {
-		pos.Oldest = min(oldest, pos.Next)
+	pos.Oldest, pos.OldestStreamTime = pos.Next, pos.StreamTime
+	if ok && oldest < pos.Next {
+		pos.Oldest, pos.OldestStreamTime = oldest, oldestTime
 	}
 	pos.Open = p.tx.Open()
 	return pos, nil

@@ -456,7 +456,7 @@ func TestPosition(t *testing.T) {
 	if err := h.part.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	want := store.Position{Next: 3, Oldest: 1, StreamTime: 1100, Open: 2}
+	want := store.Position{Next: 3, Oldest: 1, StreamTime: 1100, Open: 2, OldestStreamTime: 1000}
 	if p := h.part.Position(); p != want {
 		t.Errorf("committed %+v, want %+v", p, want)
 	}

@@ -43,6 +43,13 @@ flows:
 
 func newHarness(t *testing.T, flow *topology.Flow) *harness {
 	t.Helper()
+	return newHarnessAt(t, flow, store.Position{})
+}
+
+// newHarnessAt is newHarness with a fold that starts at start, as a
+// rebuild does.
+func newHarnessAt(t *testing.T, flow *topology.Flow, start store.Position) *harness {
+	t.Helper()
 	db, err := store.Open("", store.WithFS(vfs.NewMem()))
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +59,8 @@ func newHarness(t *testing.T, flow *topology.Flow) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, flow: flow, db: db}
-	h.part = f.NewPartition(0, db.Partition(0), store.Position{})
+	h := &harness{t: t, flow: flow, db: db, offset: start.Next}
+	h.part = f.NewPartition(0, db.Partition(0), start)
 	return h
 }
 

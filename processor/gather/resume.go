@@ -121,6 +121,6 @@ func PlanResume(local store.Position, hasLocal bool, committed int64, meta strin
 		return ResumePlan{Action: Refold, Start: local, Reason: "local state is behind the committed offset"}
 	}
 	plan.Action = Rebuild
-	plan.Start = store.Position{Epoch: m.Epoch, Next: m.Oldest, Oldest: m.Oldest}
+	plan.Start = store.Position{Epoch: m.Epoch, Next: m.Oldest, Oldest: m.Oldest, StreamTime: m.OldestStreamTime, OldestStreamTime: m.OldestStreamTime}
 	return plan
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/scattergather/scattergather/processor/gather"
+	"github.com/scattergather/scattergather/schemas"
 	"github.com/scattergather/scattergather/store"
 )
 
@@ -88,5 +89,46 @@ func TestActionString(t *testing.T) {
 		if got := a.String(); got != want {
 			t.Errorf("%d: %q, want %q", uint8(a), got, want)
 		}
+	}
+}
+
+// TestRebuildDecidesAsTheFirstRun: log times that go back (a leader
+// failover with clock skew) do not change what a rebuild decides. The
+// oldest open request's manifest was appended with a log time far below
+// the stream time; a rebuild that started its stream time at 0 opened it
+// with an earlier deadline and timed it out on a result that the first run
+// counted.
+func TestRebuildDecidesAsTheFirstRun(t *testing.T) {
+	flow := flowConfig(t, "{type: all}", "{type: collect}")
+	first := newHarness(t, flow)
+	first.tick(5000)                              // offset 0: stream time 5000
+	first.manifest(1000, "r1", "all", 0, -1, "a") // offset 1: appended with a skewed clock; opened at 5000, deadline 6000
+	if err := first.part.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	pos, err := first.part.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := gather.MetaOf(pos).String()
+
+	// A result at 5500 comes after the committed offset: the first run
+	// counts it (r1's deadline is 6000).
+	first.ok(5500, "r1", "a", `{"p":1}`)
+	if a := first.only(); a.Outcome != schemas.OutcomeComplete {
+		t.Fatalf("first run: %s", a.Outcome)
+	}
+
+	// Another instance rebuilds from the committed metadata alone.
+	plan := gather.PlanResume(store.Position{}, false, pos.Next, meta)
+	if plan.Action != gather.Rebuild || plan.Start.Next != 1 {
+		t.Fatalf("plan %+v", plan)
+	}
+	second := newHarnessAt(t, flow, plan.Start)
+	second.manifest(1000, "r1", "all", 0, -1, "a") // offset 1 again
+	second.ok(5500, "r1", "a", `{"p":1}`)
+	got := second.only()
+	if got.Outcome != schemas.OutcomeComplete || got.OpenedMs != 5000 || got.DeadlineMs != 6000 {
+		t.Errorf("rebuilt: outcome %s opened %d deadline %d, want complete 5000 6000 as the first run", got.Outcome, got.OpenedMs, got.DeadlineMs)
 	}
 }
