@@ -53,8 +53,13 @@ func (s *syncBuffer) logged(prefix string) map[string]any {
 // /healthz on loopback, the second (or both, if another process holds the
 // default port) on an ephemeral port that it logs. An address given with
 // --http-addr that is taken fails with a message naming the flag.
-func TestRunRolesSideBySide(t *testing.T) {
-	brokers := processortest.Fake(t)
+func TestRunRolesSideBySide(t *testing.T) { testRunRolesSideBySide(t, processortest.Fake(t)) }
+
+func TestIntegrationRunRolesSideBySide(t *testing.T) {
+	testRunRolesSideBySide(t, processortest.Brokers(t))
+}
+
+func testRunRolesSideBySide(t *testing.T, brokers []string) {
 	flow := processortest.Unique("ops")
 	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{}`) }))
 	defer p.Close()
