@@ -16,5 +16,8 @@ COPY topology.yaml /etc/scattergather/topology.yaml
 COPY --from=build --chown=65532:65532 /out/var/lib/scattergather /var/lib/scattergather
 WORKDIR /var/lib/scattergather
 USER nonroot:nonroot
+# /metrics, /healthz and /readyz: run serves them on loopback unless told,
+# and probes and Prometheus reach a container from outside.
+EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/scattergather"]
-CMD ["run", "--topology", "/etc/scattergather/topology.yaml", "--role", "all", "--state-dir", "/var/lib/scattergather/state"]
+CMD ["run", "--topology", "/etc/scattergather/topology.yaml", "--role", "all", "--state-dir", "/var/lib/scattergather/state", "--http-addr", "0.0.0.0:8080"]

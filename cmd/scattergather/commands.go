@@ -7,11 +7,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/scattergather/scattergather/internal/metrics"
@@ -87,10 +90,12 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	stateDir := f.String("state-dir", "state", "directory of the gather's Pebble state")
 	instance := f.String("instance-id", "", "stable identity of this instance: transactional ids and static group membership (default: host name)")
 	targets := f.String("targets", "", "comma-separated targets a worker serves (default: every target with an http section)")
-	httpAddr := f.String("http-addr", ":8080", "address of /metrics, /healthz and /readyz (empty: none)")
+	httpAddr := f.String("http-addr", defaultHTTPAddr, "address of /metrics, /healthz and /readyz: loopback by default (taken: an ephemeral port); 0.0.0.0:8080 for Prometheus and probes from other hosts (empty: none)")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
+	httpAddrGiven := false
+	f.Visit(func(fl *flag.Flag) { httpAddrGiven = httpAddrGiven || fl.Name == "http-addr" })
 	switch *role {
 	case kafka.RoleScatter, kafka.RoleWorker, kafka.RoleGather, kafka.RoleAll:
 	case "":
@@ -121,15 +126,18 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	if *targets != "" {
 		opts = append(opts, kafka.WithTargets(strings.Split(*targets, ",")...))
 	}
+	var ln net.Listener
+	if *httpAddr != "" {
+		if ln, err = listenOps(*httpAddr, httpAddrGiven, log); err != nil {
+			return fail(e, "run", err)
+		}
+		defer ln.Close()
+	}
 	runners, err := kafka.Roles(t, fl, *role, *stateDir, opts...)
 	if err != nil {
 		return fail(e, "run", err)
 	}
-	if *httpAddr != "" {
-		ln, err := net.Listen("tcp", *httpAddr)
-		if err != nil {
-			return fail(e, "run", fmt.Errorf("--http-addr: %w", err))
-		}
+	if ln != nil {
 		srv := &http.Server{Handler: observe.Handler(m.Registry, runners), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
 		defer func() {
@@ -145,6 +153,34 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// defaultHTTPAddr is where run serves /metrics, /healthz and /readyz when
+// --http-addr is not given: loopback, as these are for the host's own
+// Prometheus agent and probes; a container passes 0.0.0.0:8080.
+const defaultHTTPAddr = "127.0.0.1:8080"
+
+// listenOps opens the listener of the operations server. An address given
+// with --http-addr that cannot be bound fails the command; the default one,
+// when another process (such as a second role on the same host) holds it,
+// gives way to an ephemeral loopback port, with a warning naming it.
+func listenOps(addr string, given bool, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case !errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("--http-addr %s: %w", addr, err)
+	case given:
+		return nil, fmt.Errorf("--http-addr %s is already in use (another role on this host?): give each process its own --http-addr, or --http-addr \"\" for none: %w", addr, err)
+	}
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("--http-addr: %s is in use and no ephemeral loopback port is free: %w", addr, err)
+	}
+	log.Warn("the default --http-addr is in use (another role on this host?): serving on an ephemeral loopback port; give each process its own --http-addr to scrape it",
+		"default", addr, "addr", ln.Addr().String())
+	return ln, nil
 }
 
 func cmdTopics(ctx context.Context, e *env, args []string) int {

@@ -64,6 +64,11 @@ func TestComposeFile(t *testing.T) {
 		if len(args) == 0 {
 			continue // the image's default command
 		}
+		// run serves its probes and metrics on loopback unless told:
+		// unreachable from other containers.
+		if args[0] == "run" && !slices.Contains(args, "--http-addr") {
+			t.Errorf("service %s runs without --http-addr: its /healthz and /metrics are loopback only", name)
+		}
 		// Flags must parse: --help after them stops before any work.
 		withHelp := append(slices.Clone(args), "--help")
 		if args[0] == "send" {
@@ -76,7 +81,8 @@ func TestComposeFile(t *testing.T) {
 }
 
 // TestDockerfile checks the Dockerfile's shape: a multi-stage build of a
-// static binary, a non-root user, and paths that exist.
+// static binary, a non-root user, paths that exist, and an operations
+// server reachable from outside the container.
 func TestDockerfile(t *testing.T) {
 	f, err := os.Open("../../Dockerfile")
 	if err != nil {
@@ -84,7 +90,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	defer f.Close()
 	var froms int
-	var user, build string
+	var user, build, cmd string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -97,6 +103,8 @@ func TestDockerfile(t *testing.T) {
 			froms++
 		case "USER":
 			user = fields[1]
+		case "CMD":
+			cmd = line
 		case "RUN":
 			if strings.Contains(line, "go build") {
 				build = line
@@ -114,6 +122,9 @@ func TestDockerfile(t *testing.T) {
 	}
 	if user == "" || strings.HasPrefix(user, "root") || user == "0" {
 		t.Errorf("USER %q: want a non-root user", user)
+	}
+	if strings.Contains(cmd, `"run"`) && !strings.Contains(cmd, `"--http-addr", "0.0.0.0:`) {
+		t.Errorf("CMD %q: want --http-addr 0.0.0.0:PORT, or probes and Prometheus cannot reach the container", cmd)
 	}
 	if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "./cmd/scattergather") {
 		t.Errorf("build line %q: want a static build of ./cmd/scattergather", build)

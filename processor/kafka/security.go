@@ -213,6 +213,21 @@ func check(ctx context.Context, t *topology.Topology, o *options) error {
 	return ce
 }
 
+// withoutPassword returns text with the SASL password, whatever its
+// length, replaced by REDACTED. A password shorter than 4 bytes would leave
+// the text unreadable once replaced (a one-letter password is in almost
+// every word): a text that contains one is withheld whole.
+func withoutPassword(text string, s *topology.SASL) string {
+	switch {
+	case s == nil || s.Password == "" || !strings.Contains(text, s.Password):
+		return text
+	case len(s.Password) < 4:
+		return "(detail withheld: it could show the SASL password)"
+	default:
+		return strings.ReplaceAll(text, s.Password, "REDACTED")
+	}
+}
+
 // Alert texts of crypto/tls (alert.go) by which a broker refuses the
 // client's certificate.
 var certAlerts = []string{
@@ -223,10 +238,7 @@ var certAlerts = []string{
 // classify turns err into a ConnectError, and says whether it is
 // permanent and whether it is worth a second look.
 func classify(err error, k *topology.Kafka) (ce *ConnectError, permanent, again bool) {
-	ce = &ConnectError{Brokers: k.Brokers, Err: err, detail: err.Error()}
-	if s := k.SASL; s != nil && len(s.Password) >= 4 {
-		ce.detail = strings.ReplaceAll(ce.detail, s.Password, "REDACTED")
-	}
+	ce = &ConnectError{Brokers: k.Brokers, Err: err, detail: withoutPassword(err.Error(), k.SASL)}
 	set := func(reason, hint string) { ce.Reason, ce.Hint = reason, hint }
 	tlsOn, saslOn := k.TLS.On(), k.SASL != nil
 	haveCert := tlsOn && k.TLS.CertFile != ""

@@ -195,10 +195,21 @@ type HTTPTarget struct {
 	MaxResponseBytes ByteSize `yaml:"max_response_bytes"`
 	// InsecureSkipVerify disables TLS verification. Default false.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// FollowRedirects says which redirects the caller follows:
+	// RedirectsNever (the default: a 3xx answer is a permanent error) or
+	// RedirectsSameHost (307 and 308 to the same host over https only, so
+	// the headers, the method and the body go nowhere else).
+	FollowRedirects string `yaml:"follow_redirects"`
 	// Breaker opens after Failures consecutive failures and rejects calls
 	// for Cooldown. Failures 0 disables it. Defaults: 5 and 5s.
 	Breaker Breaker `yaml:"circuit_breaker"`
 }
+
+// Values of HTTPTarget.FollowRedirects.
+const (
+	RedirectsNever    = "never"
+	RedirectsSameHost = "same_host"
+)
 
 // Breaker configures a circuit breaker.
 type Breaker struct {

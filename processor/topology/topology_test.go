@@ -127,11 +127,11 @@ func TestFullFile(t *testing.T) {
 					URL: "https://api.skyscanner.example/quote", Method: "PUT", Timeout: d("1s"), Retries: 2,
 					Backoff: d("10ms"), MaxBackoff: d("500ms"),
 					Headers:          map[string]string{"X-Api-Key": "sky-key-123", "Accept": "application/json"},
-					MaxResponseBytes: 512 << 10, InsecureSkipVerify: true,
+					MaxResponseBytes: 512 << 10, InsecureSkipVerify: true, FollowRedirects: "same_host",
 					Breaker: topology.Breaker{Failures: intp(3), Cooldown: d("30s")},
 				}},
 				{Name: "kayak", Topic: "flights.tasks.kayak", MaxInFlight: 32, HTTP: &topology.HTTPTarget{
-					URL: "http://kayak.internal:8080/quote", Method: "POST", Timeout: d("1500ms"),
+					URL: "http://kayak.internal:8080/quote", Method: "POST", Timeout: d("1500ms"), FollowRedirects: "never",
 					Backoff: d("50ms"), MaxBackoff: d("1s"), MaxResponseBytes: 1 << 20,
 					Breaker: topology.Breaker{Failures: intp(5), Cooldown: d("5s")},
 				}},
@@ -298,6 +298,7 @@ flows:
 		{"strategy", f.Strategy.Type, "all"},
 		{"merge order", f.Consolidate.Order, "desc"},
 		{"http method", f.Targets[1].HTTP.Method, "POST"},
+		{"http follow_redirects", f.Targets[1].HTTP.FollowRedirects, "never"},
 		{"consumer group", topo.Group(f, "gather"), "scattergather.orders.gather"},
 		{"second flow consolidation", topo.Flows[1].Consolidate.Type, "collect"},
 		{"second flow order", topo.Flows[1].Consolidate.Order, ""},
@@ -638,9 +639,13 @@ func TestSecretsNeverShown(t *testing.T) {
 		"//user:hunter2@",
 		"https://user:hunter2@/x",
 		"${SECRET_URL}",
+		"ftp://p.example/price?api_key=${API_KEY}",
+		"p.example/price?api_key=${API_KEY}",
+		"http://[::1/price?api_key=${API_KEY}",
+		"http://p.example:port/price?api_key=${API_KEY}#${API_KEY}",
 	} {
 		t.Run(url, func(t *testing.T) {
-			env := map[string]string{"SECRET_URL": "mailto:tok-very-secret-value@example.com"}
+			env := map[string]string{"SECRET_URL": "mailto:tok-very-secret-value@example.com", "API_KEY": "tok-very-secret-value"}
 			doc := "flows:\n  - name: f\n    timeout: 1s\n    targets:\n      - name: a\n        http: {url: \"" + url + "\"}\n"
 			_, err := parse(t, doc, env)
 			if err == nil {
@@ -881,5 +886,26 @@ func TestInterpolatedValueNotShown(t *testing.T) {
 	})
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "${SG_SECRET_TIMEOUT}") {
 		t.Errorf("error %v: want the written ${SG_SECRET_TIMEOUT}, not the value", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://p.example/price", "https://p.example/price"},
+		{"https://p.example:8443/price?api_key=s3cret", "https://p.example:8443/price?REDACTED"},
+		{"https://u:s3cret@p.example/x?a=1&b=s3cret#s3cret", "https://REDACTED@p.example/x?REDACTED"},
+		{"https://p.example/x?", "https://p.example/x?REDACTED"},
+		{"https://p.example/x#s3cret", "https://p.example/x"},
+		{"https://p.example/users/@me", "https://p.example/users/@me"},
+		{"http://[::1/x?api_key=s3cret", "http://[::1/x?REDACTED"},
+		{"http://u:s3cret@host:port/x", "(unparseable URL)"},
+		{"u:s3cret@p.example/x", "(unparseable URL)"},
+		{"s3cret@p.example/x", "(unparseable URL)"},
+		{"mailto:s3cret@p.example", "(unparseable URL)"},
+		{"", ""},
+	} {
+		if got := topology.RedactURL(tc.in); got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -102,6 +102,7 @@ func (f *Flow) setDefaults() {
 		orDefault(&t.MaxInFlight, f.Worker.MaxInFlightPerTarget)
 		if h := t.HTTP; h != nil {
 			orDefault(&h.Method, "POST")
+			orDefault(&h.FollowRedirects, RedirectsNever)
 			orDefault(&h.Timeout.D, f.Timeout.D)
 			orDefault(&h.Backoff.D, DefaultHTTPBackoff)
 			orDefault(&h.MaxBackoff.D, DefaultHTTPMaxBackoff)
@@ -318,10 +319,13 @@ func (t *Target) validate(ps *problems, path string) {
 	}
 	hp := path + ".http"
 	if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		ps.add(hp+".url", "want an absolute http or https URL, have %q", redactURL(h.URL))
+		ps.add(hp+".url", "want an absolute http or https URL, have %q", RedactURL(h.URL))
 	}
 	if !slices.Contains([]string{"POST", "PUT", "GET"}, h.Method) {
 		ps.add(hp+".method", "unknown method %q (one of POST, PUT, GET)", h.Method)
+	}
+	if h.FollowRedirects != RedirectsNever && h.FollowRedirects != RedirectsSameHost {
+		ps.add(hp+".follow_redirects", "unknown value %q (one of never, same_host)", h.FollowRedirects)
 	}
 	if h.Timeout.D <= 0 {
 		ps.add(hp+".timeout", "must be positive")
@@ -487,20 +491,39 @@ func checkKeyPair(ps *problems, path, certFile, keyFile string, certPEM, keyPEM 
 	}
 }
 
-// redactURL drops the user information of a URL so a password in it never
-// reaches a message.
-func redactURL(s string) string {
+// RedactURL returns s fit for a message: its user information and its
+// query are replaced by REDACTED and its fragment is dropped
+// (https://REDACTED@host/path?REDACTED), so that a password or an API key
+// written in a URL, often from ${VAR}, never reaches an error, a log line or
+// a topic. A string that does not parse as a URL is shown up to its query,
+// or not at all if it holds an @ (user information not recognised as such,
+// as in "user:pw@host/x"). Scheme, host and path are kept: they say which
+// provider is meant.
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		// Without a scheme ("user:pw@host/x") or with an opaque one
-		// ("mailto:user:pw@host") the user information is not parsed as
-		// such: hide any URL with an @ whose user part was not recognised.
-		if strings.Contains(s, "@") {
+	if err != nil {
+		head, _, _ := strings.Cut(s, "#")
+		head, _, hasQuery := strings.Cut(head, "?")
+		if strings.Contains(head, "@") {
 			return "(unparseable URL)"
 		}
-		return s
+		if hasQuery {
+			head += "?REDACTED"
+		}
+		return head
 	}
-	u.User = url.User("REDACTED")
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "REDACTED", false
+	}
+	u.Fragment, u.RawFragment = "", ""
+	// Without a scheme ("pw@host/x") or with an opaque one
+	// ("mailto:user:pw@host") the user information is not parsed as such.
+	if u.Host == "" && strings.Contains(u.Opaque+u.Path, "@") {
+		return "(unparseable URL)"
+	}
 	return u.String()
 }
 

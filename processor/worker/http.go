@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -19,13 +21,25 @@ import (
 // Idempotency-Key header and the request id as X-Request-Id, and answers
 // with the response body. A transport error, a timeout or a non-2xx status
 // is an error; 4xx other than 408 and 429 are permanent (not retried).
+//
+// Redirects are not followed unless the target says follow_redirects:
+// same_host: a 3xx answer is a permanent error naming where the provider
+// pointed, so the configured headers (API keys), the method and the body
+// never go to another host or over plain http. Errors never show the
+// query or the user information of a URL.
 type HTTPCaller struct {
 	cfg    *topology.HTTPTarget
 	client *http.Client
 }
 
+// maxRedirects bounds the redirects followed with follow_redirects:
+// same_host, as Go's default client does.
+const maxRedirects = 10
+
 // NewHTTPCaller returns the caller of one target. A nil client gets one with
-// TLS verification on (unless the target says insecure_skip_verify).
+// TLS verification on (unless the target says insecure_skip_verify). The
+// caller uses a copy of client whose redirect policy is the target's: the
+// client's own CheckRedirect is not used.
 func NewHTTPCaller(cfg *topology.HTTPTarget, client *http.Client) *HTTPCaller {
 	if client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -35,7 +49,59 @@ func NewHTTPCaller(cfg *topology.HTTPTarget, client *http.Client) *HTTPCaller {
 		}
 		client = &http.Client{Transport: tr}
 	}
-	return &HTTPCaller{cfg: cfg, client: client}
+	own := *client
+	own.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if cfg.FollowRedirects == topology.RedirectsSameHost && len(via) < maxRedirects && followable(req.Response, via[0].URL) {
+			return nil
+		}
+		// Stop here: Do returns the 3xx answer, which Handle refuses.
+		return http.ErrUseLastResponse
+	}
+	return &HTTPCaller{cfg: cfg, client: &own}
+}
+
+// followable reports whether follow_redirects: same_host follows the
+// redirect resp: a 307 or 308 (which keep the method and the body) to the
+// same host and port as the original request, over https.
+func followable(resp *http.Response, orig *url.URL) bool {
+	if resp == nil || resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusPermanentRedirect {
+		return false
+	}
+	to, err := resp.Location()
+	if err != nil {
+		return false
+	}
+	return to.Scheme == "https" && orig.Scheme == "https" &&
+		strings.EqualFold(to.Hostname(), orig.Hostname()) && port(to) == port(orig)
+}
+
+// port is the port of an http or https URL, explicit or implied.
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+// redirectError is the error of a 3xx answer: where the provider pointed
+// (scheme and host only: a path or query may hold secrets) and why it was
+// not followed.
+func (c *HTTPCaller) redirectError(resp *http.Response, orig *url.URL) error {
+	to := "no location"
+	if loc, err := resp.Location(); err == nil {
+		to = loc.Scheme + "://" + loc.Host
+	}
+	why := "redirects are not followed (point http.url at the new address)"
+	if c.cfg.FollowRedirects == topology.RedirectsSameHost {
+		why = "follow_redirects: same_host follows only 307 and 308 to the same host over https"
+		if followable(resp, orig) {
+			why = fmt.Sprintf("gave up after %d redirects", maxRedirects)
+		}
+	}
+	return Permanent(fmt.Errorf("provider redirected (%s) to %s: %s", resp.Status, to, why))
 }
 
 // Handle calls the provider once.
@@ -46,7 +112,7 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 	}
 	req, err := http.NewRequestWithContext(ctx, c.cfg.Method, c.cfg.URL, body)
 	if err != nil {
-		return nil, Permanent(fmt.Errorf("worker: build request: %w", err))
+		return nil, Permanent(fmt.Errorf("worker: build request: %w", redact(err)))
 	}
 	for k, v := range c.cfg.Headers {
 		req.Header.Set(k, v)
@@ -63,11 +129,15 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 	req.Header.Set("X-Request-Id", t.RequestID)
 	resp, err := c.client.Do(req)
 	if err != nil {
+		err = redact(err)
 		// The context's cause (ErrDeadline, the Timeout middleware's) has
-		// no Timeout method: check the context too.
-		var uerr interface{ Timeout() bool }
-		if ctx.Err() != nil || errors.As(err, &uerr) && uerr.Timeout() {
+		// no Timeout method: check the context first.
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("provider timed out: %w", context.Cause(ctx))
+		}
+		var uerr interface{ Timeout() bool }
+		if errors.As(err, &uerr) && uerr.Timeout() {
+			return nil, fmt.Errorf("provider timed out: %w", err)
 		}
 		var nerr *net.OpError
 		if errors.As(err, &nerr) {
@@ -76,10 +146,13 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 		return nil, fmt.Errorf("provider call failed: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		return nil, c.redirectError(resp, req.URL)
+	}
 	limit := int64(c.cfg.MaxResponseBytes)
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read provider answer: %w", err)
+		return nil, fmt.Errorf("read provider answer: %w", redact(err))
 	}
 	if int64(len(data)) > limit {
 		return nil, Permanent(fmt.Errorf("provider answer exceeds max_response_bytes %d", limit))
@@ -92,6 +165,16 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 		return nil, err
 	}
 	return data, nil
+}
+
+// redact hides the query and the user information of the URL that a
+// *url.Error in err names (Go's HTTP client quotes the whole URL, and a
+// provider's API key is often in its query), and returns err.
+func redact(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		ue.URL = topology.RedactURL(ue.URL)
+	}
+	return err
 }
 
 func snippet(b []byte) string {

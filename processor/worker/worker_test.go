@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -761,3 +763,173 @@ func TestBreakerIgnoresPermanentErrors(t *testing.T) {
 // advance lets the fake clock of a synctest bubble move on by d: the
 // bubble's goroutines run until all wait, then time jumps.
 func advance(d time.Duration) { <-time.After(d) }
+
+// A provider's redirect is not followed by default: the configured headers
+// (API keys), the method and the body would go to wherever it points, even
+// over plain http. The 3xx answer is a permanent error naming the host.
+func TestHTTPCallerRedirectsNotFollowed(t *testing.T) {
+	var stolen atomic.Int32
+	elsewhere := newProvider(t, func(w http.ResponseWriter, r *http.Request, _ int32) {
+		if r.Header.Get("X-Api-Key") != "" {
+			stolen.Add(1)
+		}
+		fmt.Fprint(w, `{"price":0}`)
+	})
+	for _, tc := range []struct {
+		status   int
+		location string
+		want     string
+	}{
+		{http.StatusFound, elsewhere.URL + "/steal?api_key=k1", "provider redirected (302 Found) to " + elsewhere.URL + ": redirects are not followed"},
+		{http.StatusSeeOther, elsewhere.URL + "/steal", "provider redirected (303 See Other) to " + elsewhere.URL + ": "},
+		{http.StatusMovedPermanently, "/v2/quote?api_key=k1", "provider redirected (301 Moved Permanently) to http://127.0.0.1:"},
+		{http.StatusTemporaryRedirect, "/v2/quote", "provider redirected (307 Temporary Redirect) to http://127.0.0.1:"},
+		{http.StatusPermanentRedirect, elsewhere.URL, "provider redirected (308 Permanent Redirect) to " + elsewhere.URL + ": "},
+		{http.StatusMultipleChoices, "", "provider redirected (300 Multiple Choices) to no location: "},
+	} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			p := newProvider(t, func(w http.ResponseWriter, _ *http.Request, _ int32) {
+				if tc.location != "" {
+					w.Header().Set("Location", tc.location)
+				}
+				w.WriteHeader(tc.status)
+			})
+			cfg := httpTarget(p.URL + "/quote")
+			cfg.Retries = 3
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil), task(time.Now().Add(time.Hour)), "w", time.Now)
+			if res.Status != schemas.StatusError || !strings.HasPrefix(res.Error, tc.want) {
+				t.Errorf("%s %q, want an error starting %q", res.Status, res.Error, tc.want)
+			}
+			if strings.Contains(res.Error, "steal") || strings.Contains(res.Error, "api_key") || strings.Contains(res.Error, "v2") {
+				t.Errorf("error %q shows the location's path or query", res.Error)
+			}
+			if p.hits.Load() != 1 || res.Attempts != 1 {
+				t.Errorf("provider called %d times in %d attempts, want 1: a redirect is permanent", p.hits.Load(), res.Attempts)
+			}
+		})
+	}
+	if n := elsewhere.hits.Load(); n != 0 {
+		t.Errorf("the redirect was followed %d times (%d with the API key)", n, stolen.Load())
+	}
+}
+
+// follow_redirects: same_host follows 307 and 308 to the same host over
+// https, with the method, the body and the headers; nothing else.
+func TestHTTPCallerRedirectsSameHost(t *testing.T) {
+	type hit struct{ method, path, body, key string }
+	newTLS := func(t *testing.T, respond func(w http.ResponseWriter, r *http.Request)) (*httptest.Server, func() []hit) {
+		var mu sync.Mutex
+		var hits []hit
+		s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			hits = append(hits, hit{r.Method, r.URL.Path, string(b), r.Header.Get("X-Api-Key")})
+			mu.Unlock()
+			respond(w, r)
+		}))
+		t.Cleanup(s.Close)
+		return s, func() []hit { mu.Lock(); defer mu.Unlock(); return slices.Clone(hits) }
+	}
+	elsewhere, elsewhereHits := newTLS(t, func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{}`) })
+	plain := newProvider(t, func(w http.ResponseWriter, _ *http.Request, _ int32) { fmt.Fprint(w, `{}`) })
+	for _, tc := range []struct {
+		name     string
+		status   int
+		location func(self string) string
+		want     string // "" wants the answer of /v2
+	}{
+		{"307 same host", http.StatusTemporaryRedirect, func(string) string { return "/v2" }, ""},
+		{"308 same host absolute", http.StatusPermanentRedirect, func(self string) string { return self + "/v2" }, ""},
+		{"302 same host", http.StatusFound, func(string) string { return "/v2" }, "provider redirected (302 Found) to https://127.0.0.1:"},
+		{"303 same host", http.StatusSeeOther, func(string) string { return "/v2" }, "provider redirected (303 See Other) to https://127.0.0.1:"},
+		{"301 same host", http.StatusMovedPermanently, func(string) string { return "/v2" }, "provider redirected (301 Moved Permanently) to https://127.0.0.1:"},
+		{"307 other host", http.StatusTemporaryRedirect, func(string) string { return elsewhere.URL + "/v2" }, "provider redirected (307 Temporary Redirect) to " + elsewhere.URL + ": follow_redirects: same_host follows only 307 and 308 to the same host over https"},
+		{"307 to plain http", http.StatusTemporaryRedirect, func(string) string { return plain.URL + "/v2" }, "provider redirected (307 Temporary Redirect) to " + plain.URL + ": "},
+		{"307 loop", http.StatusTemporaryRedirect, func(string) string { return "/loop" }, "provider redirected (307 Temporary Redirect) to https://127.0.0.1:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var self string
+			p, hits := newTLS(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v2" {
+					fmt.Fprint(w, `{"v":2}`)
+					return
+				}
+				w.Header().Set("Location", tc.location(self))
+				w.WriteHeader(tc.status)
+			})
+			self = p.URL
+			cfg := httpTarget(p.URL + "/quote")
+			cfg.FollowRedirects = topology.RedirectsSameHost
+			out, err := worker.NewHTTPCaller(cfg, p.Client()).Handle(context.Background(), task(time.Now().Add(time.Hour)))
+			got := hits()
+			if tc.want == "" {
+				if err != nil || string(out) != `{"v":2}` {
+					t.Fatalf("out %q err %v, want the answer of /v2", out, err)
+				}
+				want := []hit{{"POST", "/quote", `{"q":1}`, "k1"}, {"POST", "/v2", `{"q":1}`, "k1"}}
+				if !slices.Equal(got, want) {
+					t.Errorf("calls %+v, want %+v", got, want)
+				}
+				return
+			}
+			var perm *worker.PermanentError
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || !errors.As(err, &perm) {
+				t.Fatalf("error %v, want a permanent error starting %q", err, tc.want)
+			}
+			if tc.name == "307 loop" {
+				if !strings.HasSuffix(err.Error(), "gave up after 10 redirects") || len(got) != 10 {
+					t.Errorf("error %v after %d calls", err, len(got))
+				}
+			} else if len(got) != 1 {
+				t.Errorf("calls %+v, want 1", got)
+			}
+		})
+	}
+	if n := len(elsewhereHits()) + int(plain.hits.Load()); n != 0 {
+		t.Errorf("%d redirects to another host or to http followed", n)
+	}
+}
+
+// A secret in the provider URL never shows in a result's error, however the
+// call fails: Go's HTTP client quotes the whole URL in its errors.
+func TestHTTPCallerRedactsURL(t *testing.T) {
+	const secret = "s3cret"
+	closed := newProvider(t, nil)
+	closedURL := closed.URL
+	closed.Close()
+	hang := newProvider(t, func(_ http.ResponseWriter, r *http.Request, _ int32) { <-r.Context().Done() })
+	hangup := newProvider(t, func(w http.ResponseWriter, _ *http.Request, _ int32) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	untrusted := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake the client refuses
+	untrusted.StartTLS()
+	t.Cleanup(untrusted.Close)
+	for _, tc := range []struct {
+		name    string
+		url     string
+		client  *http.Client
+		timeout time.Duration
+		want    string
+	}{
+		{"connection refused", closedURL, nil, time.Hour, "provider unreachable: "},
+		{"call timeout", hang.URL, nil, 50 * time.Millisecond, "provider timed out: worker: call timed out after 50ms"},
+		{"client timeout", hang.URL, &http.Client{Timeout: 50 * time.Millisecond}, time.Hour, `provider timed out: Post "` + hang.URL + `/price?REDACTED": `},
+		{"connection closed", hangup.URL, nil, time.Hour, `provider call failed: Post "` + hangup.URL + `/price?REDACTED": `},
+		{"untrusted certificate", untrusted.URL, nil, time.Hour, `provider call failed: Post "` + untrusted.URL + `/price?REDACTED": `},
+		{"password", strings.Replace(hangup.URL, "://", "://user:"+secret+"@", 1), nil, time.Hour, `provider call failed: Post "http://REDACTED@`},
+		{"bad URL", "http://[::1", nil, time.Hour, `worker: build request: parse "http://[::1/price?REDACTED": `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := httpTarget(tc.url + "/price?api_key=" + secret)
+			cfg.Timeout.D = tc.timeout
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, tc.client, nil), task(time.Now().Add(time.Hour)), "w", time.Now)
+			if res.Status != schemas.StatusError || strings.Contains(res.Error, secret) || !strings.HasPrefix(res.Error, tc.want) {
+				t.Errorf("%s %q, want an error starting %q without the secret", res.Status, res.Error, tc.want)
+			}
+		})
+	}
+}
