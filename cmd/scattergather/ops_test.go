@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scattergather/scattergather/processor/processortest"
+	"github.com/scattergather/scattergather/internal/processortest"
 )
 
 // syncBuffer is a bytes.Buffer that a running command writes while the test
