@@ -1,92 +1,19 @@
 package schemas_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/avro"
 
+	"github.com/scattergather/scattergather/processor/processortest"
 	"github.com/scattergather/scattergather/schemas"
 )
-
-// Environment of the schema registry integration test.
-const (
-	// envRegistryURL names a running registry's Confluent API base; without
-	// it the test starts one with scripts/registry.sh.
-	envRegistryURL = "SG_REGISTRY_URL"
-	envRequire     = "SG_REQUIRE_INTEGRATION"
-)
-
-// registryURL returns the Confluent API base of a real schema registry:
-// SG_REGISTRY_URL, else one that scripts/registry.sh starts (and the test
-// stops again if it was not running). The test skips when the script cannot
-// run, and fails then with SG_REQUIRE_INTEGRATION set.
-func registryURL(t *testing.T) string {
-	t.Helper()
-	if u := os.Getenv(envRegistryURL); u != "" {
-		return u
-	}
-	script, err := filepath.Abs(filepath.Join("..", "scripts", "registry.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv(envRequire) != "" {
-			t.Fatalf("integration test needs a real schema registry and %s is set: "+format, append([]any{envRequire}, args...)...)
-		}
-		t.Skipf("integration test: no schema registry ("+format+"); run `scripts/registry.sh start` and set "+envRegistryURL, args...)
-	}
-	run := func(action string) (string, error) {
-		cmd := exec.Command("bash", script, action)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return "", errors.New(strings.TrimSpace(stderr.String()) + ": " + err.Error())
-		}
-		return string(out), nil
-	}
-	_, statusErr := run("status")
-	out, err := run("start")
-	if err != nil {
-		unavailable("scripts/registry.sh start: %v", err)
-	}
-	if statusErr != nil { // not running before: stop what this test started
-		t.Cleanup(func() {
-			if _, err := run("stop"); err != nil {
-				t.Errorf("scripts/registry.sh stop: %v", err)
-			}
-		})
-	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), "REGISTRY_URL="); ok {
-			return u
-		}
-	}
-	t.Fatalf("scripts/registry.sh start printed no REGISTRY_URL:\n%s", out)
-	return ""
-}
-
-func unique(prefix string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return prefix + "-" + hex.EncodeToString(b[:])
-}
 
 // countingSource counts the schemas fetched from the registry.
 type countingSource struct {
@@ -107,14 +34,14 @@ func registryFrame(id uint32, body []byte) []byte {
 // write with the ids, read back with a codec that knows no id yet, and read
 // both framings, an older writer's schema and refused ids.
 func TestIntegrationSchemaRegistry(t *testing.T) {
-	url := registryURL(t)
+	url := processortest.Registry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	reg, err := schemas.NewRegistry(schemas.RegistryConfig{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
-	flow := unique("reg")
+	flow := processortest.Unique("reg")
 	writer := schemas.NewCodec()
 	var subjects []schemas.SubjectKind
 	add := func(strategy, topic string, kinds ...schemas.Kind) {
@@ -207,7 +134,7 @@ func TestIntegrationSchemaRegistry(t *testing.T) {
 	// resolved against the current schema: the defaults fill the gaps.
 	old := `{"type":"record","name":"Request","namespace":"io.scattergather","fields":[
 		{"name":"request_id","type":"string"},{"name":"flow","type":"string"},{"name":"payload","type":"bytes"}]}`
-	oldID, err := reg.Register(ctx, unique("reg-old")+"-value", old)
+	oldID, err := reg.Register(ctx, processortest.Unique("reg-old")+"-value", old)
 	if err != nil {
 		t.Fatalf("register the older schema: %v", err)
 	}
@@ -229,7 +156,7 @@ func TestIntegrationSchemaRegistry(t *testing.T) {
 
 	// A schema that is no record of the contract, and an id the registry
 	// does not have, are refused, and asked for once.
-	otherID, err := reg.Register(ctx, unique("reg-other")+"-value", `{"type":"record","name":"Other","namespace":"elsewhere","fields":[{"name":"x","type":"long"}]}`)
+	otherID, err := reg.Register(ctx, processortest.Unique("reg-other")+"-value", `{"type":"record","name":"Other","namespace":"elsewhere","fields":[{"name":"x","type":"long"}]}`)
 	if err != nil {
 		t.Fatalf("register a foreign schema: %v", err)
 	}
