@@ -69,17 +69,31 @@ var (
 	ErrWrongKind = errors.New("schemas: record of another kind")
 	// ErrMalformed: the body does not decode with the writer's schema.
 	ErrMalformed = errors.New("schemas: malformed record body")
+	// ErrUnknownSchemaID: a record in the schema registry's framing names a
+	// schema id that the codec does not know and cannot fetch, or whose
+	// schema is not a record of the contract.
+	ErrUnknownSchemaID = errors.New("schemas: unknown schema registry id")
+	// ErrRegistryUnavailable: the schema of a record's id could not be
+	// fetched from the schema registry (unreachable, or an error other than
+	// not found). Unlike the others it may pass: the record is not at fault.
+	ErrRegistryUnavailable = errors.New("schemas: schema registry unavailable")
 )
 
 // DecodeError describes a record that could not be decoded.
 type DecodeError struct {
-	Kind        Kind    // the kind the fingerprint names, or KindUnknown
+	Kind        Kind    // the kind the fingerprint or schema id names, or KindUnknown
 	Fingerprint [8]byte // the writer's fingerprint, zero when absent
-	Err         error   // one of the sentinel errors, possibly wrapping the Avro error
+	// SchemaID is the schema registry id of a record in the registry's
+	// framing (see Registry), zero otherwise.
+	SchemaID uint32
+	Err      error // one of the sentinel errors, possibly wrapping the Avro error
 }
 
 func (e *DecodeError) Error() string {
-	if e.Fingerprint == [8]byte{} {
+	switch {
+	case e.SchemaID != 0:
+		return fmt.Sprintf("%s (kind %s, schema id %d)", e.Err, e.Kind, e.SchemaID)
+	case e.Fingerprint == [8]byte{}:
 		return e.Err.Error()
 	}
 	return fmt.Sprintf("%s (kind %s, fingerprint %s)", e.Err, e.Kind, hex.EncodeToString(e.Fingerprint[:]))
@@ -97,18 +111,25 @@ type reader struct {
 // it reads the current schemas and any writer schema added with
 // AddWriterSchema, resolving them against the current ones.
 //
-// A Codec is safe for concurrent use once set up; AddWriterSchema must not
-// run concurrently with decoding.
+// With a schema registry (UseRegistry, registry.go) it writes the registry's
+// framing instead and reads both framings.
+//
+// A Codec is safe for concurrent use once set up; AddWriterSchema,
+// SetSchemaID and UseRegistry must not run concurrently with encoding or
+// decoding.
 type Codec struct {
 	current [numKinds]*avro.Schema
+	text    [numKinds]string // the .avsc files, as registered
 	byName  map[string]Kind
 	mu      sync.RWMutex
 	readers map[[8]byte]reader
+
+	reg registryState
 }
 
 // NewCodec returns a codec that knows the current version of every schema.
 func NewCodec() *Codec {
-	c := &Codec{byName: map[string]Kind{}, readers: map[[8]byte]reader{}}
+	c := &Codec{byName: map[string]Kind{}, readers: map[[8]byte]reader{}, reg: newRegistryState()}
 	for k := KindRequest; k < numKinds; k++ {
 		text, err := files.ReadFile(kindFiles[k])
 		if err != nil {
@@ -119,6 +140,7 @@ func NewCodec() *Codec {
 			panic(fmt.Sprintf("schemas: embedded %s: %v", kindFiles[k], err))
 		}
 		c.current[k] = s
+		c.text[k] = string(text)
 		c.byName[fullName(s)] = k
 		c.readers[fingerprint(s)] = reader{kind: k, schema: s}
 	}
@@ -199,7 +221,13 @@ func (c *Codec) Append(dst []byte, v any) ([]byte, error) {
 	if k == KindUnknown {
 		return dst, fmt.Errorf("schemas: cannot encode %T", v)
 	}
-	out, err := c.current[k].AppendSingleObject(dst, v)
+	var out []byte
+	var err error
+	if id, ok := c.reg.writerID(k); ok {
+		out, err = c.current[k].AppendEncode(appendRegistryHeader(dst, id), v)
+	} else {
+		out, err = c.current[k].AppendSingleObject(dst, v)
+	}
 	if err != nil {
 		return dst, fmt.Errorf("schemas: encode %s: %w", k, err)
 	}
@@ -209,36 +237,55 @@ func (c *Codec) Append(dst []byte, v any) ([]byte, error) {
 // Encode returns the single-object encoding of v; see Append.
 func (c *Codec) Encode(v any) ([]byte, error) { return c.Append(nil, v) }
 
-// Kind returns the kind of the encoded record b, judged by its fingerprint.
+// Kind returns the kind of the encoded record b, judged by its fingerprint
+// or schema registry id.
 func (c *Codec) Kind(b []byte) (Kind, error) {
-	_, k, err := c.lookup(b)
-	return k, err
+	_, h, err := c.lookup(b)
+	return h.kind, err
 }
 
-func (c *Codec) lookup(b []byte) (reader, Kind, error) {
+// header is what the framing of a record says: its kind and where its
+// body starts.
+type header struct {
+	kind Kind
+	fp   [8]byte // single-object framing
+	id   uint32  // registry framing
+	body int
+}
+
+func (h header) err(err error) *DecodeError {
+	return &DecodeError{Kind: h.kind, Fingerprint: h.fp, SchemaID: h.id, Err: err}
+}
+
+// lookup reads the framing of b: 0xC3 0x01 and a fingerprint, or, once
+// UseRegistry was called, 0x00 and a schema registry id.
+func (c *Codec) lookup(b []byte) (reader, header, error) {
+	if len(b) > 0 && b[0] == registryMagic && c.reg.on() {
+		return c.lookupID(b)
+	}
 	fp, _, err := avro.SingleObjectFingerprint(b)
 	if err != nil {
-		return reader{}, KindUnknown, &DecodeError{Err: fmt.Errorf("%w: %w", ErrNotSingleObject, err)}
+		return reader{}, header{}, &DecodeError{Err: fmt.Errorf("%w: %w", ErrNotSingleObject, err)}
 	}
 	c.mu.RLock()
 	r, ok := c.readers[fp]
 	c.mu.RUnlock()
 	if !ok {
-		return reader{}, KindUnknown, &DecodeError{Fingerprint: fp, Err: ErrUnknownFingerprint}
+		return reader{}, header{}, &DecodeError{Fingerprint: fp, Err: ErrUnknownFingerprint}
 	}
-	return r, r.kind, nil
+	return r, header{kind: r.kind, fp: fp, body: 10}, nil
 }
 
 // Decode decodes b into a new value of its kind: *Request, *Task,
 // *Manifest, *Result, *Tick or *Aggregate. The returned value does not
 // alias b.
 func (c *Codec) Decode(b []byte) (any, error) {
-	r, k, err := c.lookup(b)
+	r, h, err := c.lookup(b)
 	if err != nil {
 		return nil, err
 	}
 	var v any
-	switch k {
+	switch h.kind {
 	case KindRequest:
 		v = new(Request)
 	case KindTask:
@@ -252,7 +299,7 @@ func (c *Codec) Decode(b []byte) (any, error) {
 	case KindAggregate:
 		v = new(Aggregate)
 	}
-	if err := c.decodeBody(r, b, v); err != nil {
+	if err := c.decodeBody(r, h, b, v); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -261,23 +308,23 @@ func (c *Codec) Decode(b []byte) (any, error) {
 // DecodeInto decodes b into v, a pointer to one of the contract's types,
 // and fails with ErrWrongKind when b holds another kind.
 func (c *Codec) DecodeInto(b []byte, v any) error {
-	r, k, err := c.lookup(b)
+	r, h, err := c.lookup(b)
 	if err != nil {
 		return err
 	}
-	if want := kindOf(v); want != k {
-		return &DecodeError{Kind: k, Fingerprint: [8]byte(b[2:10]), Err: fmt.Errorf("%w: want %s, have %s", ErrWrongKind, want, k)}
+	if want := kindOf(v); want != h.kind {
+		return h.err(fmt.Errorf("%w: want %s, have %s", ErrWrongKind, want, h.kind))
 	}
-	return c.decodeBody(r, b, v)
+	return c.decodeBody(r, h, b, v)
 }
 
-func (c *Codec) decodeBody(r reader, b []byte, v any) error {
-	rest, err := r.schema.Decode(b[10:], v)
+func (c *Codec) decodeBody(r reader, h header, b []byte, v any) error {
+	rest, err := r.schema.Decode(b[h.body:], v)
 	if err == nil && len(rest) != 0 {
 		err = fmt.Errorf("%d trailing bytes", len(rest))
 	}
 	if err != nil {
-		return &DecodeError{Kind: r.kind, Fingerprint: [8]byte(b[2:10]), Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
+		return h.err(fmt.Errorf("%w: %w", ErrMalformed, err))
 	}
 	return nil
 }

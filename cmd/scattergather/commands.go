@@ -118,8 +118,12 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, "run", err)
 	}
+	codec, _, err := codecFor(ctx, t, fl, false)
+	if err != nil {
+		return fail(e, "run", err)
+	}
 	m := metrics.New()
-	opts := []kafka.RoleOpt{kafka.WithLogger(log), kafka.WithHooks(m)}
+	opts := []kafka.RoleOpt{kafka.WithLogger(log), kafka.WithHooks(m), kafka.WithCodec(codec)}
 	if *instance != "" {
 		opts = append(opts, kafka.WithInstance(*instance))
 	}
@@ -248,6 +252,15 @@ func cmdTopics(ctx context.Context, e *env, args []string) int {
 			code = exitFail
 		}
 	}
+	if t.Kafka.SchemaRegistry != nil {
+		c, subjects, err := codecFor(ctx, t, fl, true)
+		if err != nil {
+			return fail(e, "topics", err)
+		}
+		for _, sk := range subjects {
+			fmt.Fprintf(e.stdout, "%-40s schema %s, id %d\n", sk.Subject, sk.Kind, c.SchemaID(sk.Kind))
+		}
+	}
 	return code
 }
 
@@ -281,7 +294,11 @@ func cmdSend(ctx context.Context, e *env, args []string) int {
 	if t.Flow(*flowName) == nil {
 		return fail(e, "send", fmt.Errorf("no flow %q in %s", *flowName, f.topology))
 	}
-	s, err := admin.NewSender(t)
+	codec, _, err := codecFor(ctx, t, []*topology.Flow{t.Flow(*flowName)}, false)
+	if err != nil {
+		return fail(e, "send", err)
+	}
+	s, err := admin.NewSender(t, kafka.WithCodec(codec))
 	if err != nil {
 		return fail(e, "send", err)
 	}
@@ -431,6 +448,10 @@ func cmdTail(ctx context.Context, e *env, args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
+	codec, _, err := codecFor(ctx, t, []*topology.Flow{fl}, false)
+	if err != nil {
+		return fail(e, "tail", err)
+	}
 	r, err := admin.NewReader(t, fl.Topics.Aggregated, *from == "start")
 	if err != nil {
 		return fail(e, "tail", err)
@@ -448,7 +469,7 @@ func cmdTail(ctx context.Context, e *env, args []string) int {
 		}
 		for _, rec := range recs {
 			var a schemas.Aggregate
-			if err := schemas.DecodeInto(rec.Value, &a); err != nil {
+			if err := codec.DecodeInto(rec.Value, &a); err != nil {
 				fmt.Fprintf(e.stderr, "scattergather tail: offset %d/%d: %v\n", rec.Partition, rec.Offset, err)
 				continue
 			}

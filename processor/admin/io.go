@@ -19,13 +19,14 @@ type Sender struct {
 	cl    *kgo.Client
 }
 
-// NewSender returns a sender. Close it when done.
+// NewSender returns a sender, which encodes with the codec of opts
+// (kafka.WithCodec). Close it when done.
 func NewSender(t *topology.Topology, opts ...kafka.Opt) (*Sender, error) {
 	cl, err := kgo.NewClient(kafka.ClientOptions(t, "send", opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("admin: sender client: %w", err)
 	}
-	return &Sender{topo: t, codec: schemas.Default, cl: cl}, nil
+	return &Sender{topo: t, codec: kafka.CodecOf(opts...), cl: cl}, nil
 }
 
 // Send writes req to its flow's request topic; done is called once the

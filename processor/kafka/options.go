@@ -83,6 +83,15 @@ func WithClientOptions(opts ...kgo.Opt) Opt {
 	return opt(func(o *options) { o.clientOpts = append(o.clientOpts, opts...) })
 }
 
+// WithCodec sets the Avro codec the roles encode and decode with: its
+// framing (single-object or a schema registry's) and the writer schemas it
+// resolves. Default: schemas.Default.
+func WithCodec(c *schemas.Codec) Opt { return opt(func(o *options) { o.codec = c }) }
+
+// CodecOf returns the codec that opts set (WithCodec), for tools that
+// encode as the roles do.
+func CodecOf(opts ...Opt) *schemas.Codec { return commonOptions(opts).codec }
+
 // WithHooks adds observers of the roles (see Hook). Default: none.
 func WithHooks(hs ...Hook) Opt {
 	return opt(func(o *options) { o.hooks = append(o.hooks, hs...) })

@@ -47,6 +47,13 @@ type Kafka struct {
 	// TLS encrypts every connection and, with a client certificate,
 	// authenticates the client (mutual TLS). Default: plaintext.
 	TLS *TLS `yaml:"tls"`
+	// Encoding of the records the roles write: single-object (default) or
+	// registry (the schema registry's framing; needs schema_registry).
+	// Either way the roles read both framings once schema_registry is set.
+	Encoding string `yaml:"encoding"`
+	// SchemaRegistry is the schema registry of the Avro schemas (see
+	// registry.go). Default: none.
+	SchemaRegistry *SchemaRegistry `yaml:"schema_registry"`
 }
 
 // SASL mechanisms.

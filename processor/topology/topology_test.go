@@ -111,6 +111,9 @@ func TestFullFile(t *testing.T) {
 			SASL:               &topology.SASL{Mechanism: "SCRAM-SHA-512", Username: "sg-user", Password: "kafka-pw-very-secret"},
 			TLS: &topology.TLS{Enabled: boolp(true), CAFile: "testdata/tls/ca.pem", CertFile: "testdata/tls/client.pem",
 				KeyFile: "testdata/tls/client-key.pem", ServerName: "kafka.internal", InsecureSkipVerify: true},
+			Encoding: topology.EncodingRegistry,
+			SchemaRegistry: &topology.SchemaRegistry{URL: "https://registry.internal:8081", Username: "sg-registry",
+				Password: "tok-very-secret-value", SubjectStrategy: topology.SubjectTopicRecord, Timeout: d("3s")},
 		},
 		Flows: []*topology.Flow{{
 			Name:        "flights",
@@ -283,7 +286,8 @@ flows:
 `)
 	k := topo.Kafka
 	if !reflect.DeepEqual(k, topology.Kafka{Brokers: []string{"127.0.0.1:9092"}, ClientID: "scattergather", GroupPrefix: "scattergather", ReplicationFactor: 1,
-		SessionTimeout: topology.Duration{D: topology.DefaultSessionTimeout}, TransactionTimeout: topology.Duration{D: topology.DefaultTransactionTimeout}}) {
+		SessionTimeout: topology.Duration{D: topology.DefaultSessionTimeout}, TransactionTimeout: topology.Duration{D: topology.DefaultTransactionTimeout},
+		Encoding: topology.EncodingSingleObject}) {
 		t.Errorf("kafka defaults %+v", k)
 	}
 	f := topo.Flows[0]

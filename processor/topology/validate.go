@@ -56,6 +56,7 @@ func (t *Topology) setDefaults() {
 	}
 	orDefault(&k.SessionTimeout.D, DefaultSessionTimeout)
 	orDefault(&k.TransactionTimeout.D, DefaultTransactionTimeout)
+	k.setRegistryDefaults()
 	for _, f := range t.Flows {
 		if f != nil {
 			f.setDefaults()
@@ -182,6 +183,7 @@ func (t *Topology) validate(lines map[string]pos) error {
 	}
 	t.Kafka.SASL.validate(ps, "kafka.sasl")
 	t.Kafka.TLS.validate(ps, "kafka.tls")
+	t.Kafka.validateRegistry(ps)
 	if len(t.Flows) == 0 {
 		ps.add("flows", "at least one flow is required")
 	}
