@@ -90,6 +90,7 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	stateDir := f.String("state-dir", "state", "directory of the gather's Pebble state")
 	instance := f.String("instance-id", "", "stable identity of this instance: transactional ids and static group membership (default: host name)")
 	targets := f.String("targets", "", "comma-separated targets a worker serves (default: every target with an http section)")
+	allowLost := f.Bool("allow-lost-requests", false, "gather: when retention deleted the records a rebuild needs, rebuild from the log start and give up the requests opened before it (default: refuse, saying what would be lost)")
 	httpAddr := f.String("http-addr", defaultHTTPAddr, "address of /metrics, /healthz and /readyz: loopback by default (taken: an ephemeral port); 0.0.0.0:8080 for Prometheus and probes from other hosts (empty: none)")
 	if code, ok := f.parse(args); !ok {
 		return code
@@ -124,6 +125,9 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	}
 	m := metrics.New()
 	opts := []kafka.RoleOpt{kafka.WithLogger(log), kafka.WithHooks(m), kafka.WithCodec(codec)}
+	if *allowLost {
+		opts = append(opts, kafka.WithLostRequestsAllowed())
+	}
 	if *instance != "" {
 		opts = append(opts, kafka.WithInstance(*instance))
 	}

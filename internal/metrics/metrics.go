@@ -42,6 +42,7 @@ type Metrics struct {
 	ticks         *prometheus.CounterVec
 	roleRestarted *prometheus.CounterVec
 	deadlineLate  *prometheus.HistogramVec
+	rebuildLost   *prometheus.CounterVec
 	breaker       *prometheus.CounterVec
 	circuitOpen   *prometheus.GaugeVec
 }
@@ -87,6 +88,7 @@ func New() *Metrics {
 		ticks:        f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
 		deadlineLate: h("deadline_lateness_seconds", "How far stream time had passed a request's deadline when the deadline ended it (outcomes timeout and deadline): ticks written late or a quiet partition.",
 			[]float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}, "flow"),
+		rebuildLost:   f("state_rebuild_lost_offsets_total", "Offsets of the results topic a rebuild skipped because retention had deleted them (run --allow-lost-requests): the requests opened there are given up.", "flow"),
 		breaker:       f("circuit_breaker_events_total", "Events of a target's circuit breaker: opened, closed, and rejected (a call refused without calling the provider).", "flow", "target", "event"),
 		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
@@ -112,6 +114,7 @@ var (
 	_ kafka.HookLate             = (*Metrics)(nil)
 	_ kafka.HookTick             = (*Metrics)(nil)
 	_ kafka.HookRebuild          = (*Metrics)(nil)
+	_ kafka.HookRebuildLost      = (*Metrics)(nil)
 	_ kafka.HookResultFolded     = (*Metrics)(nil)
 	_ kafka.HookDuplicateResult  = (*Metrics)(nil)
 )
@@ -175,6 +178,11 @@ func (m *Metrics) OnRebuilt(flow string, records int) {
 // OnRebuilding adds delta to the partitions being rebuilt.
 func (m *Metrics) OnRebuilding(flow string, delta int) {
 	m.rebuilding.WithLabelValues(flow).Add(float64(delta))
+}
+
+// OnRebuildLost counts the offsets a rebuild skipped.
+func (m *Metrics) OnRebuildLost(flow string, offsets int64) {
+	m.rebuildLost.WithLabelValues(flow).Add(float64(offsets))
 }
 
 // OnTransactionEnd counts an ended transaction.

@@ -544,12 +544,12 @@ func (p *Partition) aggregate(r *store.Request, answers []store.Answer, dec Deci
 	return agg
 }
 
-// SkipTo moves the working offset forward to off when it is behind: for
-// offsets of the log that hold nothing to fold (control records).
-func (p *Partition) SkipTo(off int64) error {
+// SkipTo moves the working offset forward to off when it is behind: over
+// offsets without records to fold (transaction markers, records that are
+// gone).
+func (p *Partition) SkipTo(off int64) {
 	if off > p.next {
 		p.txn()
 		p.next = off
 	}
-	return nil
 }

@@ -20,22 +20,24 @@ type CommitMeta struct {
 	// OldestStreamTime is the stream time once the manifest at Oldest was
 	// folded: a rebuild from Oldest starts with it (store.Position).
 	OldestStreamTime int64
+	// Open is the number of open requests at the committed offset.
+	Open int64
 }
 
 const metaPrefix = "sg"
 
 // String encodes m as "sg<version>;e=<epoch>;o=<oldest>;t=<stream
-// time>;s=<oldest stream time>".
+// time>;s=<oldest stream time>;n=<open>".
 func (m CommitMeta) String() string {
-	return fmt.Sprintf("%s%d;e=%s;o=%d;t=%d;s=%d", metaPrefix, m.Version, m.Epoch, m.Oldest, m.StreamTime, m.OldestStreamTime)
+	return fmt.Sprintf("%s%d;e=%s;o=%d;t=%d;s=%d;n=%d", metaPrefix, m.Version, m.Epoch, m.Oldest, m.StreamTime, m.OldestStreamTime, m.Open)
 }
 
 // ParseCommitMeta decodes metadata written by String (or by a gather of
-// format version 2, which wrote no s field); ok is false for metadata of
+// format version 2, which wrote neither s nor n); ok is false for metadata of
 // another writer.
 func ParseCommitMeta(s string) (m CommitMeta, ok bool) {
 	fields := strings.Split(s, ";")
-	if len(fields) < 4 || len(fields) > 5 || !strings.HasPrefix(fields[0], metaPrefix) {
+	if len(fields) < 4 || len(fields) > 6 || !strings.HasPrefix(fields[0], metaPrefix) {
 		return m, false
 	}
 	v, err := strconv.Atoi(strings.TrimPrefix(fields[0], metaPrefix))
@@ -63,6 +65,10 @@ func ParseCommitMeta(s string) (m CommitMeta, ok bool) {
 			if m.OldestStreamTime, err = strconv.ParseInt(val, 10, 64); err != nil {
 				return m, false
 			}
+		case "n":
+			if m.Open, err = strconv.ParseInt(val, 10, 64); err != nil {
+				return m, false
+			}
 		default:
 			return m, false
 		}
@@ -73,7 +79,7 @@ func ParseCommitMeta(s string) (m CommitMeta, ok bool) {
 // MetaOf returns the metadata that commits a partition's state standing at
 // pos (the fold's Pending position) with the offset pos.Next.
 func MetaOf(pos store.Position) CommitMeta {
-	return CommitMeta{Version: store.FormatVersion, Epoch: pos.Epoch, Oldest: pos.Oldest, StreamTime: pos.StreamTime, OldestStreamTime: pos.OldestStreamTime}
+	return CommitMeta{Version: store.FormatVersion, Epoch: pos.Epoch, Oldest: pos.Oldest, StreamTime: pos.StreamTime, OldestStreamTime: pos.OldestStreamTime, Open: pos.Open}
 }
 
 // ReplayMeta returns the metadata of an offset that a replay of the gather

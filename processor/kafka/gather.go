@@ -36,6 +36,7 @@ type Gather struct {
 	gf    *gather.Flow
 	db    *store.DB
 	parts map[int32]*gatherPart
+	owned map[int32]bool // partitions assigned and not revoked since
 
 	mu     sync.Mutex
 	events []partEvent // assignments and revocations, in order
@@ -82,7 +83,7 @@ func NewGather(t *topology.Topology, flow *topology.Flow, stateDir string, opts 
 		return nil, err
 	}
 	g := &Gather{topo: t, flow: flow, o: o, stateDir: stateDir, gf: gf,
-		group: t.Group(flow, RoleGather), parts: map[int32]*gatherPart{}, log: o.logger.With("role", RoleGather, "flow", flow.Name)}
+		group: t.Group(flow, RoleGather), parts: map[int32]*gatherPart{}, owned: map[int32]bool{}, log: o.logger.With("role", RoleGather, "flow", flow.Name)}
 	g.readiness = newReadiness(1, g.log)
 	return g, nil
 }
@@ -115,6 +116,7 @@ func (g *Gather) Run(ctx context.Context) error {
 	defer db.Close()
 	// A restarted Run starts from the committed offsets: no fold survives.
 	g.parts = map[int32]*gatherPart{}
+	g.owned = map[int32]bool{}
 	g.lag = lag{}
 	g.mu.Lock()
 	g.events = nil
@@ -180,15 +182,11 @@ func (g *Gather) Run(ctx context.Context) error {
 		lag := g.lag.observe(fetches, func(p int32) bool { return g.parts[p] != nil })
 		g.lagTotal.Store(lag)
 		each(g.o.hooks, func(h HookLag) { h.OnLag(f.Name, RoleGather, lag) })
-		for p := range busy {
-			if g.parts[p] == nil {
-				if err := g.prepare(ctx, adm, p); err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return err
-				}
+		if err := g.prepareBusy(ctx, adm, busy); err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
+			return err
 		}
 		if len(busy) > 0 {
 			if err := g.transact(ctx, sess, fetches); err != nil {
@@ -239,7 +237,10 @@ func (g *Gather) tick(ticker *kgo.Client, busy map[int32]bool) {
 }
 
 // handleEvents applies the assignments and revocations the group made
-// since the last poll, in order.
+// since the last poll, in order. An assignment always prepares the
+// partition afresh from the committed position, even when this instance
+// still has a fold of it (a revocation it did not see): that fold may
+// stand at an old position.
 func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) error {
 	g.mu.Lock()
 	events := g.events
@@ -247,16 +248,32 @@ func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) error {
 	g.mu.Unlock()
 	for _, ev := range events {
 		for _, p := range ev.partitions {
-			gp := g.parts[p]
-			switch {
-			case ev.assigned && gp == nil:
-				if err := g.prepare(ctx, adm, p); err != nil {
-					return err
-				}
-			case !ev.assigned && gp != nil:
+			if gp := g.parts[p]; gp != nil {
 				gp.fold.Abort()
 				delete(g.parts, p)
+			}
+			if !ev.assigned {
+				delete(g.owned, p)
 				g.log.Info("partition revoked", "partition", p)
+				continue
+			}
+			g.owned[p] = true
+			if err := g.prepare(ctx, adm, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// prepareBusy prepares the partitions that have records in a poll but no
+// fold yet, if this instance still owns them: the records of a partition
+// revoked since the poll are left to its new owner.
+func (g *Gather) prepareBusy(ctx context.Context, adm *kadm.Client, busy map[int32]bool) error {
+	for p := range busy {
+		if g.parts[p] == nil && g.owned[p] {
+			if err := g.prepare(ctx, adm, p); err != nil {
+				return err
 			}
 		}
 	}
@@ -299,7 +316,8 @@ func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
 	}
 	fold := g.gf.NewPartition(p, st, plan.Start)
 	if committed >= 0 && fold.Next() < committed {
-		if err := g.refold(ctx, fold, p, committed, log); err != nil {
+		m, _ := gather.ParseCommitMeta(meta)
+		if err := g.refold(ctx, adm, fold, p, committed, m.Open, log); err != nil {
 			return err
 		}
 	}
@@ -314,6 +332,9 @@ func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
 func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32) (int64, string, error) {
 	for attempt := 0; ; attempt++ {
 		resps, err := adm.FetchOffsets(kadm.RequireStable(ctx), g.group)
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return -1, "", nil // a group that never committed
+		}
 		if err == nil {
 			r, ok := resps.Lookup(g.flow.Topics.Results, p)
 			switch {
@@ -337,8 +358,12 @@ func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32)
 
 // refold reads partition p from the fold's position up to committed with
 // a separate consumer and folds it silently: everything it would emit was
-// emitted by the transactions that committed those offsets.
-func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, committed int64, log *slog.Logger) error {
+// emitted by the transactions that committed those offsets. It keeps
+// reading until the fold stands exactly at committed: control records
+// (transaction markers) are read too, so every offset below committed is
+// accounted for; fetch errors (a leader election, a broker restarting) are
+// waited out, logged, for at most gather.rebuild_timeout.
+func (g *Gather) refold(ctx context.Context, adm *kadm.Client, fold *gather.Partition, p int32, committed, open int64, log *slog.Logger) error {
 	start := time.Now()
 	from := fold.Next()
 	g.rebuilding.Add(1)
@@ -347,19 +372,32 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 		g.rebuilding.Add(-1)
 		each(g.o.hooks, func(h HookRebuild) { h.OnRebuilding(g.flow.Name, -1) })
 	}()
+	from, err := g.checkLogStart(ctx, adm, fold, p, committed, open, log)
+	if err != nil {
+		return err
+	}
 	cl, err := kgo.NewClient(append(baseOpts(g.topo, g.o, "gather-rebuild"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{g.flow.Topics.Results: {p: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 	)...)
 	if err != nil {
 		return errorf("rebuild client: %w", err)
 	}
 	defer cl.Close()
 	discard := func(gather.Output) {}
-	var n int64
-	lastLog := time.Now()
-	idle := 0
+	var (
+		n        int64
+		lastLog  = time.Now()
+		lastErr  error
+		deadline = start.Add(g.flow.Gather.RebuildTimeout.D)
+	)
 	for fold.Next() < committed {
+		if time.Now().After(deadline) {
+			fold.Abort()
+			return errorf("gather: partition %d: the rebuild did not reach the committed offset %d within gather.rebuild_timeout %s (at %d; last fetch error: %v)",
+				p, committed, g.flow.Gather.RebuildTimeout.D, fold.Next(), lastErr)
+		}
 		pollCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fs := cl.PollFetches(pollCtx)
 		cancel()
@@ -367,10 +405,20 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 			fold.Abort()
 			return ctx.Err()
 		}
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				lastErr = err
+			}
+		})
 		got := 0
 		var applyErr error
 		fs.EachRecord(func(r *kgo.Record) {
 			if applyErr != nil || r.Offset >= committed {
+				return
+			}
+			if r.Attrs.IsControl() {
+				// A transaction marker: its offset is accounted for.
+				fold.SkipTo(r.Offset + 1)
 				return
 			}
 			got++
@@ -382,28 +430,19 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 		}
 		n += int64(got)
 		each(g.o.hooks, func(h HookRebuild) { h.OnRebuilt(g.flow.Name, got) })
-		if got == 0 {
-			// Nothing more is readable below the committed offset (its last
-			// records were control records or are gone).
-			if idle++; idle >= 3 {
-				log.Warn("rebuild stopped short of the committed offset", "at", fold.Next(), "committed", committed)
-				break
-			}
-			continue
-		}
-		idle = 0
-		if n%20000 < int64(got) {
+		if got > 0 && n%20000 < int64(got) {
 			if err := fold.Commit(); err != nil {
 				return err
 			}
 		}
 		if time.Since(lastLog) > 5*time.Second {
-			log.Info("rebuilding state", "at", fold.Next(), "to", committed, "records", n)
-			lastLog = time.Now()
+			if lastErr != nil {
+				log.Warn("rebuilding state: waiting for the broker", "at", fold.Next(), "to", committed, "records", n, "err", lastErr)
+			} else {
+				log.Info("rebuilding state", "at", fold.Next(), "to", committed, "records", n)
+			}
+			lastLog, lastErr = time.Now(), nil
 		}
-	}
-	if err := fold.SkipTo(committed); err != nil {
-		return err
 	}
 	if err := fold.Commit(); err != nil {
 		return err
@@ -411,6 +450,53 @@ func (g *Gather) refold(ctx context.Context, fold *gather.Partition, p int32, co
 	g.count(func(s *GatherStats) { s.Rebuilt += n })
 	log.Info("state rebuilt", "from", from, "to", committed, "records", n, "open", fold.Position().Open, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// LogStartError is a rebuild that cannot start: the records from the
+// oldest needed manifest on were deleted (time or size retention,
+// DeleteRecords) before the state was rebuilt from them. Going on means
+// giving up the requests opened there: the gather refuses unless told to
+// (WithLostRequestsAllowed, run --allow-lost-requests).
+type LogStartError struct {
+	Topic     string
+	Partition int32
+	From      int64 // the oldest needed manifest
+	LogStart  int64 // the first offset the log still has
+	Open      int64 // open requests at the committed offset, the most that are lost
+}
+
+func (e *LogStartError) Error() string {
+	return fmt.Sprintf("gather: %s[%d]: the state must be rebuilt from offset %d, but the log starts at %d: offsets %d to %d were deleted (retention or DeleteRecords), and with them the manifests of up to %d open request(s), which cannot complete. "+
+		"To give them up and rebuild from offset %d, restart the gather with --allow-lost-requests (their late results go to the late topic); topics.results_retention (retention.ms) must cover the open requests",
+		e.Topic, e.Partition, e.From, e.LogStart, e.From, e.LogStart-1, e.Open, e.LogStart)
+}
+
+// checkLogStart returns where the rebuild of partition p reads from: the
+// fold's position, or, when the log no longer starts there and lost
+// requests are allowed, the log start (the loss logged and counted).
+func (g *Gather) checkLogStart(ctx context.Context, adm *kadm.Client, fold *gather.Partition, p int32, committed, open int64, log *slog.Logger) (int64, error) {
+	from := fold.Next()
+	topic := g.flow.Topics.Results
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return 0, errorf("rebuild: start offset of %s: %w", topic, err)
+	}
+	lo, ok := starts.Lookup(topic, p)
+	if !ok || lo.Offset <= from {
+		return from, nil
+	}
+	logStart := min(lo.Offset, committed)
+	lost := &LogStartError{Topic: topic, Partition: p, From: from, LogStart: logStart, Open: open}
+	if !g.o.allowLost {
+		return 0, &PermanentError{Err: lost}
+	}
+	log.Error("rebuild gives up lost requests", "from", from, "log_start", logStart, "lost_offsets", fmt.Sprintf("%d-%d", from, logStart-1), "open_at_most", lost.Open)
+	each(g.o.hooks, func(h HookRebuildLost) { h.OnRebuildLost(g.flow.Name, logStart-from) })
+	fold.SkipTo(logStart)
+	return logStart, nil
 }
 
 // CaughtUpLag is the lag (records over the owned partitions) under which a

@@ -111,6 +111,12 @@ type (
 		OnRebuilt(flow string, records int)
 		OnRebuilding(flow string, delta int)
 	}
+	// HookRebuildLost is told the offsets a rebuild skipped because the
+	// log no longer had them (see LogStartError), when lost requests are
+	// allowed.
+	HookRebuildLost interface {
+		OnRebuildLost(flow string, offsets int64)
+	}
 	// HookResultFolded is told each result the fold counted for an open
 	// request.
 	HookResultFolded interface {

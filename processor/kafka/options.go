@@ -31,7 +31,10 @@ type (
 		applyWorker(*workerOptions)
 	}
 	// GatherOpt configures a gather. Every Opt is one.
-	GatherOpt interface{ applyGather(*options) }
+	GatherOpt interface {
+		RoleOpt
+		applyGather(*options)
+	}
 	// RoleOpt configures the roles Roles builds: an Opt applies to each,
 	// a WorkerOpt to its workers.
 	RoleOpt interface{ roleOpt() }
@@ -45,6 +48,7 @@ type options struct {
 	clientOpts []kgo.Opt
 	now        func() time.Time
 	hooks      hooks
+	allowLost  bool // gather: rebuild from the log start when it is past the oldest needed manifest
 }
 
 // workerOptions are a worker's.
@@ -60,6 +64,11 @@ func (f opt) applyScatter(o *options)      { f(o) }
 func (f opt) applyGather(o *options)       { f(o) }
 func (f opt) applyWorker(o *workerOptions) { f(&o.options) }
 func (opt) roleOpt()                       {}
+
+type gatherOpt func(*options)
+
+func (f gatherOpt) applyGather(o *options) { f(o) }
+func (gatherOpt) roleOpt()                 {}
 
 type workerOpt func(*workerOptions)
 
@@ -96,6 +105,12 @@ func CodecOf(opts ...Opt) *schemas.Codec { return commonOptions(opts).codec }
 func WithHooks(hs ...Hook) Opt {
 	return opt(func(o *options) { o.hooks = append(o.hooks, hs...) })
 }
+
+// WithLostRequestsAllowed lets the gather rebuild a partition whose log no
+// longer starts at the oldest needed manifest (see LogStartError) from the
+// log start, giving up the requests opened before it. Default: it refuses,
+// and the role stops.
+func WithLostRequestsAllowed() GatherOpt { return gatherOpt(func(o *options) { o.allowLost = true }) }
 
 // WithHandler makes the worker serve target with h instead of the built-in
 // HTTP caller.

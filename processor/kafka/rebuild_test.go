@@ -2,6 +2,9 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +12,8 @@ import (
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestIntegrationGatherRestart stops the gather while requests are open
@@ -107,5 +112,86 @@ gather: {tick_interval: 100ms}
 	}
 	if g2.Stats().Ticks == 0 {
 		t.Error("no tick written, yet the deadlines fired")
+	}
+}
+
+// TestIntegrationRebuildBelowLogStart: when the records a rebuild needs
+// were deleted (retention, DeleteRecords), the gather refuses to go on and
+// says what would be lost; told to, it rebuilds from the log start and the
+// answers of the lost requests go to the late topic.
+func TestIntegrationRebuildBelowLogStart(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 60s
+partitions: 1
+targets: [{name: a}, {name: b}]
+consolidate: {type: min, field: price}
+`)
+	processortest.CreateTopics(t, topo, f)
+	release := make(chan struct{})
+	gate := worker.HandlerFunc(func(ctx context.Context, task *schemas.Task) ([]byte, error) {
+		select {
+		case <-release:
+			return []byte(`{"price": 50}`), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", gate))
+	g1, stop1 := startGather("g", t.TempDir())
+	const n = 4
+	processortest.Send(t, topo, requests(f.Name, n)...)
+	processortest.Eventually(t, time.Minute, "open requests committed", func() bool { return g1.Stats().Open == n })
+	stop1()
+
+	// Retention deletes the manifests of the open requests.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, f.Topics.Results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := kadm.Offsets{}
+	ends.Each(func(lo kadm.ListedOffset) {
+		to.Add(kadm.Offset{Topic: lo.Topic, Partition: lo.Partition, At: lo.Offset, LeaderEpoch: -1})
+	})
+	if resp, err := adm.DeleteRecords(ctx, to); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+
+	g2, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g2.Run(ctx)
+	var lse *kafka.LogStartError
+	if !errors.As(err, &lse) || !kafka.IsPermanent(err) || lse.Open != n || lse.LogStart <= lse.From {
+		t.Fatalf("rebuild below the log start: %v; want a permanent *LogStartError naming %d open requests", err, n)
+	}
+	for _, want := range []string{"--allow-lost-requests", "were deleted", fmt.Sprintf("up to %d open request(s)", n)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+
+	// Told to, a gather rebuilds from the log start; b's answers, once
+	// released, are late: their requests were given up.
+	g3, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"), kafka.WithLostRequestsAllowed())
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, g3)
+	close(release)
+	late := processortest.Records(t, topo, f.Topics.Late, n, time.Minute)
+	for _, r := range late {
+		if k := kafka.Header(r, schemas.HeaderReasonKind); k != schemas.KindUnknownRequest {
+			t.Errorf("late record of kind %q, want %s", k, schemas.KindUnknownRequest)
+		}
 	}
 }

@@ -33,19 +33,24 @@ type Runner interface {
 // Roles builds the runners of role ("scatter", "worker", "gather" or
 // "all") for each flow. With "all", a flow's worker runs only if some of
 // its targets can be served (an http section or a Go handler). Each Opt
-// applies to every role, each WorkerOpt to the workers.
+// applies to every role, each WorkerOpt to the workers, each GatherOpt to
+// the gathers.
 func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, opts ...RoleOpt) ([]Runner, error) {
 	var (
 		common []Opt
 		wopts  []WorkerOpt
+		gopts  []GatherOpt
 	)
 	for _, o := range opts {
 		switch o := o.(type) {
 		case Opt:
 			common = append(common, o)
 			wopts = append(wopts, o)
+			gopts = append(gopts, o)
 		case WorkerOpt:
 			wopts = append(wopts, o)
+		case GatherOpt:
+			gopts = append(gopts, o)
 		}
 	}
 	var out []Runner
@@ -63,7 +68,7 @@ func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, 
 			}
 		}
 		if role == RoleGather || role == RoleAll {
-			g, err := NewGather(t, f, stateDir, asGather(common)...)
+			g, err := NewGather(t, f, stateDir, gopts...)
 			if err != nil {
 				return nil, err
 			}
@@ -78,14 +83,6 @@ func Roles(t *topology.Topology, flows []*topology.Flow, role, stateDir string, 
 
 func asScatter(opts []Opt) []ScatterOpt {
 	out := make([]ScatterOpt, len(opts))
-	for i, o := range opts {
-		out[i] = o
-	}
-	return out
-}
-
-func asGather(opts []Opt) []GatherOpt {
-	out := make([]GatherOpt, len(opts))
 	for i, o := range opts {
 		out[i] = o
 	}

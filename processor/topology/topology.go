@@ -307,6 +307,11 @@ type GatherOpts struct {
 	// remembered so that a second manifest or a late result for it is
 	// recognised. Default: twice the timeout, at least one minute.
 	ClosedRetention Duration `yaml:"closed_retention"`
+	// RebuildTimeout bounds how long a gather may take to rebuild (or
+	// re-fold) a partition's state up to the committed offset; past it the
+	// role fails, and is restarted, with what the rebuild was waiting for.
+	// Default 10m.
+	RebuildTimeout Duration `yaml:"rebuild_timeout"`
 }
 
 // WorkerOpts tunes the workers.

@@ -143,7 +143,7 @@ func TestFullFile(t *testing.T) {
 			Strategy:    topology.Strategy{Type: "quorum", Quorum: topology.Quorum{Majority: true}, MaxFailures: intp(1)},
 			Consolidate: topology.Consolidate{Type: "merge", Path: "offers", Key: "id", Sort: "price", Order: "asc", Top: 5},
 			Limits:      topology.Limits{MaxPayloadBytes: 2 << 20, MaxOpenRequests: 5000, MaxAggregateBytes: 800_000},
-			Gather:      topology.GatherOpts{TickInterval: d("50ms"), ClosedRetention: d("10m")},
+			Gather:      topology.GatherOpts{TickInterval: d("50ms"), ClosedRetention: d("10m"), RebuildTimeout: d("20m")},
 			Worker:      topology.WorkerOpts{MaxInFlight: 128, MaxInFlightPerTarget: 32, DeadlineGrace: d("250ms")},
 		}, {
 			Name: "summarize",
@@ -159,7 +159,7 @@ func TestFullFile(t *testing.T) {
 			Consolidate: topology.Consolidate{Type: "vote", Field: "summary.label"},
 			Limits: topology.Limits{MaxPayloadBytes: topology.DefaultMaxPayloadBytes, MaxOpenRequests: topology.DefaultMaxOpenRequests,
 				MaxAggregateBytes: topology.DefaultMaxAggregateBytes},
-			Gather: topology.GatherOpts{TickInterval: d("200ms"), ClosedRetention: d("90s")},
+			Gather: topology.GatherOpts{TickInterval: d("200ms"), ClosedRetention: d("90s"), RebuildTimeout: d("10m")},
 			Worker: topology.WorkerOpts{MaxInFlight: 256, MaxInFlightPerTarget: 64, DeadlineGrace: d("1s")},
 		}},
 	}

@@ -29,6 +29,7 @@ const (
 	DefaultMaxOpenRequests      = 1_000_000
 	DefaultMaxAggregateBytes    = 900 << 10
 	DefaultTickInterval         = 200 * time.Millisecond
+	DefaultRebuildTimeout       = 10 * time.Minute
 	DefaultResultsRetention     = 7 * 24 * time.Hour
 	DefaultMaxInFlight          = 256
 	DefaultMaxInFlightPerTarget = 64
@@ -91,6 +92,7 @@ func (f *Flow) setDefaults() {
 	orDefault(&f.Limits.MaxOpenRequests, DefaultMaxOpenRequests)
 	orDefault(&f.Limits.MaxAggregateBytes, DefaultMaxAggregateBytes)
 	orDefault(&f.Gather.TickInterval.D, DefaultTickInterval)
+	orDefault(&f.Gather.RebuildTimeout.D, DefaultRebuildTimeout)
 	orDefault(&f.Gather.ClosedRetention.D, max(2*f.Timeout.D, time.Minute))
 	orDefault(&f.Worker.MaxInFlight, DefaultMaxInFlight)
 	orDefault(&f.Worker.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget)
@@ -293,6 +295,9 @@ func (f *Flow) validate(ps *problems, path string) {
 	}
 	if f.Gather.ClosedRetention.D < 0 {
 		ps.add(path+".gather.closed_retention", "must not be negative")
+	}
+	if f.Gather.RebuildTimeout.D < time.Second {
+		ps.add(path+".gather.rebuild_timeout", "must be at least 1s")
 	}
 	if f.Worker.MaxInFlight < 1 {
 		ps.add(path+".worker.max_in_flight", "must be at least 1")
