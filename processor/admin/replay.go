@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/processor/gather"
@@ -133,6 +134,7 @@ func PlanReplay(ctx context.Context, t *topology.Topology, f *topology.Flow, sta
 	if err := targets.Error(); err != nil {
 		return nil, fmt.Errorf("admin: replay: %w", err)
 	}
+	// What is committed now (Apply waits for pending transactions).
 	committed, err := adm.FetchOffsets(ctx, p.Group)
 	if err != nil {
 		return nil, fmt.Errorf("admin: replay: committed offsets of %s: %w", p.Group, err)
@@ -160,6 +162,14 @@ func PlanReplay(ctx context.Context, t *topology.Topology, f *topology.Flow, sta
 		}
 	}
 	return p, nil
+}
+
+func (p *ReplayPlan) partitions() []int32 {
+	var out []int32
+	for _, rp := range p.Partitions {
+		out = append(out, rp.Partition)
+	}
+	return out
 }
 
 // String shows the plan.
@@ -237,6 +247,12 @@ func (p *ReplayPlan) Apply(ctx context.Context, opts ...ApplyOption) error {
 		}
 		return le
 	}
+	// A transaction of a stopped instance may still hold offsets of the
+	// group (killed after its TxnOffsetCommit, or in prepare-commit): they
+	// would land after the reset and undo it. Wait until none is pending.
+	if err := waitStable(ctx, cl, p.Group, p.Topic, p.partitions()); err != nil {
+		return err
+	}
 	os := make(kadm.Offsets)
 	for _, rp := range p.Partitions {
 		meta := fmt.Sprintf("replayed to %s (%s)", p.To, p.Epoch)
@@ -252,5 +268,37 @@ func (p *ReplayPlan) Apply(ctx context.Context, opts ...ApplyOption) error {
 	if err := resp.Error(); err != nil {
 		return fmt.Errorf("admin: replay: commit offsets: %w", err)
 	}
+	// Read them back, stable: what a restarted stage will start from.
+	got, err := adm.FetchOffsets(kadm.RequireStable(ctx), p.Group)
+	if err == nil {
+		err = got.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("admin: replay: read back the offsets of %s: %w", p.Group, err)
+	}
+	for _, rp := range p.Partitions {
+		if r, ok := got.Lookup(p.Topic, rp.Partition); !ok || r.At != rp.To {
+			return fmt.Errorf("admin: replay: %s[%d] stands at %d after the reset to %d: another writer committed offsets of %s meanwhile; stop it and replay again", p.Topic, rp.Partition, r.At, rp.To, p.Group)
+		}
+	}
 	return nil
+}
+
+// waitStable waits until no transaction holds pending offsets of the
+// group for the plan's partitions, until ctx ends.
+func waitStable(ctx context.Context, cl *kgo.Client, group, topic string, partitions []int32) error {
+	for {
+		_, err := kafka.FetchStableOffsets(ctx, cl, group, topic, partitions)
+		if err == nil || errors.Is(err, kerr.GroupIDNotFound) {
+			return nil
+		}
+		if !errors.Is(err, kerr.UnstableOffsetCommit) && !kerr.IsRetriable(err) {
+			return fmt.Errorf("admin: replay: offsets of %s: %w", group, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("admin: replay: a transaction still holds offsets of %s (%v): wait for it to end (kafka.transaction_timeout) and replay again: %w", group, err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

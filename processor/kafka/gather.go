@@ -37,6 +37,7 @@ type Gather struct {
 	db    *store.DB
 	parts map[int32]*gatherPart
 	owned map[int32]bool // partitions assigned and not revoked since
+	cl    *kgo.Client    // the session's client, while Run runs
 
 	mu     sync.Mutex
 	events []partEvent // assignments and revocations, in order
@@ -149,7 +150,8 @@ func (g *Gather) Run(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
-	adm := kadm.NewClient(sess.Client())
+	g.cl = sess.Client()
+	adm := kadm.NewClient(g.cl)
 	if err := checkTopics(ctx, adm, f); err != nil {
 		return err
 	}
@@ -330,20 +332,17 @@ func (g *Gather) prepare(ctx context.Context, adm *kadm.Client, p int32) error {
 // committedOffset fetches the group's committed offset and metadata of
 // partition p, waiting out pending transactional commits.
 func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32) (int64, string, error) {
+	_ = adm
 	for attempt := 0; ; attempt++ {
-		resps, err := adm.FetchOffsets(kadm.RequireStable(ctx), g.group)
+		offs, err := FetchStableOffsets(ctx, g.cl, g.group, g.flow.Topics.Results, []int32{p})
 		if errors.Is(err, kerr.GroupIDNotFound) {
 			return -1, "", nil // a group that never committed
 		}
 		if err == nil {
-			r, ok := resps.Lookup(g.flow.Topics.Results, p)
-			switch {
-			case !ok:
-				return -1, "", nil
-			case r.Err == nil:
-				return r.At, r.Metadata, nil
+			if c, ok := offs[p]; ok {
+				return c.At, c.Metadata, nil
 			}
-			err = r.Err
+			return -1, "", nil
 		}
 		if !errors.Is(err, kerr.UnstableOffsetCommit) && !kerr.IsRetriable(err) || attempt >= 300 {
 			return 0, "", errorf("fetch committed offset of partition %d: %w", p, err)

@@ -46,6 +46,7 @@ func TestAssignmentsRecheckTheCommittedPosition(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	g.cl = cl
 	ctx := context.Background()
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, f.Topics.Results); err != nil {
 		t.Fatal(err)

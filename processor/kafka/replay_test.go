@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,11 @@ import (
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // mixed answers some requests, fails some and hangs on others, so that a
@@ -125,4 +131,106 @@ worker: {deadline_grace: 300ms}
 			t.Errorf("%s replayed %d times, want once", id, c)
 		}
 	}
+}
+
+// TestIntegrationReplayWaitsForPendingTransactions: a stopped instance's
+// transaction that already sent its offsets would land after a replay's
+// reset and undo it; the replay waits until no such offsets are pending.
+func TestIntegrationReplayWaitsForPendingTransactions(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 2s
+partitions: 1
+targets: [{name: a}]
+`)
+	processortest.CreateTopics(t, topo, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	group := topo.Group(f, kafka.RoleGather)
+
+	// A transaction that commits offset 7 of the results topic for the
+	// gather's group, left open as by an instance killed after sending it.
+	txnID := processortest.Unique("killed")
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(topo, "test"),
+		kgo.TransactionalID(txnID), kgo.TransactionTimeout(time.Minute), kgo.MaxVersions(txnOffsetCommitV4()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: f.Topics.Aggregated, Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, id, epoch, group
+	if resp, err := add.RequestWith(ctx, cl); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("add offsets to transaction: %v (code %d)", err, resp.ErrorCode)
+	}
+	commit := kmsg.NewPtrTxnOffsetCommitRequest()
+	commit.TransactionalID, commit.Group, commit.ProducerID, commit.ProducerEpoch, commit.Generation = txnID, group, id, epoch, -1
+	ct := kmsg.NewTxnOffsetCommitRequestTopic()
+	ct.Topic = f.Topics.Results
+	cp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	cp.Partition, cp.Offset = 0, 7
+	ct.Partitions = append(ct.Partitions, cp)
+	commit.Topics = append(commit.Topics, ct)
+	cresp, err := commit.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range cresp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				t.Fatalf("transactional offset commit: %v", err)
+			}
+		}
+	}
+
+	plan, err := admin.PlanReplay(ctx, topo, f, kafka.RoleGather, "earliest")
+	if err == nil {
+		// While the transaction holds offsets, Apply must not reset: the
+		// transaction's commit would land after it.
+		short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+		err = plan.Apply(short)
+		cancelShort()
+	}
+	if err == nil {
+		t.Error("the replay reset the offsets while a transaction held offsets of the group: its commit undoes the reset")
+	} else if !strings.Contains(err.Error(), "a transaction still holds offsets") {
+		t.Errorf("replay while a transaction holds offsets: %v", err)
+	}
+	// The transaction ends (committed, as by the coordinator finishing a
+	// prepare-commit); a replay then holds.
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	plan, err = admin.PlanReplay(ctx, topo, f, kafka.RoleGather, "earliest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Apply(ctx); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	got, err := adm.FetchOffsets(kadm.RequireStable(ctx), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := got.Lookup(f.Topics.Results, 0); !ok || r.At != 0 || !strings.HasPrefix(r.Metadata, "sg") {
+		t.Errorf("after the replay the gather group stands at %d (%q), want the replay's offset 0", r.At, r.Metadata)
+	}
+}
+
+// txnOffsetCommitV4 keeps TxnOffsetCommit on the version that pairs with
+// AddOffsetsToTxn, as the roles do.
+func txnOffsetCommitV4() *kversion.Versions {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(int16(kmsg.TxnOffsetCommit), 4)
+	return v
 }
