@@ -3,7 +3,7 @@ package schemas
 // MaxRequestIDBytes is the longest request id, in bytes. The scatter
 // dead-letters a request with a longer id, and the gather refuses manifests
 // and results that carry one: it is the longest key the gather's state
-// stores.
+// stores. ValidRequestID gives the other rules of a request id.
 const MaxRequestIDBytes = 1024
 
 // Headers of the records written to the dead-letter topic (<flow>.dlq) and
@@ -49,8 +49,9 @@ const (
 	KindUnknownFlow = "unknown_flow"
 	// KindMissingRequestID: a request without a request id [scatter].
 	KindMissingRequestID = "missing_request_id"
-	// KindInvalidRequestID: a request id longer than MaxRequestIDBytes or
-	// not valid UTF-8 [scatter].
+	// KindInvalidRequestID: a request id that ValidRequestID refuses:
+	// longer than MaxRequestIDBytes, not valid UTF-8, with a control
+	// character or white space at either end [scatter].
 	KindInvalidRequestID = "invalid_request_id"
 	// KindOversize: a payload larger than the flow's
 	// limits.max_payload_bytes [scatter].
@@ -67,7 +68,10 @@ const (
 	// KindInternal: an unexpected failure while processing the record
 	// [scatter].
 	KindInternal = "internal"
-	// KindWrongTarget: a task for another target than its topic's [worker].
+	// KindWrongTarget: a task of the flow, with ids and a results
+	// partition of the flow, for another target than its topic's. It is
+	// answered with an ERROR result, not dead-lettered; the kind labels
+	// the worker's count of refused tasks [worker].
 	KindWrongTarget = "wrong_target"
 	// KindInvalidTask: a task without request id or task id, or naming a
 	// results partition that does not exist [worker].
@@ -75,9 +79,10 @@ const (
 	// KindUnexpectedRecord: a record of a kind that does not belong in the
 	// results topic (a request, a task, an aggregate) [gather].
 	KindUnexpectedRecord = "unexpected_record"
-	// KindInvalidManifest: a manifest that breaks its rules (empty or too
-	// long request id, no tasks, a task id twice, a bad strategy or
-	// timeout) [gather].
+	// KindInvalidManifest: a manifest that breaks its rules (a request id
+	// ValidRequestID refuses, no tasks, a task id twice, a bad strategy, a
+	// timeout_ms not positive, above the flow's limits.max_timeout, or
+	// whose deadline overflows) [gather].
 	KindInvalidManifest = "invalid_manifest"
 	// KindInvalidResult: a result without a valid request id, or for a
 	// task its request does not have [gather].

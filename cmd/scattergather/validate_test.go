@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scattergather/scattergather/processor/gather"
 	"github.com/scattergather/scattergather/processor/topology"
@@ -99,9 +100,10 @@ flows:
 // TestBuildFlows: what the gather and the scatter refuse in a topology that
 // did not go through Parse's checks is a problem at the flow's path.
 func TestBuildFlows(t *testing.T) {
-	ok := &topology.Flow{Name: "ok", Partitions: 1, Consolidate: topology.Consolidate{Type: "collect"}}
-	badCons := &topology.Flow{Name: "bad", Partitions: 1, Consolidate: topology.Consolidate{Type: "mni"}}
-	noParts := &topology.Flow{Name: "np", Partitions: 0, Consolidate: topology.Consolidate{Type: "collect"}}
+	timeout, limits := topology.Duration{D: 2 * time.Second}, topology.Limits{MaxTimeout: topology.Duration{D: time.Hour}}
+	ok := &topology.Flow{Name: "ok", Partitions: 1, Timeout: timeout, Limits: limits, Consolidate: topology.Consolidate{Type: "collect"}}
+	badCons := &topology.Flow{Name: "bad", Partitions: 1, Timeout: timeout, Limits: limits, Consolidate: topology.Consolidate{Type: "mni"}}
+	noParts := &topology.Flow{Name: "np", Partitions: 0, Timeout: timeout, Limits: limits, Consolidate: topology.Consolidate{Type: "collect"}}
 	err := buildFlows(&topology.Topology{File: "t.yaml", Flows: []*topology.Flow{ok, badCons, noParts}})
 	var te *topology.Error
 	if !errors.As(err, &te) {

@@ -311,10 +311,11 @@ class Worker:
             task = self.codec.decode_task(m.value())
         except DecodeError as e:
             return self._dead_letter(m, "undecodable", "undecodable task: %s" % e)
+        # What cannot be answered is dead-lettered: a task of another flow
+        # (its results belong to another results topic), without ids, or
+        # naming no partition of the results topic.
         if task["flow"] != self.args.flow:
             return self._dead_letter(m, "unknown_flow", "task of flow %r in a task topic of flow %r" % (task["flow"], self.args.flow))
-        if task["target"] != self.args.target:
-            return self._dead_letter(m, "wrong_target", "task for target %r, which this worker does not serve" % task["target"])
         if not task["request_id"] or not task["task_id"]:
             return self._dead_letter(m, "invalid_task", "task without request id or task id")
         part = task["results_partition"]
@@ -336,7 +337,14 @@ class Worker:
             "duration_ms": 0,
             "worker": self.args.instance,
         }
-        if start * 1000 > task["deadline_ms"]:
+        if task["target"] != self.args.target:
+            # A task always gets an answer when it can have one: the gather
+            # then reports its target failed rather than missing.
+            reason = "task for target %s, which this worker does not serve here (topic of target %s)" % (
+                json.dumps(task["target"]), json.dumps(self.args.target))
+            log.warning("task answered ERROR without running (wrong_target): %s", reason)
+            result.update(status="ERROR", error="worker: " + reason)
+        elif start * 1000 > task["deadline_ms"]:
             # Too late to count: answer at once, without calling.
             result.update(status="ERROR", error="task deadline passed")
         else:

@@ -192,13 +192,33 @@ consolidate: {type: collect}
 	checkAggregates(t, processortest.Aggregates(t, topo, f, n, 3*time.Minute), bases)
 	checkPythonResults(t, topo, f, n, len(bases), instance)
 
-	// A record that is no task goes to the dead-letter topic, as the Go
-	// workers send it, and the worker goes on.
-	produce(t, topo, &kgo.Record{Topic: f.Target("py").Topic, Key: []byte("junk"), Value: []byte("not avro")})
+	// A task of the flow for another target is answered ERROR, not
+	// dead-lettered (of a request the gather does not know, its answer is
+	// late); a record that is no task goes to the dead-letter topic, as the
+	// Go workers send it, and the worker goes on. One key: one partition,
+	// answered in this order.
+	stray, err := schemas.Encode(&schemas.Task{RequestID: "stray", Flow: f.Name, TaskID: "stray/b", Target: "b", Item: schemas.NoItem,
+		Payload: []byte(`{"n": 1}`), ContentType: schemas.ContentTypeJSON, DeadlineMs: time.Now().Add(time.Hour).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce(t, topo,
+		&kgo.Record{Topic: f.Target("py").Topic, Key: []byte("stray"), Value: stray},
+		&kgo.Record{Topic: f.Target("py").Topic, Key: []byte("stray"), Value: []byte("not avro")})
 	dl := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
 	if len(dl) != 1 || string(dl[0].Value) != "not avro" || kafka.Header(dl[0], schemas.HeaderReasonKind) != "undecodable" ||
 		kafka.Header(dl[0], schemas.HeaderStage) != "worker" || kafka.Header(dl[0], schemas.HeaderTopic) != f.Target("py").Topic {
 		t.Errorf("dead letters: %d, first %+v; want the junk record, undecodable, from the worker", len(dl), dl[0])
+	}
+	late := processortest.Records(t, topo, f.Topics.Late, 1, time.Minute)
+	var res schemas.Result
+	if len(late) != 1 || schemas.DecodeInto(late[0].Value, &res) != nil {
+		t.Fatalf("late records: %d, want the answer to the stray task", len(late))
+	}
+	want := `worker: task for target "b", which this worker does not serve here (topic of target "py")`
+	if res.RequestID != "stray" || res.TaskID != "stray/b" || res.Target != "b" || res.Status != schemas.StatusError ||
+		res.Error != want || res.Worker != instance || res.Attempts != 0 {
+		t.Errorf("answer to the stray task %+v, want ERROR %q from %s", res, want, instance)
 	}
 }
 

@@ -45,6 +45,7 @@ type Metrics struct {
 	rebuildLost   *prometheus.CounterVec
 	breaker       *prometheus.CounterVec
 	circuitOpen   *prometheus.GaugeVec
+	refused       *prometheus.CounterVec
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -92,6 +93,7 @@ func New() *Metrics {
 		breaker:       f("circuit_breaker_events_total", "Events of a target's circuit breaker: opened, closed, and rejected (a call refused without calling the provider).", "flow", "target", "event"),
 		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
+		refused:       f("tasks_refused_total", "Tasks a worker answered ERROR without running them (a target its topic does not serve), by the topic's target and kind of reason.", "flow", "target", "reason"),
 	}
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -107,6 +109,7 @@ var (
 	_ kafka.HookRequestScattered = (*Metrics)(nil)
 	_ kafka.HookResultWritten    = (*Metrics)(nil)
 	_ kafka.HookTaskInFlight     = (*Metrics)(nil)
+	_ kafka.HookTaskRefused      = (*Metrics)(nil)
 	_ kafka.HookCircuitBreaker   = (*Metrics)(nil)
 	_ kafka.HookAggregate        = (*Metrics)(nil)
 	_ kafka.HookOpenRequests     = (*Metrics)(nil)
@@ -158,6 +161,12 @@ func (m *Metrics) OnLate(flow string) { m.late.WithLabelValues(flow).Inc() }
 
 // OnDuplicateResult counts a duplicate result.
 func (m *Metrics) OnDuplicateResult(flow string) { m.duplicates.WithLabelValues(flow).Inc() }
+
+// OnTaskRefused counts a task answered ERROR without running; kind is a
+// short kind of reason.
+func (m *Metrics) OnTaskRefused(flow, target, kind string) {
+	m.refused.WithLabelValues(flow, target, kind).Inc()
+}
 
 // OnDeadLetter counts a dead-lettered record; kind is a short kind of
 // reason, not the message.

@@ -3,7 +3,10 @@ package gather
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -284,18 +287,24 @@ func (p *Partition) late(rec Record, emit func(Output), kind, reason string) {
 	emit(Output{Kind: ToLate, Key: rec.Key, Value: rec.Value, TimeMs: rec.TimeMs, Reason: reason, ReasonKind: kind, Offset: rec.Offset})
 }
 
-func validateManifest(m *schemas.Manifest) error {
-	if m.RequestID == "" {
-		return errors.New("empty request id")
-	}
-	if len(m.RequestID) > schemas.MaxRequestIDBytes {
-		return fmt.Errorf("request id of %d bytes exceeds %d", len(m.RequestID), schemas.MaxRequestIDBytes)
+// validateManifest checks the rules of a manifest read at stream time
+// nowMs, with at most maxTimeout (limits.max_timeout).
+func validateManifest(m *schemas.Manifest, nowMs int64, maxTimeout time.Duration) error {
+	if err := schemas.ValidRequestID(m.RequestID); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "schemas: "))
 	}
 	if len(m.Tasks) == 0 {
 		return errors.New("no tasks")
 	}
-	if m.TimeoutMs <= 0 {
+	switch {
+	case m.TimeoutMs <= 0:
 		return fmt.Errorf("timeout_ms %d is not positive", m.TimeoutMs)
+	case m.TimeoutMs > maxTimeout.Milliseconds():
+		return fmt.Errorf("timeout_ms %d exceeds limits.max_timeout %s", m.TimeoutMs, maxTimeout)
+	case nowMs >= math.MaxInt64-m.TimeoutMs:
+		// A deadline fires once the log time passes it: the largest
+		// int64 would never fire, a larger one would wrap into the past.
+		return fmt.Errorf("timeout_ms %d from log time %d overflows the deadline", m.TimeoutMs, nowMs)
 	}
 	ids := make(map[string]bool, len(m.Tasks))
 	for _, t := range m.Tasks {
@@ -315,7 +324,7 @@ func (p *Partition) manifest(tx *store.Txn, rec Record, m *schemas.Manifest, emi
 		p.deadLetter(rec, emit, schemas.KindUnknownFlow, fmt.Sprintf("manifest of flow %q in the results topic of flow %q", m.Flow, p.f.cfg.Name))
 		return nil
 	}
-	if err := validateManifest(m); err != nil {
+	if err := validateManifest(m, p.streamTime, p.f.cfg.Limits.MaxTimeout.D); err != nil {
 		p.deadLetter(rec, emit, schemas.KindInvalidManifest, "invalid manifest: "+err.Error())
 		return nil
 	}

@@ -3,6 +3,7 @@ package gather_test
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -233,6 +234,11 @@ func TestDeadLetters(t *testing.T) {
 		{"manifest with a long id", manifest(func(m *schemas.Manifest) { m.RequestID = strings.Repeat("x", schemas.MaxRequestIDBytes+1) }), "invalid manifest: request id of 1025 bytes exceeds 1024"},
 		{"manifest without tasks", manifest(func(m *schemas.Manifest) { m.Tasks = nil }), "invalid manifest: no tasks"},
 		{"manifest without timeout", manifest(func(m *schemas.Manifest) { m.TimeoutMs = 0 }), "invalid manifest: timeout_ms 0 is not positive"},
+		{"manifest with a negative timeout", manifest(func(m *schemas.Manifest) { m.TimeoutMs = -5 }), "invalid manifest: timeout_ms -5 is not positive"},
+		{"manifest with a timeout beyond limits.max_timeout", manifest(func(m *schemas.Manifest) { m.TimeoutMs = 3_600_001 }), "invalid manifest: timeout_ms 3600001 exceeds limits.max_timeout 1h0m0s"},
+		{"manifest with the largest timeout", manifest(func(m *schemas.Manifest) { m.TimeoutMs = math.MaxInt64 }), "invalid manifest: timeout_ms 9223372036854775807 exceeds limits.max_timeout 1h0m0s"},
+		{"manifest with CR LF in its id", manifest(func(m *schemas.Manifest) { m.RequestID = "r1\r\n" }), "invalid manifest: request id has control character U+000D"},
+		{"manifest with a space after its id", manifest(func(m *schemas.Manifest) { m.RequestID = "r1 " }), "invalid manifest: request id begins or ends with white space"},
 		{"manifest with a task twice", manifest(func(m *schemas.Manifest) { m.Tasks = append(m.Tasks, m.Tasks[0]) }), `invalid manifest: task id "r1/a" appears twice`},
 		{"manifest with an unknown strategy", manifest(func(m *schemas.Manifest) { m.Strategy = "fastest" }), `invalid manifest: gather: unknown strategy "fastest"`},
 		{"manifest with quorum 0", manifest(func(m *schemas.Manifest) { m.Strategy = "quorum" }), `invalid manifest: gather: quorum 0: want at least 1`},
@@ -263,6 +269,36 @@ func TestDeadLetters(t *testing.T) {
 				t.Errorf("r0: %s duplicates %d", agg.Outcome, agg.Duplicates)
 			}
 		})
+	}
+}
+
+// TestManifestDeadlineOverflow: a manifest whose log time plus timeout_ms
+// overflows is dead-lettered; its deadline never wraps into the past.
+func TestManifestDeadlineOverflow(t *testing.T) {
+	m := &schemas.Manifest{RequestID: "r1", Flow: "f", Strategy: "all", MaxFailures: -1, TimeoutMs: 1000,
+		Tasks: []schemas.TaskRef{{TaskID: "r1/a", Target: "a", Item: -1}}}
+	for _, start := range []int64{
+		math.MaxInt64 - 500,  // the deadline would wrap into the past
+		math.MaxInt64 - 1000, // the deadline would be the largest log time, which no record passes
+	} {
+		h := newHarness(t, flowConfig(t, "{type: all}", "{type: collect}"))
+		h.apply(start, m)
+		h.ok(math.MaxInt64-1, "r1", "a", `{}`)
+		h.wantOutputs(
+			fmt.Sprintf("dead@0: invalid manifest: timeout_ms 1000 from log time %d overflows the deadline", start),
+			"late@1: unknown request (never opened, or forgotten after gather.closed_retention)",
+		)
+	}
+	// At the latest log time whose deadline can pass, the request opens.
+	h := newHarness(t, flowConfig(t, "{type: all}", "{type: collect}"))
+	start := int64(math.MaxInt64 - 1001)
+	h.apply(start, m)
+	h.tick(start + 1000)
+	h.wantOutputs()
+	h.tick(math.MaxInt64)
+	h.wantOutputs("aggregate r1 timeout")
+	if agg := h.only(); agg.DeadlineMs != math.MaxInt64-1 {
+		t.Errorf("deadline %d, want %d", agg.DeadlineMs, int64(math.MaxInt64-1))
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,13 +20,16 @@ import (
 	"github.com/scattergather/scattergather/schemas"
 )
 
-// TestIntegrationBadInput sends every kind of bad record between good
-// ones: each bad one lands in the dead-letter topic with its original bytes
-// and the reason (or, for answers that cannot be consolidated and results
-// of unknown requests, becomes a failed answer or a late record), and
-// every good request still gets its aggregate.
-func TestIntegrationBadInput(t *testing.T) {
-	brokers := processortest.Brokers(t)
+// TestBadInputFake and TestIntegrationBadInput send every kind of bad
+// record between good ones: each bad one lands in the dead-letter topic
+// with its original bytes and the reason (or, for answers that cannot be
+// consolidated and results of unknown requests, becomes a failed answer or
+// a late record), and every good request still gets its aggregate.
+func TestBadInputFake(t *testing.T) { testBadInput(t, processortest.Fake(t)) }
+
+func TestIntegrationBadInput(t *testing.T) { testBadInput(t, processortest.Brokers(t)) }
+
+func testBadInput(t *testing.T, brokers []string) {
 	topo, f := processortest.Topology(t, brokers, `
 timeout: 10s
 targets: [{name: a}, {name: b}]
@@ -71,7 +76,14 @@ limits: {max_payload_bytes: 2KiB}
 		{f.Topics.Requests, "unknown flow", enc(&schemas.Request{RequestID: "x1", Flow: "elsewhere", Payload: []byte(`{}`)}), schemas.StageScatter, schemas.KindUnknownFlow},
 		{f.Topics.Requests, "missing request id", enc(&schemas.Request{Flow: f.Name, Payload: []byte(`{}`)}), schemas.StageScatter, schemas.KindMissingRequestID},
 		{f.Topics.Requests, "exceeds limits.max_payload_bytes", enc(&schemas.Request{RequestID: "x2", Flow: f.Name, Payload: bytes.Repeat([]byte("x"), 4096)}), schemas.StageScatter, schemas.KindOversize},
-		{f.Target("a").Topic, "which this worker does not serve", enc(&schemas.Task{RequestID: "x3", Flow: f.Name, TaskID: "x3/z", Target: "z", Item: -1, DeadlineMs: time.Now().Add(time.Hour).UnixMilli()}), schemas.StageWorker, schemas.KindWrongTarget},
+		{f.Topics.Requests, "request id has control character U+000D", enc(&schemas.Request{RequestID: "x5\r\nX-Injected: 1", Flow: f.Name, Payload: []byte(`{}`)}), schemas.StageScatter, schemas.KindInvalidRequestID},
+		{f.Topics.Requests, "request id begins or ends with white space", enc(&schemas.Request{RequestID: "x6 ", Flow: f.Name, Payload: []byte(`{}`)}), schemas.StageScatter, schemas.KindInvalidRequestID},
+		{f.Target("a").Topic, "task of flow \"elsewhere\"", enc(&schemas.Task{RequestID: "x3", Flow: "elsewhere", TaskID: "x3/a", Target: "a", Item: -1, DeadlineMs: time.Now().Add(time.Hour).UnixMilli()}), schemas.StageWorker, schemas.KindUnknownFlow},
+		{f.Target("a").Topic, "task names results partition 99", enc(&schemas.Task{RequestID: "x7", Flow: f.Name, TaskID: "x7/z", Target: "z", Item: -1, ResultsPartition: 99, DeadlineMs: time.Now().Add(time.Hour).UnixMilli()}), schemas.StageWorker, schemas.KindInvalidTask},
+		{f.Topics.Results, "exceeds limits.max_timeout", enc(&schemas.Manifest{RequestID: "x8", Flow: f.Name, Strategy: "all", MaxFailures: -1, TimeoutMs: math.MaxInt64,
+			Tasks: []schemas.TaskRef{{TaskID: "x8/a", Target: "a", Item: -1}}}), schemas.StageGather, schemas.KindInvalidManifest},
+		{f.Topics.Results, "request id has control character U+000A", enc(&schemas.Manifest{RequestID: "x9\n", Flow: f.Name, Strategy: "all", MaxFailures: -1, TimeoutMs: 1000,
+			Tasks: []schemas.TaskRef{{TaskID: "x9/a", Target: "a", Item: -1}}}), schemas.StageGather, schemas.KindInvalidManifest},
 		{f.Topics.Results, "undecodable record", []byte{0xC3, 0x01, 1}, schemas.StageGather, schemas.KindUndecodable},
 		{f.Topics.Results, "does not belong in the results topic", good("x4"), schemas.StageGather, schemas.KindUnexpectedRecord},
 	}
@@ -171,4 +183,60 @@ func headers(r *kgo.Record, keys ...string) string {
 		vals = append(vals, kafka.Header(r, k))
 	}
 	return strings.Join(vals, " ")
+}
+
+// TestWrongTargetAnsweredFake and TestIntegrationWrongTargetAnswered: a
+// task of the flow in the topic of another target is answered ERROR, so
+// the gather reports that target failed at once, not missing at the
+// deadline.
+func TestWrongTargetAnsweredFake(t *testing.T) { testWrongTargetAnswered(t, processortest.Fake(t)) }
+
+func TestIntegrationWrongTargetAnswered(t *testing.T) {
+	testWrongTargetAnswered(t, processortest.Brokers(t))
+}
+
+func testWrongTargetAnswered(t *testing.T, brokers []string) {
+	// Nothing serves target b (no handler): only the copy of its task in
+	// a's topic can answer it before the deadline.
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 1h
+targets: [{name: a}, {name: b}]
+`)
+	processortest.CreateTopics(t, topo, f)
+	rec := &refusals{}
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHandler("a", answer(10)), kafka.WithHooks(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+	processortest.Send(t, topo, &schemas.Request{RequestID: "w1", Flow: f.Name, Payload: []byte(`{}`)})
+	// The scatter's transaction committed: the manifest is in the results
+	// topic before the copy can be answered.
+	tasks := processortest.Records(t, topo, f.Target("b").Topic, 1, time.Minute)
+	if len(tasks) != 1 {
+		t.Fatalf("%d tasks for b, want 1", len(tasks))
+	}
+	processortest.SendRaw(t, topo, f.Target("a").Topic, tasks[0].Key, tasks[0].Value)
+
+	a := processortest.Aggregates(t, topo, f, 1, time.Minute)["w1"]
+	if a == nil {
+		t.Fatal("no aggregate for w1")
+	}
+	if a.Outcome != schemas.OutcomeComplete || names(a.Answered) != "a" || names(a.Failed) != "b" || len(a.Missing) != 0 {
+		t.Fatalf("outcome %s answered %q failed %q missing %d, want complete, a, b, 0", a.Outcome, names(a.Answered), names(a.Failed), len(a.Missing))
+	}
+	want := `worker: task for target "b", which this worker does not serve here (topic of target "a")`
+	if a.Failed[0].Error != want || a.Failed[0].TaskID != "w1/b" {
+		t.Errorf("b's failure %s %q, want w1/b %q", a.Failed[0].TaskID, a.Failed[0].Error, want)
+	}
+	processortest.Eventually(t, time.Minute, "the refused task counted", func() bool { return rec.n.Load() == 1 })
+}
+
+// refusals counts the tasks the worker of target a refused as wrong_target.
+type refusals struct{ n atomic.Int64 }
+
+func (r *refusals) OnTaskRefused(_, target, kind string) {
+	if target == "a" && kind == schemas.KindWrongTarget {
+		r.n.Add(1)
+	}
 }

@@ -74,6 +74,14 @@ type (
 	HookTaskInFlight interface {
 		OnTaskInFlight(flow, target string, delta int)
 	}
+	// HookTaskRefused is told each task a worker answered ERROR without
+	// running it, once the result is written (HookResultWritten is told
+	// too): a task of the flow for a target its topic does not serve.
+	// target is the topic's target; kind is schemas' kind of reason
+	// (wrong_target).
+	HookTaskRefused interface {
+		OnTaskRefused(flow, target, kind string)
+	}
 )
 
 // Events of the gather. The fold's events are told as it folds, including

@@ -264,7 +264,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 // handle turns one task record into the record to write, its result or its
 // dead letter, and the metrics to record once it is written.
 func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func()) {
-	rec, status, took := w.execute(ctx, log, h, tg, r)
+	rec, status, took, refused := w.execute(ctx, log, h, tg, r)
 	return rec, func() {
 		if rec.Topic == w.flow.Topics.DeadLetter {
 			each(w.o.hooks, func(h HookDeadLetter) {
@@ -272,19 +272,36 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 			})
 			return
 		}
+		if refused != "" {
+			each(w.o.hooks, func(h HookTaskRefused) { h.OnTaskRefused(w.flow.Name, tg.Name, refused) })
+		}
 		each(w.o.hooks, func(h HookResultWritten) { h.OnResultWritten(w.flow.Name, tg.Name, status, took) })
 	}
 }
 
-func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration) {
+// execute returns the record to write for task record r, the result's
+// status and duration, and the kind of reason when the task was answered
+// ERROR without running.
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string) {
 	task, err := w.decoders[tg.Name].Decode(r.Value)
 	if err != nil {
 		var rej *worker.RejectError
 		if !errors.As(err, &rej) {
 			rej = &worker.RejectError{Kind: schemas.KindInternal, Reason: err.Error()}
 		}
+		// A task always gets an answer when it can have one: the gather
+		// then reports its target failed, not missing.
+		if res := rej.Answer(w.o.instance); res != nil {
+			b, err := w.o.codec.Encode(res)
+			if err != nil {
+				return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, ""
+			}
+			log.Warn("task answered ERROR without running", "offset", r.Offset, "request_id", res.RequestID, "kind", rej.Kind, "reason", rej.Reason)
+			return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(res.RequestID), Value: b}, rej.Task.ResultsPartition),
+				string(res.Status), 0, rej.Kind
+		}
 		log.Warn("task dead-lettered", "offset", r.Offset, "reason", rej.Reason)
-		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0
+		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0, ""
 	}
 	res := worker.Execute(ctx, h, task, w.o.instance, w.o.now)
 	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
@@ -296,10 +313,10 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 	}
 	b, err := w.o.codec.Encode(res)
 	if err != nil {
-		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0
+		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, ""
 	}
 	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
-		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond
+		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond, ""
 }
 
 // Status reports the worker ready once every target it serves has

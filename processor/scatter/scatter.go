@@ -11,8 +11,9 @@ package scatter
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
-	"unicode/utf8"
+	"strings"
 
 	"github.com/scattergather/scattergather/processor/payload"
 	"github.com/scattergather/scattergather/processor/topology"
@@ -61,10 +62,15 @@ type Planner struct {
 }
 
 // NewPlanner returns a planner for flow whose results topic has
-// resultsPartitions partitions.
+// resultsPartitions partitions. It refuses a flow whose timeout is not
+// positive or exceeds limits.max_timeout (which validation prevents): the
+// gather would dead-letter every manifest.
 func NewPlanner(flow *topology.Flow, resultsPartitions int32, codec *schemas.Codec) (*Planner, error) {
 	if resultsPartitions < 1 {
 		return nil, fmt.Errorf("scatter: results topic %s has %d partitions", flow.Topics.Results, resultsPartitions)
+	}
+	if t := flow.Timeout.D; t.Milliseconds() <= 0 || t > flow.Limits.MaxTimeout.D {
+		return nil, fmt.Errorf("scatter: flow %s: timeout %s is not within 1ms and limits.max_timeout %s", flow.Name, t, flow.Limits.MaxTimeout.D)
 	}
 	if codec == nil {
 		codec = schemas.Default
@@ -89,13 +95,13 @@ func (p *Planner) Decode(value []byte) (*schemas.Request, error) {
 // request that must be dead-lettered.
 func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int64) (*Plan, error) {
 	f := p.flow
-	switch {
-	case req.RequestID == "":
+	if req.RequestID == "" {
 		return nil, reject(schemas.KindMissingRequestID, "missing request id")
-	case len(req.RequestID) > schemas.MaxRequestIDBytes:
-		return nil, reject(schemas.KindInvalidRequestID, "request id of %d bytes exceeds %d", len(req.RequestID), schemas.MaxRequestIDBytes)
-	case !utf8.ValidString(req.RequestID):
-		return nil, reject(schemas.KindInvalidRequestID, "request id is not valid UTF-8")
+	}
+	if err := schemas.ValidRequestID(req.RequestID); err != nil {
+		return nil, reject(schemas.KindInvalidRequestID, "%s", strings.TrimPrefix(err.Error(), "schemas: "))
+	}
+	switch {
 	case req.Flow != f.Name:
 		return nil, reject(schemas.KindUnknownFlow, "unknown flow %q: this is flow %q's request topic", req.Flow, f.Name)
 	case len(req.Payload) > int(f.Limits.MaxPayloadBytes):
@@ -149,7 +155,7 @@ func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int6
 		RequestOffset:    offset,
 		Attributes:       attrs,
 	}
-	deadline := nowMs + m.TimeoutMs + f.Worker.DeadlineGrace.D.Milliseconds()
+	deadline := addSat(addSat(nowMs, m.TimeoutMs), f.Worker.DeadlineGrace.D.Milliseconds())
 	for _, u := range units {
 		for _, t := range f.Targets {
 			id := req.RequestID + "/" + t.Name
@@ -176,6 +182,15 @@ func (p *Planner) Plan(req *schemas.Request, partition int32, offset, nowMs int6
 	}
 	plan.Manifest = m
 	return plan, nil
+}
+
+// addSat returns a+b for b >= 0, or the largest int64 when the sum
+// overflows: a deadline far away, never one in the past.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // Partition returns the partition of n that Kafka's default partitioner

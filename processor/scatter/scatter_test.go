@@ -3,9 +3,11 @@ package scatter_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -125,6 +127,12 @@ func TestRejects(t *testing.T) {
 		{"request id too long", static, schemas.Request{RequestID: strings.Repeat("r", schemas.MaxRequestIDBytes+1), Flow: "f"}, "request id of 1025 bytes exceeds 1024"},
 		{"longest request id", static, schemas.Request{RequestID: strings.Repeat("r", schemas.MaxRequestIDBytes), Flow: "f"}, ""},
 		{"request id not UTF-8", static, schemas.Request{RequestID: "r\xff", Flow: "f"}, "request id is not valid UTF-8"},
+		{"request id with CR LF", static, schemas.Request{RequestID: "r1\r\nX-Injected: 1", Flow: "f"}, "request id has control character U+000D at byte 2"},
+		{"request id with a tab", static, schemas.Request{RequestID: "r\t1", Flow: "f"}, "request id has control character U+0009"},
+		{"request id with a C1 control", static, schemas.Request{RequestID: "r\u00851", Flow: "f"}, "request id has control character U+0085"},
+		{"request id with a leading space", static, schemas.Request{RequestID: " r1", Flow: "f"}, "request id begins or ends with white space"},
+		{"request id with a trailing space", static, schemas.Request{RequestID: "r1 ", Flow: "f"}, "request id begins or ends with white space"},
+		{"request id with inner space and non-ASCII", static, schemas.Request{RequestID: "commande n° 7", Flow: "f"}, ""},
 		{"wrong flow", static, schemas.Request{RequestID: "r1", Flow: "g"}, `unknown flow "g": this is flow "f"'s request topic`},
 		{"no flow", static, schemas.Request{RequestID: "r1"}, `unknown flow "": this is flow "f"'s request topic`},
 		{"oversize payload", static, schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{"x":"123456789"}`)}, "payload of 17 bytes exceeds limits.max_payload_bytes 16"},
@@ -179,6 +187,8 @@ func TestRejectKinds(t *testing.T) {
 		{schemas.Request{Flow: "f"}, schemas.KindMissingRequestID},
 		{schemas.Request{RequestID: strings.Repeat("r", schemas.MaxRequestIDBytes+1), Flow: "f"}, schemas.KindInvalidRequestID},
 		{schemas.Request{RequestID: "r\xff", Flow: "f"}, schemas.KindInvalidRequestID},
+		{schemas.Request{RequestID: "r\n", Flow: "f"}, schemas.KindInvalidRequestID},
+		{schemas.Request{RequestID: "\u00a0r", Flow: "f"}, schemas.KindInvalidRequestID},
 		{schemas.Request{RequestID: "r1", Flow: "g"}, schemas.KindUnknownFlow},
 		{schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(strings.Repeat("x", 65))}, schemas.KindOversize},
 		{schemas.Request{RequestID: "r1", Flow: "f", Payload: []byte(`{"legs": [1]}`)}, schemas.KindFanout},
@@ -249,6 +259,33 @@ func TestNewPlanner(t *testing.T) {
 	for _, n := range []int32{0, -1} {
 		if _, err := scatter.NewPlanner(f, n, nil); err == nil || err.Error() != fmt.Sprintf("scatter: results topic f.results has %d partitions", n) {
 			t.Errorf("NewPlanner(%d): %v", n, err)
+		}
+	}
+	// A flow built without validation cannot make manifests the gather
+	// would dead-letter.
+	for _, mod := range []func(f *topology.Flow){
+		func(f *topology.Flow) { f.Limits.MaxTimeout.D = f.Timeout.D - time.Millisecond },
+		func(f *topology.Flow) { f.Timeout.D = 0 },
+		func(f *topology.Flow) { f.Timeout.D = time.Microsecond },
+	} {
+		f := flow(t, "    targets: [{name: a}]\n")
+		mod(f)
+		if _, err := scatter.NewPlanner(f, 1, nil); err == nil || !strings.Contains(err.Error(), "is not within 1ms and limits.max_timeout") {
+			t.Errorf("NewPlanner(timeout %s, max_timeout %s): %v", f.Timeout.D, f.Limits.MaxTimeout.D, err)
+		}
+	}
+}
+
+// TestDeadlineSaturates: a task's deadline never wraps into the past.
+func TestDeadlineSaturates(t *testing.T) {
+	p := planner(t, flow(t, "    targets: [{name: a}]\n"), 1)
+	for _, now := range []int64{math.MaxInt64 - 1999, math.MaxInt64 - 500, math.MaxInt64} {
+		plan, err := p.Plan(&schemas.Request{RequestID: "r1", Flow: "f"}, 0, 0, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := plan.Tasks[0].Task.DeadlineMs; got != math.MaxInt64 {
+			t.Errorf("now %d: deadline %d, want %d", now, got, int64(math.MaxInt64))
 		}
 	}
 }

@@ -296,6 +296,14 @@ type Limits struct {
 	// failed aggregate without its result. Default 900KiB, under the broker's
 	// default message.max.bytes.
 	MaxAggregateBytes ByteSize `yaml:"max_aggregate_bytes"`
+	// MaxTimeout bounds the timeout_ms of a manifest: the gather
+	// dead-letters a manifest that asks for more, so that no request stays
+	// open longer than the results topic keeps its manifest. At least the
+	// timeout, so that the timeout can be raised while older manifests are
+	// open; with gather.closed_retention at most topics.results_retention.
+	// Default: 1h, or the timeout when it is longer, but no more than
+	// topics.results_retention less gather.closed_retention.
+	MaxTimeout Duration `yaml:"max_timeout"`
 }
 
 // GatherOpts tunes the gather.

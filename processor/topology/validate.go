@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"regexp"
@@ -28,6 +29,7 @@ const (
 	DefaultMaxPayloadBytes      = 900 << 10
 	DefaultMaxOpenRequests      = 1_000_000
 	DefaultMaxAggregateBytes    = 900 << 10
+	DefaultMaxTimeout           = time.Hour
 	DefaultTickInterval         = 200 * time.Millisecond
 	DefaultRebuildTimeout       = 10 * time.Minute
 	DefaultResultsRetention     = 7 * 24 * time.Hour
@@ -93,7 +95,10 @@ func (f *Flow) setDefaults() {
 	orDefault(&f.Limits.MaxAggregateBytes, DefaultMaxAggregateBytes)
 	orDefault(&f.Gather.TickInterval.D, DefaultTickInterval)
 	orDefault(&f.Gather.RebuildTimeout.D, DefaultRebuildTimeout)
-	orDefault(&f.Gather.ClosedRetention.D, max(2*f.Timeout.D, time.Minute))
+	orDefault(&f.Gather.ClosedRetention.D, max(addSat(f.Timeout.D, f.Timeout.D), time.Minute))
+	// Within the results retention the timeout leaves, so that a
+	// topology valid without the key stays valid.
+	orDefault(&f.Limits.MaxTimeout.D, max(f.Timeout.D, min(DefaultMaxTimeout, f.Topics.ResultsRetention.D-f.Gather.ClosedRetention.D)))
 	orDefault(&f.Worker.MaxInFlight, DefaultMaxInFlight)
 	orDefault(&f.Worker.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget)
 	orDefault(&f.Worker.DeadlineGrace.D, DefaultDeadlineGrace)
@@ -237,9 +242,15 @@ func (f *Flow) validate(ps *problems, path string) {
 	if f.Timeout.D <= 0 {
 		ps.add(path+".timeout", "required: how long a request may collect answers, e.g. 2s")
 	}
-	if f.Topics.ResultsRetention.D < f.Timeout.D+f.Gather.ClosedRetention.D {
+	if open := addSat(f.Timeout.D, f.Gather.ClosedRetention.D); f.Topics.ResultsRetention.D < open {
 		ps.add(path+".topics.results_retention", "%s is shorter than the timeout plus gather.closed_retention (%s)",
-			f.Topics.ResultsRetention.D, f.Timeout.D+f.Gather.ClosedRetention.D)
+			f.Topics.ResultsRetention.D, open)
+	} else if open := addSat(f.Limits.MaxTimeout.D, f.Gather.ClosedRetention.D); f.Topics.ResultsRetention.D < open {
+		ps.add(path+".limits.max_timeout", "%s plus gather.closed_retention (%s) exceeds topics.results_retention %s: a request could outlive its manifest",
+			f.Limits.MaxTimeout.D, open, f.Topics.ResultsRetention.D)
+	}
+	if f.Limits.MaxTimeout.D < f.Timeout.D {
+		ps.add(path+".limits.max_timeout", "%s is shorter than the timeout %s", f.Limits.MaxTimeout.D, f.Timeout.D)
 	}
 
 	switch f.Fanout.Mode {
@@ -308,6 +319,16 @@ func (f *Flow) validate(ps *problems, path string) {
 	if f.Worker.MaxInFlightPerTarget < 1 {
 		ps.add(path+".worker.max_in_flight_per_target", "must be at least 1")
 	}
+}
+
+// addSat returns a+b, or the largest Duration when the sum overflows (both
+// are non-negative in a topology that validates; a negative one is
+// reported elsewhere).
+func addSat(a, b time.Duration) time.Duration {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 func (t *Target) validate(ps *problems, path string) {

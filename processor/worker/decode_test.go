@@ -3,6 +3,7 @@ package worker_test
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -46,6 +47,10 @@ func TestDecode(t *testing.T) {
 		{"a request in the task topic", request, schemas.KindUndecodable, "undecodable task: schemas:"},
 		{"another flow", good(func(tk *schemas.Task) { tk.Flow = "g" }), schemas.KindUnknownFlow, `task of flow "g" in a task topic of flow "f"`},
 		{"another target", good(func(tk *schemas.Task) { tk.Target = "b" }), schemas.KindWrongTarget, `task for target "b", which this worker does not serve here (topic of target "a")`},
+		{"a target the flow does not have", good(func(tk *schemas.Task) { tk.Target = "z" }), schemas.KindWrongTarget, `task for target "z", which this worker does not serve here (topic of target "a")`},
+		{"another target without ids", good(func(tk *schemas.Task) { tk.Target, tk.TaskID = "b", "" }), schemas.KindInvalidTask, "task without request id or task id"},
+		{"another target and no results partition", good(func(tk *schemas.Task) { tk.Target, tk.ResultsPartition = "b", 3 }), schemas.KindInvalidTask, "task names results partition 3 of 3"},
+		{"another flow and target", good(func(tk *schemas.Task) { tk.Flow, tk.Target = "g", "b" }), schemas.KindUnknownFlow, `task of flow "g" in a task topic of flow "f"`},
 		{"no request id", good(func(tk *schemas.Task) { tk.RequestID = "" }), schemas.KindInvalidTask, "task without request id or task id"},
 		{"no task id", good(func(tk *schemas.Task) { tk.TaskID = "" }), schemas.KindInvalidTask, "task without request id or task id"},
 		{"results partition past the last", good(func(tk *schemas.Task) { tk.ResultsPartition = 3 }), schemas.KindInvalidTask, "task names results partition 3 of 3"},
@@ -68,6 +73,27 @@ func TestDecode(t *testing.T) {
 			}
 			if task != nil {
 				t.Error("a task with the error")
+			}
+			// Only a task of this flow with its ids and a results
+			// partition, for another target, can be answered.
+			res := re.Answer("w1")
+			if tc.kind != schemas.KindWrongTarget {
+				if re.Task != nil || res != nil {
+					t.Errorf("an answer %+v to a record that cannot have one", res)
+				}
+				return
+			}
+			var tk schemas.Task
+			if err := schemas.Default.DecodeInto(tc.value, &tk); err != nil {
+				t.Fatal(err)
+			}
+			want := &schemas.Result{RequestID: tk.RequestID, Flow: tk.Flow, TaskID: tk.TaskID, Target: tk.Target, Item: tk.Item,
+				Status: schemas.StatusError, Payload: []byte{}, ContentType: schemas.ContentTypeJSON, Error: "worker: " + re.Reason, Worker: "w1"}
+			if !reflect.DeepEqual(res, want) || !reflect.DeepEqual(re.Task, &tk) {
+				t.Errorf("answer\n %+v\nwant\n %+v\n(task %+v)", res, want, re.Task)
+			}
+			if _, err := schemas.Encode(res); err != nil {
+				t.Errorf("encode the answer: %v", err)
 			}
 		})
 	}
