@@ -10,7 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -125,8 +128,7 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 		req.Header.Set("Content-Type", ct)
 	}
 	// Set last: configured headers cannot replace the task's identity.
-	req.Header.Set("Idempotency-Key", t.TaskID)
-	req.Header.Set("X-Request-Id", t.RequestID)
+	setTaskHeaders(ctx, req.Header, t, time.Now())
 	resp, err := c.client.Do(req)
 	if err != nil {
 		err = redact(err)
@@ -196,4 +198,55 @@ func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client, onBreaker func(B
 		br.Middleware(),
 		Timeout(cfg.Timeout.D),
 	)
+}
+
+// UserAgent is the User-Agent the built-in HTTP caller sends:
+// scattergather/<version of the module the binary was built from>.
+var UserAgent = "scattergather/" + moduleVersion()
+
+func moduleVersion() string {
+	const module = "github.com/scattergather/scattergather"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	v := bi.Main.Version
+	if bi.Main.Path != module {
+		v = ""
+		for _, d := range bi.Deps {
+			if d.Path == module {
+				v = d.Version
+			}
+		}
+	}
+	if v == "" || v == "(devel)" {
+		return "devel"
+	}
+	return v
+}
+
+// setTaskHeaders sets the headers that tell a provider which task a call
+// is for and how long it has (the README's provider contract):
+// Idempotency-Key and X-Task-Id (the task id, unique per task and the same
+// on every retry), X-Request-Id (the request's, shared by its tasks),
+// X-Flow, X-Target, X-Item-Index (items fan-out only), X-Deadline (the
+// task's deadline, RFC 3339 UTC), X-Timeout-Ms (milliseconds left before
+// the call is cut: the task's deadline or the call's timeout, whichever
+// comes first) and User-Agent.
+func setTaskHeaders(ctx context.Context, h http.Header, t *schemas.Task, now time.Time) {
+	h.Set("Idempotency-Key", t.TaskID)
+	h.Set("X-Task-Id", t.TaskID)
+	h.Set("X-Request-Id", t.RequestID)
+	h.Set("X-Flow", t.Flow)
+	h.Set("X-Target", t.Target)
+	if t.Item >= 0 {
+		h.Set("X-Item-Index", strconv.Itoa(int(t.Item)))
+	}
+	deadline := time.UnixMilli(t.DeadlineMs)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	h.Set("X-Deadline", time.UnixMilli(t.DeadlineMs).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	h.Set("X-Timeout-Ms", strconv.FormatInt(max(deadline.Sub(now).Milliseconds(), 0), 10))
+	h.Set("User-Agent", UserAgent)
 }

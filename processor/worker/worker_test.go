@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -501,14 +502,30 @@ func httpTarget(url string) *topology.HTTPTarget {
 func TestHTTPCallerRequest(t *testing.T) {
 	p := newProvider(t, func(w http.ResponseWriter, _ *http.Request, _ int32) { fmt.Fprint(w, `{"price":1}`) })
 	cfg := httpTarget(p.URL + "/quote")
-	out, err := worker.NewHTTPCaller(cfg, p.Client()).Handle(context.Background(), task(time.Now().Add(time.Hour)))
+	deadline := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	callCtx, cancelCall := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelCall()
+	out, err := worker.NewHTTPCaller(cfg, p.Client()).Handle(callCtx, task(deadline))
 	if err != nil || string(out) != `{"price":1}` {
 		t.Fatalf("out %q err %v", out, err)
 	}
 	r := p.last
+	// The call is cut by its timeout (a minute) before the task's deadline
+	// (an hour): X-Timeout-Ms says what is left of the minute.
+	if ms, err := strconv.Atoi(r.Header.Get("X-Timeout-Ms")); err != nil || ms <= 0 || ms > 60_000 {
+		t.Errorf("X-Timeout-Ms %q, want the call's time left, at most 60000", r.Header.Get("X-Timeout-Ms"))
+	}
+	if !strings.HasPrefix(r.Header.Get("User-Agent"), "scattergather/") {
+		t.Errorf("User-Agent %q", r.Header.Get("User-Agent"))
+	}
 	for _, h := range []struct{ name, want string }{
 		{"Idempotency-Key", "r1/a/2"},
+		{"X-Task-Id", "r1/a/2"},
 		{"X-Request-Id", "r1"},
+		{"X-Flow", "f"},
+		{"X-Target", "a"},
+		{"X-Item-Index", "2"},
+		{"X-Deadline", deadline.UTC().Format("2006-01-02T15:04:05.000Z07:00")},
 		{"Content-Type", "application/json"},
 		{"X-Api-Key", "k1"},
 		{"Accept", "application/json"},
