@@ -43,6 +43,7 @@ type Metrics struct {
 	roleRestarted *prometheus.CounterVec
 	deadlineLate  *prometheus.HistogramVec
 	rebuildLost   *prometheus.CounterVec
+	tickErrors    *prometheus.CounterVec
 	breaker       *prometheus.CounterVec
 	circuitOpen   *prometheus.GaugeVec
 	refused       *prometheus.CounterVec
@@ -89,6 +90,7 @@ func New() *Metrics {
 		ticks:        f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
 		deadlineLate: h("deadline_lateness_seconds", "How far stream time had passed a request's deadline when the deadline ended it (outcomes timeout and deadline): ticks written late or a quiet partition.",
 			[]float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}, "flow"),
+		tickErrors:    f("tick_errors_total", "Ticks the gather could not write to a quiet partition of the results topic: its deadlines wait until one is written.", "flow"),
 		rebuildLost:   f("state_rebuild_lost_offsets_total", "Offsets of the results topic a rebuild skipped because retention had deleted them (run --allow-lost-requests): the requests opened there are given up.", "flow"),
 		breaker:       f("circuit_breaker_events_total", "Events of a target's circuit breaker: opened, closed, and rejected (a call refused without calling the provider).", "flow", "target", "event"),
 		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
@@ -116,6 +118,7 @@ var (
 	_ kafka.HookDeadlineFired    = (*Metrics)(nil)
 	_ kafka.HookLate             = (*Metrics)(nil)
 	_ kafka.HookTick             = (*Metrics)(nil)
+	_ kafka.HookTickFailed       = (*Metrics)(nil)
 	_ kafka.HookRebuild          = (*Metrics)(nil)
 	_ kafka.HookRebuildLost      = (*Metrics)(nil)
 	_ kafka.HookResultFolded     = (*Metrics)(nil)
@@ -218,6 +221,9 @@ func (m *Metrics) OnCircuitBreaker(flow, target, event string) {
 		m.circuitOpen.WithLabelValues(flow, target).Set(0)
 	}
 }
+
+// OnTickFailed counts a tick not written.
+func (m *Metrics) OnTickFailed(flow string) { m.tickErrors.WithLabelValues(flow).Inc() }
 
 // OnTick counts a tick.
 func (m *Metrics) OnTick(flow string) { m.ticks.WithLabelValues(flow).Inc() }

@@ -38,6 +38,7 @@ type Gather struct {
 	parts map[int32]*gatherPart
 	owned map[int32]bool // partitions assigned and not revoked since
 	cl    *kgo.Client    // the session's client, while Run runs
+	ticks tickHealth
 
 	mu     sync.Mutex
 	events []partEvent // assignments and revocations, in order
@@ -155,6 +156,13 @@ func (g *Gather) Run(ctx context.Context) error {
 	if err := checkTopics(ctx, adm, f); err != nil {
 		return err
 	}
+	// The ticks are written to the topic the gather reads: a principal
+	// that may read it but not write it would never see the deadlines of
+	// quiet partitions fire.
+	if err := checkWriteAuthorized(ctx, g.cl, f.Topics.Results); err != nil {
+		return &PermanentError{Err: fmt.Errorf("gather: %w: grant WRITE on it to the gather's principal (ticks move stream time on quiet partitions, so that their deadlines fire)", err)}
+	}
+	g.ticks.reset()
 	g.log.Info("gather started", "group", g.group, "instance", g.o.instance, "state", filepath.Join(g.stateDir, f.Name))
 
 	for {
@@ -200,6 +208,9 @@ func (g *Gather) Run(ctx context.Context) error {
 		}
 		g.tick(ticker, busy)
 		g.observe(g.Status())
+		if _, fatal := g.ticks.state(); fatal != nil {
+			return fatal
+		}
 	}
 }
 
@@ -228,14 +239,62 @@ func (g *Gather) tick(ticker *kgo.Client, busy map[int32]bool) {
 		}
 		gp.lastTick = now
 		ticker.Produce(context.Background(), toPartition(&kgo.Record{Topic: g.flow.Topics.Results, Value: b, Timestamp: now}, p),
-			func(_ *kgo.Record, err error) {
-				if err != nil {
-					g.log.Warn("tick not written", "partition", p, "err", err)
-				}
-			})
+			func(_ *kgo.Record, err error) { g.ticks.written(g, p, err) })
 		g.count(func(s *GatherStats) { s.Ticks++ })
 		each(g.o.hooks, func(h HookTick) { h.OnTick(g.flow.Name) })
 	}
+}
+
+// tickFailuresShown is how many ticks in a row must fail before readiness
+// says so: one failure is a broker hiccup the producer's retries did not
+// cover; several mean the deadlines of quiet partitions stall.
+const tickFailuresShown = 3
+
+// tickHealth follows whether the gather's ticks are written. Safe for
+// concurrent use: the producer's callbacks report to it.
+type tickHealth struct {
+	mu     sync.Mutex
+	failed int   // ticks in a row not written
+	last   error // the last failure
+	fatal  error // a failure a retry cannot cure (authorisation)
+}
+
+// written records a tick's outcome; it logs a failure, counts it through
+// the hooks, and keeps one a retry cannot cure for Run to fail with.
+func (t *tickHealth) written(g *Gather, p int32, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err == nil {
+		if t.failed >= tickFailuresShown {
+			g.log.Info("ticks are written again", "partition", p)
+		}
+		t.failed, t.last = 0, nil
+		return
+	}
+	t.failed++
+	t.last = err
+	g.log.Warn("tick not written: deadlines of quiet partitions wait for it", "partition", p, "failed_in_a_row", t.failed, "err", err)
+	each(g.o.hooks, func(h HookTickFailed) { h.OnTickFailed(g.flow.Name) })
+	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.fatal = &PermanentError{Err: fmt.Errorf("gather: cannot write ticks to %s: %w: grant WRITE on the topic to the gather's principal (ticks move stream time on quiet partitions, so that their deadlines fire)", g.flow.Topics.Results, err)}
+	}
+}
+
+func (t *tickHealth) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.failed, t.last, t.fatal = 0, nil, nil
+}
+
+// state returns the failure to show, if ticks keep failing, and the one to
+// fail with.
+func (t *tickHealth) state() (shown, fatal error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failed >= tickFailuresShown {
+		shown = t.last
+	}
+	return shown, t.fatal
 }
 
 // handleEvents applies the assignments and revocations the group made
@@ -514,6 +573,10 @@ func (g *Gather) Status() Status {
 	}
 	if n := g.rebuilding.Load(); n > 0 {
 		st.Detail = fmt.Sprintf("rebuilding the state of %d partition(s)", n)
+		return st
+	}
+	if err, _ := g.ticks.state(); err != nil {
+		st.Detail = fmt.Sprintf("ticks to %s are not written (%v): deadlines of quiet partitions wait", g.flow.Topics.Results, err)
 		return st
 	}
 	if lag := g.lagTotal.Load(); lag > CaughtUpLag {

@@ -112,6 +112,10 @@ type (
 	HookTick interface {
 		OnTick(flow string)
 	}
+	// HookTickFailed is told each tick the gather could not write.
+	HookTickFailed interface {
+		OnTickFailed(flow string)
+	}
 	// HookRebuild is told the records re-folded while the gather rebuilds
 	// state, and the partitions being rebuilt (+1 when one starts, -1 when
 	// it ends).

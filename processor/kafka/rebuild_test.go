@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,5 +194,58 @@ consolidate: {type: min, field: price}
 		if k := kafka.Header(r, schemas.HeaderReasonKind); k != schemas.KindUnknownRequest {
 			t.Errorf("late record of kind %q, want %s", k, schemas.KindUnknownRequest)
 		}
+	}
+}
+
+// tickFailures counts OnTickFailed.
+type tickFailures struct{ n atomic.Int64 }
+
+func (c *tickFailures) OnTickFailed(string) { c.n.Add(1) }
+
+// TestIntegrationTickFailuresAreVisible: when the broker refuses the
+// gather's ticks, the deadlines of quiet partitions cannot fire; that is
+// counted and readiness says so, instead of a log line only.
+func TestIntegrationTickFailuresAreVisible(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 1s
+partitions: 1
+targets: [{name: a}, {name: b}]
+gather: {tick_interval: 50ms}
+`)
+	processortest.CreateTopics(t, topo, f)
+	startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithTargets("a")) // b never answers
+	failures := &tickFailures{}
+	g, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"), kafka.WithHooks(failures))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, g)
+	processortest.Send(t, topo, requests(f.Name, 1)...)
+	processortest.Eventually(t, time.Minute, "the request open in the gather", func() bool { return g.Stats().Open == 1 })
+
+	// The results topic now refuses every batch: the tick that should end
+	// the request at its deadline cannot be written.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	one := "1"
+	rs, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &one}}, f.Topics.Results)
+	if err == nil {
+		_, err = rs.On(f.Topics.Results, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Eventually(t, time.Minute, "readiness to report the ticks", func() bool {
+		st := g.Status()
+		return !st.Ready && strings.Contains(st.Detail, "ticks to "+f.Topics.Results+" are not written")
+	})
+	if failures.n.Load() < 3 {
+		t.Errorf("%d tick failures told to the hooks, want at least 3", failures.n.Load())
 	}
 }

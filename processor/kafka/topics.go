@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scattergather/scattergather/processor/topology"
 )
@@ -191,4 +193,39 @@ func partitionCount(ctx context.Context, adm *kadm.Client, topic string) (int32,
 		return 0, errorf("topic %s does not exist (create it with `scattergather topics create`)", topic)
 	}
 	return int32(len(d.Partitions)), nil
+}
+
+// aclWrite is the bit of the WRITE operation in a topic's authorized
+// operations (KIP-430); notProvided is the value of a broker that did not
+// say.
+const (
+	aclWrite    = 1 << 4
+	notProvided = math.MinInt32
+)
+
+// checkWriteAuthorized asks the broker whether this client's principal may
+// write to topic. A broker without an authorizer allows everything; one
+// that does not report authorized operations is not second-guessed.
+func checkWriteAuthorized(ctx context.Context, cl *kgo.Client, topic string) error {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.IncludeTopicAuthorizedOperations = true
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil // the roles' own requests report an unreachable broker
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); errors.Is(err, kerr.TopicAuthorizationFailed) {
+			return fmt.Errorf("topic %s: %w", topic, err)
+		}
+		if ops := t.AuthorizedOperations; ops != notProvided && ops&aclWrite == 0 {
+			return fmt.Errorf("topic %s: the principal may not WRITE to it", topic)
+		}
+	}
+	return nil
 }
