@@ -94,9 +94,11 @@ func (p *partitionFold) open(base int64, from, n int) error {
 	return p.fold.Commit()
 }
 
-// fire writes a tick at log time ms and returns how many aggregates it
-// produced and how long it took, commit included.
-func (p *partitionFold) fire(ms int64) (int, time.Duration, error) {
+// fire writes a tick at log time ms and returns what it fired: the
+// requests open before it (read from the committed state), how many
+// aggregates it produced, and how long it took, commit included.
+func (p *partitionFold) fire(ms int64) (Fire, error) {
+	open := int(p.fold.Position().Open)
 	n := 0
 	start := time.Now()
 	if err := p.apply(ms, &schemas.Tick{SentMs: ms}, func(o gather.Output) {
@@ -104,10 +106,10 @@ func (p *partitionFold) fire(ms int64) (int, time.Duration, error) {
 			n++
 		}
 	}); err != nil {
-		return 0, 0, err
+		return Fire{}, err
 	}
 	err := p.fold.Commit()
-	return n, time.Since(start), err
+	return Fire{Open: open, Due: n, Ms: float64(time.Since(start).Microseconds()) / 1000}, err
 }
 
 func rssMiB() float64 {
@@ -143,11 +145,11 @@ func State(dir string, n int) (*StateResult, error) {
 	if err := small.open(base, 0, 10_000); err != nil {
 		return nil, err
 	}
-	due, d, err := small.fire(base + hour + 1_000) // deadlines base+i+1h: the first 1,000 are due
+	fired, err := small.fire(base + hour + 1_000) // deadlines base+i+1h: the first 1,000 are due
 	if err != nil {
 		return nil, err
 	}
-	res.Fire = append(res.Fire, Fire{Open: 10_000, Due: due, Ms: float64(d.Microseconds()) / 1000})
+	res.Fire = append(res.Fire, fired)
 	small.db.Close()
 
 	big, err := newPartitionFold(dir + "/big")
@@ -169,11 +171,11 @@ func State(dir string, n int) (*StateResult, error) {
 	}
 	res.DiskMiB = float64(big.db.DiskUsage()) / (1 << 20)
 	for _, upTo := range []int64{1_000, 11_000} {
-		due, d, err := big.fire(base + hour + upTo)
+		fired, err := big.fire(base + hour + upTo)
 		if err != nil {
 			return nil, err
 		}
-		res.Fire = append(res.Fire, Fire{Open: n - int(upTo) + due, Due: due, Ms: float64(d.Microseconds()) / 1000})
+		res.Fire = append(res.Fire, fired)
 	}
 	return res, nil
 }
