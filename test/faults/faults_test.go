@@ -1,8 +1,3 @@
-// Package faults runs the scattergather binary as real OS processes
-// against a real Kafka broker under steady load, and kills, restarts and
-// rebalances them (and the broker) mid-load, then checks what a
-// read_committed consumer of the aggregates sees: every request exactly
-// once, with the outcome and value a fault-free run gives.
 package faults
 
 import (
