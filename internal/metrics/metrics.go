@@ -44,6 +44,7 @@ type Metrics struct {
 	deadlineLate  *prometheus.HistogramVec
 	breaker       *prometheus.CounterVec
 	circuitOpen   *prometheus.GaugeVec
+	rewritten     *prometheus.CounterVec
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -90,6 +91,8 @@ func New() *Metrics {
 		breaker:       f("circuit_breaker_events_total", "Events of a target's circuit breaker: opened, closed, and rejected (a call refused without calling the provider).", "flow", "target", "event"),
 		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
+		rewritten: f("records_rewritten_total", "Records written in a form that fits because they could not be written as they were (too large or refused), by role, topic meant for and how: truncated, failed_aggregate, error_result, dead_letter.",
+			"flow", "role", "topic", "how"),
 	}
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -114,7 +117,14 @@ var (
 	_ kafka.HookRebuild          = (*Metrics)(nil)
 	_ kafka.HookResultFolded     = (*Metrics)(nil)
 	_ kafka.HookDuplicateResult  = (*Metrics)(nil)
+	_ kafka.HookRecordRewritten  = (*Metrics)(nil)
 )
+
+// OnRecordRewritten counts a record written in another form than the role
+// made it, so that it could be written at all.
+func (m *Metrics) OnRecordRewritten(flow, role, topic, how string) {
+	m.rewritten.WithLabelValues(flow, role, topic, how).Inc()
+}
 
 // OnRequestScattered counts a request and its tasks by target.
 func (m *Metrics) OnRequestScattered(flow string, targets []string) {
