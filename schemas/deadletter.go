@@ -8,8 +8,10 @@ const MaxRequestIDBytes = 1024
 
 // Headers of the records written to the dead-letter topic (<flow>.dlq) and
 // the late topic (<flow>.late). Both carry all of them; the record's key
-// and value are the original record's, byte for byte. Header values are
-// UTF-8 text.
+// and value are the original record's, byte for byte, unless the record
+// would not fit the topic: then the value (and, if still too large, the
+// key) is cut, and HeaderOriginalSize and HeaderOriginalSHA256 describe
+// the original value. Header values are UTF-8 text.
 const (
 	// HeaderReason is why the record was set aside, for people: a sentence
 	// that may change between versions.
@@ -28,6 +30,13 @@ const (
 	HeaderPartition = "sg-source-partition"
 	// HeaderOffset is the offset of the original record, in decimal.
 	HeaderOffset = "sg-source-offset"
+	// HeaderOriginalSize is the size in bytes of the original value, in
+	// decimal, on a record whose value was cut to fit its topic; absent
+	// when the value is whole.
+	HeaderOriginalSize = "sg-original-size"
+	// HeaderOriginalSHA256 is the SHA-256 digest of the original value, in
+	// lowercase hex, on a record whose value was cut to fit its topic.
+	HeaderOriginalSHA256 = "sg-original-sha256"
 )
 
 // Stages, the values of HeaderStage.
@@ -59,8 +68,9 @@ const (
 	// KindFanout: the payload cannot be fanned out over items as the flow
 	// says, or into more tasks than fanout.max_tasks [scatter].
 	KindFanout = "fanout"
-	// KindBrokerRefused: the broker refuses the records a request becomes
-	// (too large) [scatter].
+	// KindBrokerRefused: the broker or the producer refuses the records a
+	// request or a task becomes (too large, or another refusal of the
+	// record) [scatter, worker].
 	KindBrokerRefused = "broker_refused"
 	// KindEncode: the records a request or task becomes cannot be encoded
 	// [scatter, worker].

@@ -47,6 +47,7 @@ type Metrics struct {
 	breaker       *prometheus.CounterVec
 	circuitOpen   *prometheus.GaugeVec
 	refused       *prometheus.CounterVec
+	rewritten     *prometheus.CounterVec
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -96,6 +97,8 @@ func New() *Metrics {
 		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
 		refused:       f("tasks_refused_total", "Tasks a worker answered ERROR without running them (a target its topic does not serve), by the topic's target and kind of reason.", "flow", "target", "reason"),
+		rewritten: f("records_rewritten_total", "Records written in a form that fits because they could not be written as they were (too large or refused), by role, topic meant for and how: truncated, failed_aggregate, error_result, dead_letter.",
+			"flow", "role", "topic", "how"),
 	}
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -123,7 +126,14 @@ var (
 	_ kafka.HookRebuildLost      = (*Metrics)(nil)
 	_ kafka.HookResultFolded     = (*Metrics)(nil)
 	_ kafka.HookDuplicateResult  = (*Metrics)(nil)
+	_ kafka.HookRecordRewritten  = (*Metrics)(nil)
 )
+
+// OnRecordRewritten counts a record written in another form than the role
+// made it, so that it could be written at all.
+func (m *Metrics) OnRecordRewritten(flow, role, topic, how string) {
+	m.rewritten.WithLabelValues(flow, role, topic, how).Inc()
+}
 
 // OnRequestScattered counts a request and its tasks by target.
 func (m *Metrics) OnRequestScattered(flow string, targets []string) {

@@ -49,6 +49,7 @@ type Gather struct {
 	lag        lag
 	lagTotal   atomic.Int64
 	rebuilding atomic.Int32
+	w          *writer // of the current session, made by transact
 	*readiness
 }
 
@@ -562,9 +563,14 @@ func (g *Gather) checkLogStart(ctx context.Context, adm *kadm.Client, fold *gath
 const CaughtUpLag = 1000
 
 // Status reports the gather ready once it has partitions, no state is being
-// rebuilt and it is caught up with its input.
+// rebuilt and it is caught up with its input, unless it cannot write what
+// it folded.
 func (g *Gather) Status() Status {
 	st := Status{Role: RoleGather, Flow: g.flow.Name}
+	if d := g.troubled(); d != "" {
+		st.Detail = d
+		return st
+	}
 	select {
 	case <-g.Ready():
 	default:

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -21,24 +20,22 @@ type gatherTxn struct {
 	touched  []*gatherPart
 	aggs     []*schemas.Aggregate
 	late     int64
-	dead     []string // kinds of the dead letters
-	prodErr  error    // the first errors of the records produced
-	applyErr error    // the first error of the folds
+	dead     []string    // kinds of the dead letters
+	rewrites [][2]string // topic and how of each record rewritten to fit
+	failures writeFailures
+	applyErr error // the first error of the folds
 }
 
-func (t *gatherTxn) produced(_ *kgo.Record, err error) {
-	if err != nil {
-		t.mu.Lock()
-		t.prodErr = errors.Join(t.prodErr, err)
-		t.mu.Unlock()
-	}
-}
+func (t *gatherTxn) produced(r *kgo.Record, err error) { t.failures.produced(r, err) }
 
 // transact folds one poll's records and writes their outputs and offsets
 // in one transaction; the folds commit to the store only if it commits.
 func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
 	ctx, cancel := transactionContext(ctx, g.topo)
 	defer cancel()
+	if g.w == nil || g.w.cl != sess.Client() {
+		g.w = newWriter(ctx, sess.Client(), g.flow, RoleGather, g.o.hooks, g.log)
+	}
 	if err := sess.Begin(); err != nil {
 		return errorf("gather begin: %w", err)
 	}
@@ -63,8 +60,9 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	if err := sess.Client().Flush(ctx); err != nil {
 		commit = kgo.TryAbort
 	}
+	prodErr := txn.failures.err()
 	txn.mu.Lock()
-	if txn.applyErr != nil || txn.prodErr != nil {
+	if txn.applyErr != nil || prodErr != nil {
 		commit = kgo.TryAbort
 	}
 	txn.mu.Unlock()
@@ -82,9 +80,18 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		}
 		g.count(func(s *GatherStats) { s.Aborted++ })
 		each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(g.flow.Name, RoleGather, false) })
-		g.log.Info("transaction aborted; the records are read again", "produce_err", txn.prodErr, "meta_err", metaErr)
+		cause, err := g.w.aborted(ctx, pollKey(fetches), txn.failures.failed())
+		if err != nil {
+			return err
+		}
+		if cause != nil {
+			g.setTrouble(fmt.Sprintf("writing to %s refused: %v", cause.rec.Topic, cause.err))
+		}
+		g.log.Info("transaction aborted; the records are read again", "produce_err", prodErr, "meta_err", metaErr)
 		return nil
 	}
+	g.w.committed()
+	g.clearTrouble()
 	for _, gp := range txn.touched {
 		if err := gp.fold.Commit(); err != nil {
 			return err
@@ -100,29 +107,46 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 func (g *Gather) foldPartition(ctx context.Context, sess *kgo.GroupTransactSession, txn *gatherTxn, gp *gatherPart, fp kgo.FetchTopicPartition) {
 	f := g.flow
 	var (
-		aggs []*schemas.Aggregate
-		late int64
-		dead []string
+		aggs     []*schemas.Aggregate
+		late     int64
+		dead     []string
+		rewrites [][2]string
 	)
+	// setAsideFit writes a late record or dead letter, cut if it does not
+	// fit its topic.
+	setAsideFit := func(rec *kgo.Record) {
+		if cut, ok := g.w.fitSetAside(rec); ok {
+			g.log.Warn("record cut to fit its topic", "topic", rec.Topic, "partition", fp.Partition, "offset", Header(rec, schemas.HeaderOffset), "bytes", len(rec.Value))
+			rewrites = append(rewrites, [2]string{rec.Topic, RewriteTruncated})
+			rec = cut
+		}
+		sess.Produce(ctx, rec, txn.produced)
+	}
 	emit := func(o gather.Output) {
 		switch o.Kind {
 		case gather.ToAggregated:
-			aggs = append(aggs, o.Aggregate)
-			sess.Produce(ctx, &kgo.Record{Topic: f.Topics.Aggregated, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs)}, txn.produced)
-			if o.Aggregate != nil {
-				g.log.Debug("aggregate", "request_id", o.Aggregate.RequestID, "outcome", o.Aggregate.Outcome)
+			rec := &kgo.Record{Topic: f.Topics.Aggregated, Key: o.Key, Value: o.Value, Timestamp: time.UnixMilli(o.TimeMs)}
+			rec, agg, rewritten := g.w.fitAggregate(rec, o.Aggregate, g.o.codec)
+			if rewritten {
+				g.log.Warn("aggregate written as failed", "request_id", agg.RequestID, "reason", agg.Reason)
+				rewrites = append(rewrites, [2]string{rec.Topic, RewriteFailedAggregate})
+			}
+			aggs = append(aggs, agg)
+			sess.Produce(ctx, rec, txn.produced)
+			if agg != nil {
+				g.log.Debug("aggregate", "request_id", agg.RequestID, "outcome", agg.Outcome)
 			}
 		case gather.ToLate:
 			late++
 			src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
 			rec := setAside(f.Topics.Late, f, schemas.StageGather, src, o.ReasonKind, o.Reason)
 			rec.Timestamp = time.UnixMilli(o.TimeMs)
-			sess.Produce(ctx, rec, txn.produced)
+			setAsideFit(rec)
 		case gather.ToDeadLetter:
 			dead = append(dead, o.ReasonKind)
 			g.log.Warn("result dead-lettered", "partition", fp.Partition, "offset", o.Offset, "reason", o.Reason)
 			src := &kgo.Record{Topic: f.Topics.Results, Partition: fp.Partition, Offset: o.Offset, Key: o.Key, Value: o.Value}
-			sess.Produce(ctx, deadLetter(f, schemas.StageGather, src, o.ReasonKind, o.Reason), txn.produced)
+			setAsideFit(deadLetter(f, schemas.StageGather, src, o.ReasonKind, o.Reason))
 		}
 	}
 	var err error
@@ -134,6 +158,7 @@ func (g *Gather) foldPartition(ctx context.Context, sess *kgo.GroupTransactSessi
 	txn.mu.Lock()
 	defer txn.mu.Unlock()
 	txn.aggs, txn.late, txn.dead = append(txn.aggs, aggs...), txn.late+late, append(txn.dead, dead...)
+	txn.rewrites = append(txn.rewrites, rewrites...)
 	if err != nil && txn.applyErr == nil {
 		txn.applyErr = err
 	}
@@ -204,5 +229,8 @@ func (g *Gather) committed(txn *gatherTxn) {
 	}
 	for _, kind := range txn.dead {
 		each(g.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(name, RoleGather, kind) })
+	}
+	for _, rw := range txn.rewrites {
+		g.w.rewritten(rw[0], rw[1])
 	}
 }

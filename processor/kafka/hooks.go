@@ -34,6 +34,15 @@ type (
 	HookDeadLetter interface {
 		OnDeadLetter(flow, stage, kind string)
 	}
+	// HookRecordRewritten is told each record written in another form
+	// than the role made it because it could not be written as it was
+	// (too large for the producer or for topic, or refused by the broker):
+	// how is one of the Rewrite constants. topic is the topic the record
+	// was meant for. The scatter and the gather tell it once their
+	// transaction committed, the worker once the broker acknowledged.
+	HookRecordRewritten interface {
+		OnRecordRewritten(flow, role, topic, how string)
+	}
 	// HookRoleRestart is told when a supervised role starts, and each
 	// restart of it after a transient failure.
 	HookRoleRestart interface {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -103,8 +104,9 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 func IsPermanent(err error) bool {
 	var p *PermanentError
 	var te *TopicError
+	var we *WriteError
 	switch {
-	case errors.As(err, &p), errors.As(err, &te),
+	case errors.As(err, &p), errors.As(err, &te), errors.As(err, &we),
 		errors.Is(err, kerr.ProducerFenced),
 		errors.Is(err, kerr.FencedInstanceID),
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed),
@@ -137,6 +139,9 @@ func Supervise(ctx context.Context, r Runner) error {
 			return nil
 		}
 		if IsPermanent(err) {
+			if rl.rd != nil {
+				rl.rd.setTrouble("stopped: " + err.Error())
+			}
 			return err
 		}
 		if time.Since(start) > time.Minute {
@@ -194,6 +199,8 @@ type readiness struct {
 	logged bool // a line was logged
 	ready  bool // as last logged
 	detail string
+
+	trouble atomic.Pointer[string] // why the role cannot go on, or nil
 }
 
 func newReadiness(parts int, log *slog.Logger) *readiness {
@@ -210,6 +217,21 @@ func (r *readiness) assigned() {
 	if r.pending == 0 {
 		r.once.Do(func() { close(r.ch) })
 	}
+}
+
+// setTrouble makes the role not ready, with why as the detail, until
+// clearTrouble: records it cannot write, or a stop.
+func (r *readiness) setTrouble(why string) { r.trouble.Store(&why) }
+
+// clearTrouble ends what setTrouble said.
+func (r *readiness) clearTrouble() { r.trouble.Store(nil) }
+
+// troubled returns what setTrouble said, or "".
+func (r *readiness) troubled() string {
+	if p := r.trouble.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Ready is closed once the role has been assigned partitions: a request
@@ -245,16 +267,17 @@ type role struct {
 	name, flow string
 	o          *options
 	log        *slog.Logger
+	rd         *readiness
 }
 
 func roleOf(r Runner) role {
 	switch r := r.(type) {
 	case *Scatter:
-		return role{RoleScatter, r.flow.Name, r.o, r.log}
+		return role{RoleScatter, r.flow.Name, r.o, r.log, r.readiness}
 	case *Worker:
-		return role{RoleWorker, r.flow.Name, &r.o.options, r.log}
+		return role{RoleWorker, r.flow.Name, &r.o.options, r.log, r.readiness}
 	case *Gather:
-		return role{RoleGather, r.flow.Name, r.o, r.log}
+		return role{RoleGather, r.flow.Name, r.o, r.log, r.readiness}
 	}
 	return role{name: fmt.Sprintf("%T", r), o: &options{}, log: slog.Default()}
 }

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/processor/scatter"
@@ -27,6 +26,7 @@ type Scatter struct {
 
 	mu     sync.Mutex
 	poison map[recordID]string // requests whose output the broker refuses
+	w      *writer             // set by Run
 	*readiness
 }
 
@@ -69,6 +69,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.w = newWriter(ctx, sess.Client(), f, RoleScatter, s.o.hooks, s.log)
 	consumerLag := lag{}
 	targetOf := map[string]string{}
 	for _, t := range f.Targets {
@@ -98,17 +99,20 @@ func (s *Scatter) Run(ctx context.Context) error {
 			mu        sync.Mutex
 			firstErr  error
 			failed    = map[recordID]error{}
-			scattered [][]string // targets of each request scattered
-			dead      []string   // kinds of the dead letters
+			failures  writeFailures
+			scattered [][]string  // targets of each request scattered
+			dead      []string    // kinds of the dead letters
+			rewrites  [][2]string // topic and how of each record rewritten
 		)
 		now := s.o.now().UnixMilli()
 		fetches.EachRecord(func(r *kgo.Record) {
 			id := recordID{r.Partition, r.Offset}
 			produce := func(out *kgo.Record) {
-				sess.Produce(tctx, out, func(_ *kgo.Record, err error) {
+				sess.Produce(tctx, out, func(out *kgo.Record, err error) {
 					if err == nil {
 						return
 					}
+					failures.produced(out, err)
 					mu.Lock()
 					defer mu.Unlock()
 					if firstErr == nil {
@@ -117,7 +121,8 @@ func (s *Scatter) Run(ctx context.Context) error {
 					failed[id] = err
 				})
 			}
-			outs := s.scatter(planner, r, now)
+			outs, rw := s.fit(s.scatter(planner, r, now), r)
+			rewrites = append(rewrites, rw...)
 			if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
 				dead = append(dead, Header(outs[0], schemas.HeaderReasonKind))
 			} else {
@@ -146,8 +151,20 @@ func (s *Scatter) Run(ctx context.Context) error {
 		}
 		each(s.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, RoleScatter, committed) })
 		if !committed {
+			cause, err := s.w.aborted(ctx, pollKey(fetches), failures.failed())
+			if err != nil {
+				return err
+			}
+			if cause != nil {
+				s.setTrouble(fmt.Sprintf("writing to %s refused: %v", cause.rec.Topic, cause.err))
+			}
 			s.log.Info("transaction aborted; the requests are read again", "cause", firstErr)
 			continue
+		}
+		s.w.committed()
+		s.clearTrouble()
+		for _, rw := range rewrites {
+			s.w.rewritten(rw[0], rw[1])
 		}
 		for _, targets := range scattered {
 			each(s.o.hooks, func(h HookRequestScattered) { h.OnRequestScattered(f.Name, targets) })
@@ -158,9 +175,14 @@ func (s *Scatter) Run(ctx context.Context) error {
 	}
 }
 
-// Status reports the scatter ready once it has partitions.
+// Status reports the scatter ready once it has partitions, unless it
+// cannot write what it read.
 func (s *Scatter) Status() Status {
 	st := Status{Role: RoleScatter, Flow: s.flow.Name}
+	if d := s.troubled(); d != "" {
+		st.Detail = d
+		return st
+	}
 	select {
 	case <-s.Ready():
 		st.Ready = true
@@ -212,14 +234,45 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 	return out
 }
 
+// fit returns the records of request r as they fit their topics: a request
+// whose manifest or a task is too large for its topic is dead-lettered
+// instead (without an attempt that would abort), and a dead letter too
+// large for its topic is cut (see writer.fitSetAside). It also returns
+// the topic and how of each record rewritten.
+func (s *Scatter) fit(outs []*kgo.Record, r *kgo.Record) ([]*kgo.Record, [][2]string) {
+	f := s.flow
+	var rewrites [][2]string
+	if !(len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter) {
+		for _, out := range outs {
+			if s.w.fits(out) {
+				continue
+			}
+			reason := fmt.Sprintf("the request's records do not fit topic %s: %d bytes, it accepts %d", out.Topic, recordBytes(out), s.w.limit(out.Topic))
+			s.log.Warn("request dead-lettered", "partition", r.Partition, "offset", r.Offset, "reason", reason)
+			rewrites = append(rewrites, [2]string{out.Topic, RewriteDeadLetter})
+			outs = []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindBrokerRefused, reason)}
+			break
+		}
+	}
+	if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
+		if cut, ok := s.w.fitSetAside(outs[0]); ok {
+			rewrites = append(rewrites, [2]string{cut.Topic, RewriteTruncated})
+			outs = []*kgo.Record{cut}
+		}
+	}
+	return outs, rewrites
+}
+
 // markPoison remembers the requests whose records the broker refused for
-// good (too large), so that the next attempt dead-letters them instead of
-// aborting forever.
+// good (too large, or another refusal of the record itself), so that the
+// next attempt dead-letters them instead of aborting forever. A dead
+// letter that is refused in turn stays poisoned; the writer's bound on
+// aborts in a row ends that loop (see writer.aborted).
 func (s *Scatter) markPoison(failed map[recordID]error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, err := range failed {
-		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord) {
+		if c := classifyWrite(err); c == refusedSize || c == refusedRecord {
 			s.poison[id] = fmt.Sprintf("the broker refuses the request's manifest or tasks: %v", err)
 			s.log.Warn("request will be dead-lettered", "partition", id.partition, "offset", id.offset, "err", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/processor/topology"
@@ -30,6 +31,7 @@ type Worker struct {
 	handlers map[string]worker.Handler
 	decoders map[string]*worker.Decoder // by target; read-only once made
 	global   chan struct{}
+	wr       *writer // set by Run
 	*readiness
 }
 
@@ -110,6 +112,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := checkTopics(ctx, kadm.NewClient(prod), w.flow); err != nil {
 		return err
 	}
+	w.wr = newWriter(ctx, prod, w.flow, RoleWorker, w.o.hooks, w.log)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(w.handlers))
 	ctx, cancel := context.WithCancel(ctx)
@@ -182,6 +185,20 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	defer cl.Close()
 	log.Info("worker started", "group", group, "topic", tg.Topic, "max_in_flight", tg.MaxInFlight)
 
+	// A result that cannot be written in any form stops the target: its
+	// task can neither finish nor be skipped.
+	ctx, stopTarget := context.WithCancelCause(ctx)
+	defer stopTarget(nil)
+	fail := func(err error) {
+		log.Error("target stops", "err", err)
+		stopTarget(err)
+	}
+	stopped := func() error {
+		if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
 	consumerLag := lag{}
 	var running sync.WaitGroup
 	defer func() {
@@ -198,7 +215,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	for {
 		fetches := cl.PollRecords(ctx, tg.MaxInFlight)
 		if ctx.Err() != nil {
-			return nil
+			return stopped()
 		}
 		if err := fetchErrors(fetches, log); err != nil {
 			return err
@@ -242,21 +259,22 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				// its result is acknowledged.
 				<-w.global
 				<-local
-				prod.Produce(context.Background(), out, func(_ *kgo.Record, err error) {
-					if err != nil {
-						// Left unfinished: the task runs again after a restart.
-						log.Error("result not written", "offset", r.Offset, "err", err)
-						return
-					}
-					written()
-					if off, ok := tracker.Finish(tp, r.Offset); ok {
-						mark(tp, off)
-					}
-				})
+				done, err := w.deliver(prod, log, tg, r, out, written)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if !done {
+					// Left unfinished: the task runs again after a restart.
+					return
+				}
+				if off, ok := tracker.Finish(tp, r.Offset); ok {
+					mark(tp, off)
+				}
 			}()
 		})
 		if stop {
-			return nil
+			return stopped()
 		}
 	}
 }
@@ -320,9 +338,13 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 }
 
 // Status reports the worker ready once every target it serves has
-// partitions.
+// partitions, unless it stopped.
 func (w *Worker) Status() Status {
 	st := Status{Role: RoleWorker, Flow: w.flow.Name}
+	if d := w.troubled(); d != "" {
+		st.Detail = d
+		return st
+	}
 	select {
 	case <-w.Ready():
 		st.Ready = true
@@ -330,4 +352,97 @@ func (w *Worker) Status() Status {
 		st.Detail = "waiting for partitions of the task topics"
 	}
 	return st
+}
+
+// deliver writes out, the result or dead letter of task r, and reports
+// whether the task is finished. A record that cannot be written as it is
+// (too large for the producer or the results topic, or refused by the
+// broker) is written in a form that fits: a result becomes an ERROR result
+// with an empty payload and the reason, and if even that cannot be
+// written, the task is dead-lettered (cut to fit), so that its offset can
+// commit. A topic that cannot be written at all, or a dead letter refused
+// too, returns a *WriteError. A failure that is no refusal (the producer
+// closing) leaves the task unfinished, to run again.
+func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target, r *kgo.Record, out *kgo.Record, written func()) (bool, error) {
+	ctx := context.Background()
+	write := func(rec *kgo.Record) error { return prod.ProduceSync(ctx, rec).FirstErr() }
+	cut := false
+	if out.Topic == w.flow.Topics.DeadLetter {
+		var c *kgo.Record
+		if c, cut = w.wr.fitSetAside(out); cut {
+			log.Warn("dead letter cut to fit its topic", "offset", r.Offset, "bytes", len(out.Value))
+			out = c
+		}
+	}
+	var err error
+	if w.wr.fits(out) {
+		if err = write(out); err == nil {
+			if cut {
+				w.wr.rewritten(out.Topic, RewriteTruncated)
+			}
+			written()
+			return true, nil
+		}
+	} else {
+		err = fmt.Errorf("%w: %d bytes, topic %s accepts %d", kerr.MessageTooLarge, recordBytes(out), out.Topic, w.wr.limit(out.Topic))
+	}
+	// refused reports what err means for rec: an error to stop on, or
+	// whether another form may be written.
+	refused := func(rec *kgo.Record, err error) (retry bool, stop error) {
+		switch classifyWrite(err) {
+		case notRefused:
+			log.Error("result not written", "offset", r.Offset, "topic", rec.Topic, "err", err)
+			return false, nil
+		case refusedTopic:
+			if !errors.Is(err, kerr.UnknownTopicOrPartition) || w.wr.confirmMissing(ctx, rec.Topic) {
+				return false, w.wr.cannotWrite(rec.Topic, err)
+			}
+			log.Error("result not written", "offset", r.Offset, "topic", rec.Topic, "err", err)
+			return false, nil
+		}
+		return true, nil
+	}
+	if retry, stop := refused(out, err); !retry {
+		return false, stop
+	}
+	if out.Topic == w.flow.Topics.Results {
+		var res schemas.Result
+		if derr := w.o.codec.DecodeInto(out.Value, &res); derr == nil {
+			reason := fmt.Sprintf("result refused by the broker: %s", errCode(err))
+			if classifyWrite(err) == refusedSize {
+				reason = fmt.Sprintf("answer too large to write: %d bytes", len(res.Payload))
+			}
+			res.Status, res.Payload, res.Error = schemas.StatusError, []byte{}, reason
+			if b, eerr := w.o.codec.Encode(&res); eerr == nil {
+				alt := *out
+				alt.Value = b
+				log.Warn("result replaced by an ERROR result", "request_id", res.RequestID, "task_id", res.TaskID, "reason", reason)
+				if err = write(&alt); err == nil {
+					w.wr.rewritten(out.Topic, RewriteErrorResult)
+					each(w.o.hooks, func(h HookResultWritten) {
+						h.OnResultWritten(w.flow.Name, tg.Name, string(schemas.StatusError), time.Duration(res.DurationMs)*time.Millisecond)
+					})
+					return true, nil
+				}
+				if retry, stop := refused(&alt, err); !retry {
+					return false, stop
+				}
+			}
+		}
+	}
+	// The last form: the task's dead letter, cut to fit.
+	reason := fmt.Sprintf("what the task became cannot be written to %s: %s", out.Topic, errCode(err))
+	dl := deadLetter(w.flow, schemas.StageWorker, r, schemas.KindBrokerRefused, reason)
+	dl, _ = w.wr.fitSetAside(dl)
+	log.Warn("task dead-lettered", "offset", r.Offset, "reason", reason)
+	if err := write(dl); err != nil {
+		if retry, stop := refused(dl, err); !retry {
+			return false, stop
+		}
+		return false, &WriteError{Flow: w.flow.Name, Topic: dl.Topic, Err: err,
+			Fix: "the task's dead letter is refused too: check the topic's configuration (max.message.bytes, policies)"}
+	}
+	w.wr.rewritten(out.Topic, RewriteDeadLetter)
+	each(w.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(w.flow.Name, schemas.StageWorker, schemas.KindBrokerRefused) })
+	return true, nil
 }

@@ -1,0 +1,350 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scattergather/scattergather/internal/processortest"
+	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/processor/worker"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// rewrites counts the hooks' records rewritten, by "role topic how".
+type rewrites struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *rewrites) OnRecordRewritten(_, role, topic, how string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int{}
+	}
+	r.n[role+" "+topic+" "+how]++
+}
+
+func (r *rewrites) count(role, topic, how string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[role+" "+topic+" "+how]
+}
+
+// sendLarge writes value to topic with a producer whose batch limit
+// (2 MiB) is above the roles' (franz-go's default, 1,000,012 bytes), as
+// another writer of the flow's topics may.
+func sendLarge(t *testing.T, topo *topology.Topology, topic string, key, value []byte) {
+	t.Helper()
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(topo, "test"), kgo.ProducerBatchMaxBytes(2<<20))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: key, Value: value}).FirstErr(); err != nil {
+		t.Fatalf("send %d bytes to %s: %v", len(value), topic, err)
+	}
+}
+
+// checkCut checks that d is the dead letter of original cut to fit: a
+// prefix of its bytes, with its size and digest in the headers.
+func checkCut(t *testing.T, d *kgo.Record, original []byte, stage, kind string) {
+	t.Helper()
+	sum := sha256.Sum256(original)
+	if got := kafka.Header(d, schemas.HeaderOriginalSize); got != strconv.Itoa(len(original)) {
+		t.Errorf("dead letter: %s %q, want %d", schemas.HeaderOriginalSize, got, len(original))
+	}
+	if got := kafka.Header(d, schemas.HeaderOriginalSHA256); got != hex.EncodeToString(sum[:]) {
+		t.Errorf("dead letter: %s %q, want the original's %x", schemas.HeaderOriginalSHA256, got, sum)
+	}
+	if len(d.Value) >= len(original) || len(d.Value) < len(original)-20000 || !bytes.HasPrefix(original, d.Value) {
+		t.Errorf("dead letter value: %d bytes, want a prefix of the original's %d bytes cut just enough to fit", len(d.Value), len(original))
+	}
+	if got := headers(d, schemas.HeaderStage, schemas.HeaderReasonKind); got != stage+" "+kind {
+		t.Errorf("dead letter: stage and kind %q, want %s %s", got, stage, kind)
+	}
+}
+
+// A result too large to be dead-lettered as it is (its bytes plus the
+// headers exceed the producer's batch limit) is dead-lettered cut to fit,
+// and the gather goes on: a good request after it still gets its
+// aggregate. It used to abort the gather's transaction forever.
+func TestIntegrationGatherCutsDeadLetterTooLarge(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+partitions: 1
+timeout: 20s
+targets: [{name: a}]
+`)
+	processortest.CreateTopics(t, topo, f)
+	rw := &rewrites{}
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHandler("a", answer(1)), kafka.WithHooks(rw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+
+	// Not Avro: the gather dead-letters it.
+	big := append([]byte{0xC3, 0x01}, bytes.Repeat([]byte("z"), 1_000_098)...)
+	sendLarge(t, topo, f.Topics.Results, []byte("big"), big)
+	processortest.Send(t, topo, &schemas.Request{RequestID: "good", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+
+	aggs := processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
+	if a := aggs["good"]; a == nil || a.Outcome != schemas.OutcomeComplete {
+		t.Fatalf("good request: aggregate %+v, want complete", a)
+	}
+	dead := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	checkCut(t, dead[0], big, schemas.StageGather, schemas.KindUndecodable)
+	if n := rw.count(kafka.RoleGather, f.Topics.DeadLetter, kafka.RewriteTruncated); n != 1 {
+		t.Errorf("hooks told %d dead letters truncated, want 1", n)
+	}
+}
+
+// A request too large to be dead-lettered as it is goes to the dead-letter
+// topic cut to fit, and the scatter goes on. It used to abort the
+// scatter's transaction forever: its dead letter, refused in turn, was
+// marked poison and tried again.
+func TestIntegrationScatterCutsDeadLetterTooLarge(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+partitions: 1
+timeout: 20s
+targets: [{name: a}]
+`)
+	processortest.CreateTopics(t, topo, f)
+	rw := &rewrites{}
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHandler("a", answer(1)), kafka.WithHooks(rw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+
+	// Over limits.max_payload_bytes: dead-lettered as oversize.
+	big, err := schemas.Encode(&schemas.Request{RequestID: "big", Flow: f.Name, Payload: bytes.Repeat([]byte("x"), 1_000_000), ContentType: schemas.ContentTypeJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendLarge(t, topo, f.Topics.Requests, []byte("big"), big)
+	processortest.Send(t, topo, &schemas.Request{RequestID: "good", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+
+	aggs := processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
+	if a := aggs["good"]; a == nil || a.Outcome != schemas.OutcomeComplete {
+		t.Fatalf("good request: aggregate %+v, want complete", a)
+	}
+	dead := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	checkCut(t, dead[0], big, schemas.StageScatter, schemas.KindOversize)
+	if n := rw.count(kafka.RoleScatter, f.Topics.DeadLetter, kafka.RewriteTruncated); n != 1 {
+		t.Errorf("hooks told %d dead letters truncated, want 1", n)
+	}
+}
+
+// An answer within limits.max_payload_bytes whose result is larger than
+// the worker's producer writes (its batch limit) becomes an ERROR result
+// with the reason, and the task's offset commits. It used to stay
+// unwritten: the request timed out and the partition's commit stopped
+// there.
+func TestIntegrationWorkerReplacesResultTooLarge(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+partitions: 1
+timeout: 30s
+targets: [{name: a}, {name: b}]
+limits: {max_payload_bytes: 2MiB}
+`)
+	processortest.CreateTopics(t, topo, f)
+	huge := worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+		return []byte(`{"x":"` + strings.Repeat("y", 1_500_000) + `"}`), nil
+	})
+	rw := &rewrites{}
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(),
+		kafka.WithHandler("a", huge), kafka.WithHandler("b", answer(2)), kafka.WithHooks(rw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+	processortest.Send(t, topo, &schemas.Request{RequestID: "r", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+
+	aggs := processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
+	a := aggs["r"]
+	if a == nil || a.Outcome != schemas.OutcomeComplete || names(a.Answered) != "b" || names(a.Failed) != "a" {
+		t.Fatalf("aggregate %+v, want complete with b answered and a failed", a)
+	}
+	if !strings.HasPrefix(a.Failed[0].Error, "answer too large to write: ") {
+		t.Errorf("a's failure %q, want the reason it could not be written", a.Failed[0].Error)
+	}
+	if n := rw.count(kafka.RoleWorker, f.Topics.Results, kafka.RewriteErrorResult); n != 1 {
+		t.Errorf("hooks told %d results replaced, want 1", n)
+	}
+	// The task is done: its offset commits.
+	adm := adminOf(t, topo)
+	group := topo.Group(f, "worker.a")
+	processortest.Eventually(t, time.Minute, "the worker's commit of task a", func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			return false
+		}
+		o, ok := offs.Lookup(f.Target("a").Topic, 0)
+		return ok && o.Err == nil && o.At == 1
+	})
+}
+
+// A topic of aggregates whose max.message.bytes is lowered below an
+// aggregate while the gather runs: the broker refuses the aggregate, the
+// gather reads the topic's limit again and writes it as failed without
+// its result, then goes on. It used to abort the transaction forever.
+func TestIntegrationGatherFailsAggregateTheTopicRefuses(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+partitions: 1
+timeout: 20s
+targets: [{name: a}]
+`)
+	processortest.CreateTopics(t, topo, f)
+	// Random, so that the producer's compression cannot bring the
+	// aggregate under the topic's limit.
+	noise := make([]byte, 150_000)
+	_, _ = rand.Read(noise)
+	h := worker.HandlerFunc(func(_ context.Context, t *schemas.Task) ([]byte, error) {
+		if t.RequestID == "big" {
+			return []byte(`{"x":"` + base64.StdEncoding.EncodeToString(noise) + `"}`), nil
+		}
+		return []byte(`{"price":1}`), nil
+	})
+	rw := &rewrites{}
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHandler("a", h), kafka.WithHooks(rw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+	// The gather has written an aggregate before the topic changes.
+	processortest.Send(t, topo, &schemas.Request{RequestID: "before", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+	processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
+
+	adm := adminOf(t, topo)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const limit = "50000"
+	v := limit
+	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}, f.Topics.Aggregated); err != nil {
+		t.Fatal(err)
+	}
+	processortest.Eventually(t, time.Minute, "the new max.message.bytes", func() bool {
+		rcs, err := adm.DescribeTopicConfigs(ctx, f.Topics.Aggregated)
+		if err != nil {
+			return false
+		}
+		rc, err := rcs.On(f.Topics.Aggregated, nil)
+		if err != nil {
+			return false
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "max.message.bytes" {
+				return c.MaybeValue() == limit
+			}
+		}
+		return false
+	})
+	processortest.Send(t, topo, &schemas.Request{RequestID: "big", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+	processortest.Send(t, topo, &schemas.Request{RequestID: "small", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+
+	aggs := processortest.Aggregates(t, topo, f, 3, 2*time.Minute)
+	if a := aggs["big"]; a == nil || a.Outcome != schemas.OutcomeFailed || !strings.Contains(a.Reason, "exceeds what topic "+f.Topics.Aggregated+" accepts") || string(a.Result) != "null" {
+		t.Errorf("big: aggregate %+v, want failed without its result, with the reason", a)
+	}
+	if a := aggs["small"]; a == nil || a.Outcome != schemas.OutcomeComplete {
+		t.Errorf("small: aggregate %+v, want complete", a)
+	}
+	if n := rw.count(kafka.RoleGather, f.Topics.Aggregated, kafka.RewriteFailedAggregate); n != 1 {
+		t.Errorf("hooks told %d aggregates written as failed, want 1", n)
+	}
+}
+
+// A dead-letter topic deleted while the gather runs stops it, at its first
+// dead letter, with one permanent error naming the topic and the fix, and
+// it reports itself not ready. It used to abort its transaction forever.
+func TestIntegrationGatherStopsOnMissingDeadLetterTopic(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+partitions: 1
+timeout: 20s
+targets: [{name: a}]
+`)
+	processortest.CreateTopics(t, topo, f)
+	g, err := kafka.NewGather(topo, f, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- kafka.Supervise(ctx, g) }()
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		t.Fatalf("gather stopped before it was ready: %v", err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("gather not ready after 2m")
+	}
+
+	adm := adminOf(t, topo)
+	if _, err := adm.DeleteTopics(ctx, f.Topics.DeadLetter); err != nil {
+		t.Fatal(err)
+	}
+	processortest.Eventually(t, time.Minute, "the dead-letter topic gone", func() bool {
+		d, err := adm.ListTopics(ctx, f.Topics.DeadLetter)
+		return err == nil && !d.Has(f.Topics.DeadLetter)
+	})
+	processortest.SendRaw(t, topo, f.Topics.Results, []byte("bad"), []byte("not avro"))
+
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the gather still runs 3m after a dead letter for a deleted topic")
+	}
+	var we *kafka.WriteError
+	if !errors.As(err, &we) || !kafka.IsPermanent(err) {
+		t.Fatalf("gather stopped with %v (%T), want a permanent *kafka.WriteError", err, err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"flow " + f.Name, "cannot write to topic " + f.Topics.DeadLetter, "UNKNOWN_TOPIC_OR_PARTITION", "scattergather topics create"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not say %q", msg, want)
+		}
+	}
+	if st := g.Status(); st.Ready || !strings.Contains(st.Detail, f.Topics.DeadLetter) {
+		t.Errorf("status %+v, want not ready, saying why", st)
+	}
+}
+
+// adminOf returns an admin client of topo's brokers, closed with the test.
+func adminOf(t *testing.T, topo *topology.Topology) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test-admin")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
