@@ -221,6 +221,11 @@ func (p *Partition) Apply(rec Record, emit func(Output)) error {
 	p.next = rec.Offset + 1
 
 	v, err := p.f.codec.Decode(rec.Value)
+	if errors.Is(err, schemas.ErrRegistryUnavailable) {
+		// Not the record's fault: the transaction aborts and the record is
+		// read again once the registry answers.
+		return fmt.Errorf("gather: record at offset %d: %w", rec.Offset, err)
+	}
 	if err != nil {
 		p.deadLetter(rec, emit, schemas.KindUndecodable, fmt.Sprintf("undecodable record: %v", err))
 		return nil

@@ -103,6 +103,9 @@ func (s *Scatter) Run(ctx context.Context) error {
 			scattered [][]string  // targets of each request scattered
 			dead      []string    // kinds of the dead letters
 			rewrites  [][2]string // topic and how of each record rewritten
+			// unavailable: a request could not be decoded for want of the
+			// schema registry; the poll's transaction aborts.
+			unavailable error
 		)
 		now := s.o.now().UnixMilli()
 		fetches.EachRecord(func(r *kgo.Record) {
@@ -121,7 +124,15 @@ func (s *Scatter) Run(ctx context.Context) error {
 					failed[id] = err
 				})
 			}
-			outs, rw := s.fit(s.scatter(planner, r, now), r)
+			if unavailable != nil {
+				return // the transaction aborts: read again once the registry answers
+			}
+			planned := s.scatter(planner, r, now)
+			if len(planned) == 0 {
+				unavailable = fmt.Errorf("scatter: request at %s[%d]@%d: %w", r.Topic, r.Partition, r.Offset, schemas.ErrRegistryUnavailable)
+				return
+			}
+			outs, rw := s.fit(planned, r)
 			rewrites = append(rewrites, rw...)
 			if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
 				dead = append(dead, Header(outs[0], schemas.HeaderReasonKind))
@@ -139,6 +150,9 @@ func (s *Scatter) Run(ctx context.Context) error {
 		commit := kgo.TryCommit
 		_ = sess.Client().Flush(tctx)
 		mu.Lock()
+		if unavailable != nil {
+			commit = kgo.TryAbort
+		}
 		if firstErr != nil {
 			commit = kgo.TryAbort
 			s.markPoison(failed)
@@ -148,6 +162,10 @@ func (s *Scatter) Run(ctx context.Context) error {
 		cancelTxn()
 		if err != nil {
 			return errorf("scatter end transaction: %w", err)
+		}
+		if unavailable != nil {
+			// The role restarts after a backoff and reads the requests again.
+			return unavailable
 		}
 		each(s.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, RoleScatter, committed) })
 		if !committed {
@@ -193,7 +211,8 @@ func (s *Scatter) Status() Status {
 }
 
 // scatter returns the records one request becomes: its manifest and tasks,
-// or its dead letter.
+// or its dead letter; none while the schema registry it needs to decode the
+// request is unavailable.
 func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) []*kgo.Record {
 	f := s.flow
 	s.mu.Lock()
@@ -203,6 +222,10 @@ func (s *Scatter) scatter(planner *scatter.Planner, r *kgo.Record, nowMs int64) 
 		return []*kgo.Record{deadLetter(f, schemas.StageScatter, r, schemas.KindBrokerRefused, reason)}
 	}
 	req, err := planner.Decode(r.Value)
+	if errors.Is(err, schemas.ErrRegistryUnavailable) {
+		s.log.Warn("schema registry unavailable: the request waits", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil
+	}
 	var plan *scatter.Plan
 	if err == nil {
 		plan, err = planner.Plan(req, r.Partition, r.Offset, nowMs)

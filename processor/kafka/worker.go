@@ -252,6 +252,19 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				// deadline, so the result is an answer, not an artefact.
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, 1) })
 				out, written := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+				for backoff := time.Second; out == nil; backoff = min(2*backoff, 30*time.Second) {
+					// The schema registry the task needs is unavailable: the
+					// task waits for it (left unfinished if the worker stops).
+					select {
+					case <-ctx.Done():
+						each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
+						<-w.global
+						<-local
+						return
+					case <-time.After(backoff):
+					}
+					out, written = w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+				}
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
 				// The slots bound calls to providers, so they are free once the
 				// handler returns; the producer's buffer bounds what waits for
@@ -283,6 +296,9 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 // dead letter, and the metrics to record once it is written.
 func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func()) {
 	rec, status, took, refused := w.execute(ctx, log, h, tg, r)
+	if rec == nil {
+		return nil, nil // the schema registry is unavailable
+	}
 	return rec, func() {
 		if rec.Topic == w.flow.Topics.DeadLetter {
 			each(w.o.hooks, func(h HookDeadLetter) {
@@ -302,6 +318,10 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 // ERROR without running.
 func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string) {
 	task, err := w.decoders[tg.Name].Decode(r.Value)
+	if errors.Is(err, schemas.ErrRegistryUnavailable) {
+		log.Warn("schema registry unavailable: the task waits", "offset", r.Offset, "err", err)
+		return nil, "", 0, ""
+	}
 	if err != nil {
 		var rej *worker.RejectError
 		if !errors.As(err, &rej) {

@@ -82,6 +82,9 @@ func NewPlanner(flow *topology.Flow, resultsPartitions int32, codec *schemas.Cod
 func (p *Planner) Decode(value []byte) (*schemas.Request, error) {
 	var req schemas.Request
 	if err := p.codec.DecodeInto(value, &req); err != nil {
+		if errors.Is(err, schemas.ErrRegistryUnavailable) {
+			return nil, err // not the record's fault: it waits for the registry
+		}
 		return nil, reject(schemas.KindUndecodable, "undecodable request: %v", err)
 	}
 	return &req, nil

@@ -1,6 +1,7 @@
 package scatter_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -314,5 +315,28 @@ func TestPartitionAgreesWithFranzGo(t *testing.T) {
 		if n <= 64 && len(hits) != int(n) {
 			t.Errorf("%d keys use %d of %d partitions", len(keys), len(hits), n)
 		}
+	}
+}
+
+type downRegistry struct{}
+
+func (downRegistry) SchemaByID(context.Context, uint32) (string, error) {
+	return "", errors.New("connection refused")
+}
+
+// A request that cannot be decoded because the schema registry does not
+// answer is not dead-lettered: it waits.
+func TestDecodeWaitsForTheRegistry(t *testing.T) {
+	codec := schemas.NewCodec()
+	codec.SetSchemaSource(downRegistry{}, 0)
+	f := flow(t, "    targets: [{name: a}]\n")
+	p, err := scatter.NewPlanner(f, 3, codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Decode([]byte{0, 0, 0, 0, 42, 2, 'x'})
+	var rej *scatter.RejectError
+	if !errors.Is(err, schemas.ErrRegistryUnavailable) || errors.As(err, &rej) {
+		t.Fatalf("Decode = %v; want ErrRegistryUnavailable, not a rejection", err)
 	}
 }

@@ -82,6 +82,9 @@ func NewDecoder(flow *topology.Flow, target string, codec *schemas.Codec) *Decod
 func (d *Decoder) Decode(value []byte) (*schemas.Task, error) {
 	var task schemas.Task
 	if err := d.codec.DecodeInto(value, &task); err != nil {
+		if errors.Is(err, schemas.ErrRegistryUnavailable) {
+			return nil, err // not the record's fault: it waits for the registry
+		}
 		return nil, reject(schemas.KindUndecodable, "undecodable task: %v", err)
 	}
 	f := d.flow
