@@ -249,3 +249,37 @@ gather: {tick_interval: 50ms}
 		t.Errorf("%d tick failures told to the hooks, want at least 3", failures.n.Load())
 	}
 }
+
+// TestIntegrationGatherRebalancesInFlight: gathers join and leave while
+// requests are in flight, so partitions move between instances (and back)
+// with open requests; every request still gets exactly one complete
+// aggregate.
+func TestIntegrationGatherRebalancesInFlight(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 60s
+partitions: 6
+targets: [{name: a}, {name: b}, {name: c}]
+consolidate: {type: min, field: price}
+`)
+	processortest.CreateTopics(t, topo, f)
+	startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", answer(90)), kafka.WithHandler("c", answer(80)))
+	startGather("g1", t.TempDir())
+	const perStep, steps = 20, 2
+	all := requests(f.Name, perStep*2*steps)
+	for i := range steps {
+		batch := all[i*2*perStep:]
+		processortest.Send(t, topo, batch[:perStep]...)
+		// A second gather joins: partitions move while requests are open.
+		_, stop := startGather(fmt.Sprintf("g2-%d", i), t.TempDir())
+		processortest.Send(t, topo, batch[perStep:2*perStep]...)
+		// It leaves: its partitions come back after its session times out.
+		stop()
+	}
+	aggs := processortest.Aggregates(t, topo, f, len(all), 3*time.Minute)
+	for id, a := range aggs {
+		if a.Outcome != schemas.OutcomeComplete || names(a.Answered) != "a,b,c" {
+			t.Errorf("%s: outcome %s answered %s", id, a.Outcome, names(a.Answered))
+		}
+	}
+}
