@@ -4,14 +4,23 @@
 // gather into one consolidated event per request, exactly once.
 //
 // The packages:
-//   - schemas: the Avro contract of every record and its codec;
+//   - schemas: the wire contract: the Avro schemas of every record, their
+//     codec (single-object encoding or a schema registry's framing), the
+//     dead-letter kinds and headers, the request-id rules;
 //   - processor/topology: topology.yaml, the description of the flows;
-//   - processor/scatter, processor/worker, processor/gather: the roles, free
-//     of Kafka (the gather's fold is pure: record and log time in, state
-//     changes and outputs out);
-//   - processor/kafka: the Kafka glue that runs the roles with franz-go;
+//   - processor/scatter, processor/worker, processor/gather: the roles'
+//     logic, free of Kafka (the gather's fold is pure: record and log time
+//     in, state changes and outputs out; its recovery plan is a function);
+//   - processor/payload: JSON field paths, for fan-out and consolidation;
+//   - processor/kafka: the roles run on Kafka with franz-go, their options,
+//     hooks and supervision;
+//   - processor/admin: operator tooling: topic creation, replay, send and
+//     tail;
+//   - processor/observe: the operations HTTP server (/metrics, /healthz,
+//     /readyz);
 //   - store: the gather's Pebble state;
 //   - cmd/scattergather: the command, flags and wiring only;
+//   - internal/metrics: the Prometheus metrics, through the roles' hooks;
 //   - internal/demo: the demo the command runs: simulated providers, load
 //     and report;
 //   - internal/bench: the benchmark behind `scattergather bench`;
@@ -19,7 +28,9 @@
 //     that notes each request's first arrival, for the demo, the benchmark
 //     and the fault suite;
 //   - internal/load: the open-loop send schedule they share;
-//   - internal/processortest: brokers and harnesses for tests;
+//   - internal/processortest: brokers, a schema registry and harnesses for
+//     tests;
+//   - examples/python-worker: a worker in Python, tested beside the Go roles;
 //   - test/faults: the fault suite, the binary killed and restarted.
 package scattergather
 
