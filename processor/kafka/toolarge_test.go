@@ -84,7 +84,7 @@ func checkCut(t *testing.T, d *kgo.Record, original []byte, stage, kind string) 
 // A result too large to be dead-lettered as it is (its bytes plus the
 // headers exceed the producer's batch limit) is dead-lettered cut to fit,
 // and the gather goes on: a good request after it still gets its
-// aggregate. It used to abort the gather's transaction forever.
+// aggregate, and no transaction aborts on it again and again.
 func TestIntegrationGatherCutsDeadLetterTooLarge(t *testing.T) {
 	brokers := processortest.Brokers(t)
 	topo, f := processortest.Topology(t, brokers, `
@@ -120,9 +120,8 @@ targets: [{name: a}]
 }
 
 // A request too large to be dead-lettered as it is goes to the dead-letter
-// topic cut to fit, and the scatter goes on. It used to abort the
-// scatter's transaction forever: its dead letter, refused in turn, was
-// marked poison and tried again.
+// topic cut to fit, and the scatter goes on: the dead letter itself is
+// never refused in turn.
 func TestIntegrationScatterCutsDeadLetterTooLarge(t *testing.T) {
 	brokers := processortest.Brokers(t)
 	topo, f := processortest.Topology(t, brokers, `
@@ -162,9 +161,8 @@ targets: [{name: a}]
 
 // An answer within limits.max_payload_bytes whose result is larger than
 // the worker's producer writes (its batch limit) becomes an ERROR result
-// with the reason, and the task's offset commits. It used to stay
-// unwritten: the request timed out and the partition's commit stopped
-// there.
+// with the reason, and the task's offset commits: the request completes
+// with the target failed, and the partition's commit goes on.
 func TestIntegrationWorkerReplacesResultTooLarge(t *testing.T) {
 	brokers := processortest.Brokers(t)
 	topo, f := processortest.Topology(t, brokers, `
@@ -213,7 +211,7 @@ limits: {max_payload_bytes: 2MiB}
 // A topic of aggregates whose max.message.bytes is lowered below an
 // aggregate while the gather runs: the broker refuses the aggregate, the
 // gather reads the topic's limit again and writes it as failed without
-// its result, then goes on. It used to abort the transaction forever.
+// its result, then goes on, instead of aborting on it again and again.
 func TestIntegrationGatherFailsAggregateTheTopicRefuses(t *testing.T) {
 	brokers := processortest.Brokers(t)
 	topo, f := processortest.Topology(t, brokers, `
@@ -283,7 +281,7 @@ targets: [{name: a}]
 
 // A dead-letter topic deleted while the gather runs stops it, at its first
 // dead letter, with one permanent error naming the topic and the fix, and
-// it reports itself not ready. It used to abort its transaction forever.
+// it reports itself not ready, instead of aborting again and again.
 func TestIntegrationGatherStopsOnMissingDeadLetterTopic(t *testing.T) {
 	brokers := processortest.Brokers(t)
 	topo, f := processortest.Topology(t, brokers, `
