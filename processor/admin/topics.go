@@ -43,7 +43,7 @@ func CreateTopics(ctx context.Context, t *topology.Topology, flows []*topology.F
 	var out []TopicResult
 	for _, f := range flows {
 		for _, topic := range f.AllTopics() {
-			res, err := adm.CreateTopic(ctx, int32(f.Partitions), int16(t.Kafka.ReplicationFactor), kafka.TopicConfigs(f, topic), topic)
+			res, err := adm.CreateTopic(ctx, int32(f.Partitions), int16(t.Kafka.ReplicationFactor), kafka.TopicConfigs(t, f, topic), topic)
 			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 				if res.Err == nil {
 					res.Err = err
