@@ -11,6 +11,11 @@
 # next port, SASL_SSL the one after) and SG_TEST_KAFKA_DIR (default
 # /tmp/scattergather-test-kafka) keep it apart from a broker you run
 # yourself on 9092.
+#
+# Then it stops that broker, starts a three-node cluster
+# (scripts/kafka-cluster.sh; SG_TEST_CLUSTER_BASE_PORT, default 19192, and
+# SG_TEST_CLUSTER_DIR, default /tmp/scattergather-test-cluster) and runs the
+# cluster fault suite, test/cluster, against it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,8 +30,12 @@ export SG_KAFKA_DIR="${SG_TEST_KAFKA_DIR:-/tmp/scattergather-test-kafka}"
 export SG_KAFKA_SECURE=1
 unset SG_KAFKA_SASL_USER SG_KAFKA_SASL_PASSWORD # kafka.sh picks them
 
+export SG_CLUSTER_BASE_PORT="${SG_TEST_CLUSTER_BASE_PORT:-19192}"
+export SG_CLUSTER_DIR="${SG_TEST_CLUSTER_DIR:-/tmp/scattergather-test-cluster}"
+
 scripts/kafka.sh clean >/dev/null
-trap 'scripts/kafka.sh clean >/dev/null 2>&1 || true' EXIT
+scripts/kafka-cluster.sh clean >/dev/null 2>&1
+trap 'scripts/kafka.sh clean >/dev/null 2>&1 || true; scripts/kafka-cluster.sh clean >/dev/null 2>&1 || true' EXIT
 info="$(scripts/kafka.sh start)"
 # kv KEY: the value of KEY=VALUE in what kafka.sh start printed.
 kv() {
@@ -55,11 +64,24 @@ set +e
 # after the other packages, not beside them, whose tests would see the
 # broker vanish.
 export SG_KAFKA_BROKERS="127.0.0.1:$SG_KAFKA_PORT" SG_REQUIRE_INTEGRATION=1
-others=$(go list ./... | grep -v '/test/faults$')
+others=$(go list ./... | grep -v -E '/test/(faults|cluster)$')
 go test -race -count=1 -timeout 25m -v "$@" $others >"$log" 2>&1
 rc=$?
 SG_KAFKA_SCRIPT="$PWD/scripts/kafka.sh" go test -race -count=1 -timeout 15m -v "$@" ./test/faults >>"$log" 2>&1
 rc2=$?
+[[ $rc -ne 0 ]] || rc=$rc2
+# The cluster suite on three nodes of their own, once the single broker is
+# gone (the machine's cores go to the cluster).
+scripts/kafka.sh clean >/dev/null 2>&1
+if cluster_info="$(scripts/kafka-cluster.sh start)"; then
+  echo "test.sh: three-node cluster on $(sed -n 's/^CLUSTER_BOOTSTRAP=//p' <<<"$cluster_info")"
+  SG_CLUSTER_SCRIPT="$PWD/scripts/kafka-cluster.sh" go test -race -count=1 -timeout 15m -v "$@" ./test/cluster >>"$log" 2>&1
+  rc2=$?
+else
+  echo "test.sh: scripts/kafka-cluster.sh start failed" >&2
+  rc2=1
+fi
+scripts/kafka-cluster.sh clean >/dev/null 2>&1
 [[ $rc -ne 0 ]] || rc=$rc2
 set -e
 grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)' "$log" | grep -v -E '^\s*--- PASS' || true

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
@@ -43,7 +44,7 @@ func CreateTopics(ctx context.Context, t *topology.Topology, flows []*topology.F
 	var out []TopicResult
 	for _, f := range flows {
 		for _, topic := range f.AllTopics() {
-			res, err := adm.CreateTopic(ctx, int32(f.Partitions), int16(t.Kafka.ReplicationFactor), kafka.TopicConfigs(f, topic), topic)
+			res, err := adm.CreateTopic(ctx, int32(f.Partitions), int16(t.Kafka.ReplicationFactor), kafka.TopicConfigs(t, f, topic), topic)
 			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 				if res.Err == nil {
 					res.Err = err
@@ -59,12 +60,14 @@ func CreateTopics(ctx context.Context, t *topology.Topology, flows []*topology.F
 			out = append(out, r)
 		}
 	}
-	return out, waitVisible(ctx, adm, out)
+	return out, waitVisible(ctx, cl, adm, out)
 }
 
-// waitVisible waits until the brokers' metadata shows the created topics:
-// a controller acknowledges a creation before every broker knows of it.
-func waitVisible(ctx context.Context, adm *kadm.Client, res []TopicResult) error {
+// waitVisible waits until every broker's metadata shows the created
+// topics: a controller acknowledges a creation before every broker knows
+// of it, and a role started right after `topics create` may ask any of
+// them.
+func waitVisible(ctx context.Context, cl *kgo.Client, adm *kadm.Client, res []TopicResult) error {
 	var topics []string
 	for _, r := range res {
 		if r.Created {
@@ -72,16 +75,7 @@ func waitVisible(ctx context.Context, adm *kadm.Client, res []TopicResult) error
 		}
 	}
 	for len(topics) > 0 {
-		details, err := adm.ListTopics(ctx, topics...)
-		if err == nil {
-			missing := topics[:0]
-			for _, t := range topics {
-				if d, ok := details[t]; !ok || d.Err != nil || len(d.Partitions) == 0 {
-					missing = append(missing, t)
-				}
-			}
-			topics = missing
-		}
+		topics = notVisible(ctx, cl, adm, topics)
 		if len(topics) == 0 {
 			break
 		}
@@ -92,4 +86,38 @@ func waitVisible(ctx context.Context, adm *kadm.Client, res []TopicResult) error
 		}
 	}
 	return nil
+}
+
+// notVisible returns the topics that some broker does not show yet, all of
+// them if the brokers cannot be asked.
+func notVisible(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topics []string) []string {
+	brokers, err := adm.ListBrokers(ctx)
+	if err != nil || len(brokers) == 0 {
+		return topics
+	}
+	seen := map[string]int{}
+	for _, b := range brokers {
+		req := kmsg.NewPtrMetadataRequest()
+		for _, t := range topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(t)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(ctx, cl.Broker(int(b.NodeID)))
+		if err != nil {
+			return topics
+		}
+		for _, rt := range resp.Topics {
+			if rt.Topic != nil && rt.ErrorCode == 0 && len(rt.Partitions) > 0 {
+				seen[*rt.Topic]++
+			}
+		}
+	}
+	var missing []string
+	for _, t := range topics {
+		if seen[t] < len(brokers) {
+			missing = append(missing, t)
+		}
+	}
+	return missing
 }

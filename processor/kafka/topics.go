@@ -43,15 +43,33 @@ func maxValueBytes(f *topology.Flow, topic string) int64 {
 	return 0
 }
 
+// MinInsyncReplicas is the min.insync.replicas that topics create sets on
+// the topics of a topology replicated rf times, or 0 when it leaves the
+// broker's default: 2 from three replicas on, so that a record acknowledged
+// with acks=all (every producer here is idempotent, hence acks=all) is on
+// at least two brokers, and one broker can be down without stopping writes.
+// With one or two replicas the broker's default stays: a minimum of two out
+// of two would stop every write while either broker is down.
+func MinInsyncReplicas(rf int) int {
+	if rf >= 3 {
+		return 2
+	}
+	return 0
+}
+
 // TopicConfigs returns the configs a flow's topic is created with: every
 // topic deletes by time and never compacts (a broker whose default is
 // compaction would otherwise remove manifests, tasks of one request and
 // dead letters that share a key); the results topic takes log-append time,
-// the topology's retention and no size limit; and each topic the flow
-// writes bounded values to accepts them.
-func TopicConfigs(f *topology.Flow, topic string) map[string]*string {
+// the topology's retention and no size limit; each topic the flow writes
+// bounded values to accepts them; and with three replicas or more a write
+// is acknowledged once two hold it (MinInsyncReplicas).
+func TopicConfigs(t *topology.Topology, f *topology.Flow, topic string) map[string]*string {
 	str := func(s string) *string { return &s }
 	cfg := map[string]*string{"cleanup.policy": str("delete")}
+	if n := MinInsyncReplicas(t.Kafka.ReplicationFactor); n > 0 {
+		cfg["min.insync.replicas"] = str(strconv.Itoa(n))
+	}
 	if n := maxValueBytes(f, topic); n > 0 {
 		cfg["max.message.bytes"] = str(strconv.FormatInt(max(n+recordOverhead, brokerMaxMessageBytes), 10))
 	}

@@ -76,9 +76,8 @@ timeout: 2s
 targets: [{name: a}]
 limits: {max_payload_bytes: 2MiB}
 `)
-	_ = topo
 	get := func(topic, key string) string {
-		if v := kafka.TopicConfigs(f, topic)[key]; v != nil {
+		if v := kafka.TopicConfigs(topo, f, topic)[key]; v != nil {
 			return *v
 		}
 		return "<unset>"
@@ -93,9 +92,27 @@ limits: {max_payload_bytes: 2MiB}
 		{f.Topics.DeadLetter, "cleanup.policy", "delete"},
 		{f.Topics.DeadLetter, "max.message.bytes", "<unset>"},
 		{f.Topics.Aggregated, "retention.bytes", "<unset>"},
+		{f.Topics.Results, "min.insync.replicas", "<unset>"}, // one replica: the broker's default
 	} {
 		if got := get(c.topic, c.key); got != c.want {
 			t.Errorf("%s %s = %s, want %s", c.topic, c.key, got, c.want)
+		}
+	}
+}
+
+func TestMinInsyncReplicas(t *testing.T) {
+	for rf, want := range map[int]string{1: "<unset>", 2: "<unset>", 3: "2", 5: "2"} {
+		topo, f := processortest.Topology(t, []string{"127.0.0.1:1"}, `
+timeout: 2s
+targets: [{name: a}]
+`)
+		topo.Kafka.ReplicationFactor = rf
+		got := "<unset>"
+		if v := kafka.TopicConfigs(topo, f, f.Topics.Results)["min.insync.replicas"]; v != nil {
+			got = *v
+		}
+		if got != want {
+			t.Errorf("replication factor %d: min.insync.replicas = %s, want %s", rf, got, want)
 		}
 	}
 }
