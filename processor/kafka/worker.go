@@ -30,6 +30,9 @@ type Worker struct {
 	handlers map[string]worker.Handler
 	decoders map[string]*worker.Decoder // by target; read-only once made
 	global   chan struct{}
+	// decisions cancels the tasks of decided requests; nil with
+	// worker.cancel: never.
+	decisions *decisions
 	*readiness
 }
 
@@ -48,6 +51,9 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 		}
 	}
 	w.readiness = newReadiness(len(names), w.log)
+	if flow.Worker.Cancel == topology.CancelDecided {
+		w.decisions = newDecisions(o.now, flow.Worker.DeadlineGrace.D)
+	}
 	if len(names) == 0 {
 		return nil, errorf("flow %s: no target to serve: give targets an http section or a Go handler", flow.Name)
 	}
@@ -114,6 +120,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	errs := make(chan error, len(w.handlers))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if w.decisions != nil {
+		wg.Go(func() { w.decisions.follow(ctx, w.topo, w.flow, &w.o.options, w.log) })
+	}
 	for _, name := range w.Targets() {
 		wg.Add(1)
 		go func() {
@@ -264,7 +273,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 // handle turns one task record into the record to write, its result or its
 // dead letter, and the metrics to record once it is written.
 func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func()) {
-	rec, status, took, refused := w.execute(ctx, log, h, tg, r)
+	rec, status, took, refused, cancelledWhen := w.execute(ctx, log, h, tg, r)
 	return rec, func() {
 		if rec.Topic == w.flow.Topics.DeadLetter {
 			each(w.o.hooks, func(h HookDeadLetter) {
@@ -275,14 +284,18 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 		if refused != "" {
 			each(w.o.hooks, func(h HookTaskRefused) { h.OnTaskRefused(w.flow.Name, tg.Name, refused) })
 		}
+		if cancelledWhen != "" {
+			each(w.o.hooks, func(h HookTaskCancelled) { h.OnTaskCancelled(w.flow.Name, tg.Name, cancelledWhen) })
+		}
 		each(w.o.hooks, func(h HookResultWritten) { h.OnResultWritten(w.flow.Name, tg.Name, status, took) })
 	}
 }
 
 // execute returns the record to write for task record r, the result's
-// status and duration, and the kind of reason when the task was answered
-// ERROR without running.
-func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string) {
+// status and duration, the kind of reason when the task was answered
+// ERROR without running, and when it was cancelled because its request
+// was decided (see cancelled).
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string, string) {
 	task, err := w.decoders[tg.Name].Decode(r.Value)
 	if err != nil {
 		var rej *worker.RejectError
@@ -294,14 +307,19 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 		if res := rej.Answer(w.o.instance); res != nil {
 			b, err := w.o.codec.Encode(res)
 			if err != nil {
-				return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, ""
+				return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", ""
 			}
 			log.Warn("task answered ERROR without running", "offset", r.Offset, "request_id", res.RequestID, "kind", rej.Kind, "reason", rej.Reason)
 			return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(res.RequestID), Value: b}, rej.Task.ResultsPartition),
-				string(res.Status), 0, rej.Kind
+				string(res.Status), 0, rej.Kind, ""
 		}
 		log.Warn("task dead-lettered", "offset", r.Offset, "reason", rej.Reason)
-		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0, ""
+		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0, "", ""
+	}
+	if w.decisions != nil {
+		var done func()
+		ctx, done = w.decisions.track(ctx, task.RequestID)
+		defer done()
 	}
 	res := worker.Execute(ctx, h, task, w.o.instance, w.o.now)
 	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
@@ -313,10 +331,10 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 	}
 	b, err := w.o.codec.Encode(res)
 	if err != nil {
-		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, ""
+		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", ""
 	}
 	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
-		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond, ""
+		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond, "", cancelled(res)
 }
 
 // Status reports the worker ready once every target it serves has

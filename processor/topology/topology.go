@@ -335,7 +335,21 @@ type WorkerOpts struct {
 	// task's deadline, so its ERROR result lands after the gather's deadline
 	// and the target is reported missing, not failed. Default 1s.
 	DeadlineGrace Duration `yaml:"deadline_grace"`
+	// Cancel says what a worker does with the tasks of a request the
+	// gather has decided (first, quorum, failed by max_failures, deadline):
+	// CancelDecided (the default) follows the aggregated topic
+	// read_committed and answers them ERROR "cancelled: request decided"
+	// without calling the provider, cutting calls in flight short;
+	// CancelNever calls every task. The gather's outcome is the same
+	// either way: those results reach it after the aggregate, as late.
+	Cancel string `yaml:"cancel"`
 }
+
+// Values of WorkerOpts.Cancel.
+const (
+	CancelDecided = "decided"
+	CancelNever   = "never"
+)
 
 // Flow returns the flow named name, or nil.
 func (t *Topology) Flow(name string) *Flow {

@@ -102,6 +102,7 @@ func (f *Flow) setDefaults() {
 	orDefault(&f.Worker.MaxInFlight, DefaultMaxInFlight)
 	orDefault(&f.Worker.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget)
 	orDefault(&f.Worker.DeadlineGrace.D, DefaultDeadlineGrace)
+	orDefault(&f.Worker.Cancel, CancelDecided)
 	for _, t := range f.Targets {
 		if t == nil {
 			continue
@@ -318,6 +319,9 @@ func (f *Flow) validate(ps *problems, path string) {
 	}
 	if f.Worker.MaxInFlightPerTarget < 1 {
 		ps.add(path+".worker.max_in_flight_per_target", "must be at least 1")
+	}
+	if f.Worker.Cancel != CancelDecided && f.Worker.Cancel != CancelNever {
+		ps.add(path+".worker.cancel", "unknown value %q (one of decided, never)", f.Worker.Cancel)
 	}
 }
 

@@ -47,6 +47,12 @@ var (
 	ErrPanic = errors.New("worker: handler panicked")
 	// ErrDeadline: the task's deadline passed before it could run.
 	ErrDeadline = errors.New("worker: task deadline passed")
+	// ErrDecided is the cause of a task's context when the gather has
+	// decided its request: the task's answer can no longer change the
+	// outcome. Its text, without the package's prefix, is the whole error
+	// of the task's ERROR result (see Execute), so that tools can count
+	// such results.
+	ErrDecided = errors.New("cancelled: request decided")
 )
 
 // PermanentError marks an error that retrying will not cure (a 4xx answer,
@@ -281,6 +287,12 @@ func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, 
 		res.Attempts = 0
 		return res
 	}
+	if ctx.Err() != nil {
+		// Ended before it began (its request decided, say): not called.
+		res.Status = schemas.StatusError
+		res.Error = truncate(causeText(ctx), MaxErrorBytes)
+		return res
+	}
 	ctx, cancel := context.WithDeadlineCause(ctx, deadline, ErrDeadline)
 	defer cancel()
 	ctx, attempts := withAttempts(ctx)
@@ -290,6 +302,11 @@ func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, 
 	if err != nil {
 		res.Status = schemas.StatusError
 		res.Error = truncate(err.Error(), MaxErrorBytes)
+		if errors.Is(context.Cause(ctx), ErrDecided) {
+			// Whatever the call said on its way out, this is why it ended.
+			res.Error = ErrDecided.Error()
+			return res
+		}
 		if ctx.Err() != nil && !errors.Is(err, ErrDeadline) && errors.Is(context.Cause(ctx), ErrDeadline) {
 			res.Error += " (task deadline passed)"
 		}
@@ -300,6 +317,14 @@ func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, 
 		res.Payload = out
 	}
 	return res
+}
+
+// causeText is why ctx ended.
+func causeText(ctx context.Context) string {
+	if c := context.Cause(ctx); c != nil {
+		return c.Error()
+	}
+	return ctx.Err().Error()
 }
 
 // MaxErrorBytes bounds the error text a result carries.
