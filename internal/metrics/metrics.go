@@ -48,6 +48,7 @@ type Metrics struct {
 	refused       *prometheus.CounterVec
 	cancelled     *prometheus.CounterVec
 	decided       *prometheus.GaugeVec
+	rateLimit     *prometheus.CounterVec
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -97,6 +98,7 @@ func New() *Metrics {
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
 		cancelled:     f("tasks_cancelled_total", "Tasks a worker answered ERROR \"cancelled: request decided\" because the gather had decided their request, by when: before_call (the provider was not called) or in_flight (the call was cut short).", "flow", "target", "when"),
 		decided:       g("worker_decided_requests", "Decided requests a worker remembers, to cancel their tasks, until their deadline passes.", "flow"),
+		rateLimit:     f("rate_limit_events_total", "Events of a target's rate limit: delayed (a call waited for its turn), refused (a task answered ERROR \"rate limited\" without a call), retry_after (the provider asked for a pause).", "flow", "target", "event"),
 		refused:       f("tasks_refused_total", "Tasks a worker answered ERROR without running them (a target its topic does not serve), by the topic's target and kind of reason.", "flow", "target", "reason"),
 	}
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -116,6 +118,7 @@ var (
 	_ kafka.HookTaskRefused      = (*Metrics)(nil)
 	_ kafka.HookTaskCancelled    = (*Metrics)(nil)
 	_ kafka.HookDecidedRequests  = (*Metrics)(nil)
+	_ kafka.HookRateLimit        = (*Metrics)(nil)
 	_ kafka.HookCircuitBreaker   = (*Metrics)(nil)
 	_ kafka.HookAggregate        = (*Metrics)(nil)
 	_ kafka.HookOpenRequests     = (*Metrics)(nil)
@@ -177,6 +180,11 @@ func (m *Metrics) OnTaskCancelled(flow, target, when string) {
 // OnDecidedRequests sets the decided requests a worker remembers.
 func (m *Metrics) OnDecidedRequests(flow string, remembered int) {
 	m.decided.WithLabelValues(flow).Set(float64(remembered))
+}
+
+// OnRateLimit counts an event of a target's rate limit.
+func (m *Metrics) OnRateLimit(flow, target, event string) {
+	m.rateLimit.WithLabelValues(flow, target, event).Inc()
 }
 
 // OnTaskRefused counts a task answered ERROR without running; kind is a

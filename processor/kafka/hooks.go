@@ -89,6 +89,13 @@ type (
 	HookTaskCancelled interface {
 		OnTaskCancelled(flow, target, when string)
 	}
+	// HookRateLimit is told each event of a target's rate limiter:
+	// "delayed" (a call waited for its turn), "refused" (a task answered
+	// ERROR "rate limited" without a call) or "retry_after" (the provider
+	// asked for a pause, which holds the target's calls).
+	HookRateLimit interface {
+		OnRateLimit(flow, target, event string)
+	}
 	// HookDecidedRequests is told, after each read of the aggregated
 	// topic, how many decided requests a worker remembers to cancel their
 	// tasks (those within their deadline), with worker.cancel: decided.

@@ -33,6 +33,8 @@ type Worker struct {
 	// decisions cancels the tasks of decided requests; nil with
 	// worker.cancel: never.
 	decisions *decisions
+	// limiters are the rate limiters of the targets with a rate_limit.
+	limiters map[string]*worker.RateLimiter
 	*readiness
 }
 
@@ -57,20 +59,27 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 	if len(names) == 0 {
 		return nil, errorf("flow %s: no target to serve: give targets an http section or a Go handler", flow.Name)
 	}
+	w.limiters = map[string]*worker.RateLimiter{}
 	for _, name := range names {
 		tg := flow.Target(name)
 		if tg == nil {
 			return nil, errorf("flow %s has no target %q", flow.Name, name)
 		}
 		w.decoders[name] = worker.NewDecoder(flow, name, o.codec)
+		var limit []worker.Middleware
+		if rl := tg.RateLimit; rl != nil {
+			lim := worker.NewRateLimiter(rl.PerSecond, rl.Burst, w.onRateLimit(tg))
+			w.limiters[name] = lim
+			limit = append(limit, lim.Middleware())
+		}
 		if h := o.handlers[name]; h != nil {
-			w.handlers[name] = h
+			w.handlers[name] = worker.Chain(h, limit...)
 			continue
 		}
 		if tg.HTTP == nil {
 			return nil, errorf("flow %s: target %s has no http section and no Go handler", flow.Name, name)
 		}
-		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg))
+		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg), limit...)
 	}
 	return w, nil
 }
@@ -151,6 +160,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	local := make(chan struct{}, tg.MaxInFlight)
 	group := w.topo.Group(w.flow, "worker."+tg.Name)
 
+	share := newPartitionShare(w.limiters[tg.Name])
 	var cl *kgo.Client
 	mark := func(tp worker.TopicPartition, off int64) {
 		cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: off}}})
@@ -170,6 +180,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				tracker.Forget(worker.TopicPartition{Topic: topic, Partition: p})
 			}
 		}
+		share.lose(lost[tg.Topic])
 	}
 	var err error
 	cl, err = kgo.NewClient(append(baseOpts(w.topo, &w.o.options, "worker."+tg.Name),
@@ -183,7 +194,10 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		kgo.SessionTimeout(w.topo.Kafka.SessionTimeout.D),
 		kgo.OnPartitionsRevoked(onLoss),
 		kgo.OnPartitionsLost(onLoss),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.assigned() }),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, c *kgo.Client, got map[string][]int32) {
+			share.gain(ctx, c, tg.Topic, got[tg.Topic])
+			w.assigned()
+		}),
 	)...)
 	if err != nil {
 		return errorf("worker client: %w", err)

@@ -126,7 +126,7 @@ func TestFullFile(t *testing.T) {
 			Timeout:    d("1500ms"),
 			Fanout:     topology.Fanout{Mode: "targets", MaxTasks: 8},
 			Targets: []*topology.Target{
-				{Name: "skyscanner", Topic: "fl.tasks.sky", MaxInFlight: 16, HTTP: &topology.HTTPTarget{
+				{Name: "skyscanner", Topic: "fl.tasks.sky", MaxInFlight: 16, RateLimit: &topology.RateLimit{PerSecond: 12.5, Burst: 5}, HTTP: &topology.HTTPTarget{
 					URL: "https://api.skyscanner.example/quote", Method: "PUT", Timeout: d("1s"), Retries: 2,
 					Backoff: d("10ms"), MaxBackoff: d("500ms"),
 					Headers:          map[string]string{"X-Api-Key": "sky-key-123", "Accept": "application/json"},

@@ -109,6 +109,9 @@ func (f *Flow) setDefaults() {
 		}
 		orDefault(&t.Topic, f.Name+".tasks."+t.Name)
 		orDefault(&t.MaxInFlight, f.Worker.MaxInFlightPerTarget)
+		if rl := t.RateLimit; rl != nil && rl.PerSecond > 0 && rl.PerSecond < math.MaxInt32 {
+			orDefault(&rl.Burst, max(1, int(math.Ceil(rl.PerSecond))))
+		}
 		if h := t.HTTP; h != nil {
 			orDefault(&h.Method, "POST")
 			orDefault(&h.FollowRedirects, RedirectsNever)
@@ -344,6 +347,14 @@ func (t *Target) validate(ps *problems, path string) {
 	}
 	if t.MaxInFlight < 1 {
 		ps.add(path+".max_in_flight", "must be at least 1")
+	}
+	if rl := t.RateLimit; rl != nil {
+		if !(rl.PerSecond > 0) || math.IsInf(rl.PerSecond, 0) {
+			ps.add(path+".rate_limit.per_second", "must be positive")
+		}
+		if rl.Burst < 0 {
+			ps.add(path+".rate_limit.burst", "must be at least 1")
+		}
 	}
 	h := t.HTTP
 	if h == nil {

@@ -87,9 +87,19 @@ func CountAttempt(ctx context.Context) {
 	}
 }
 
+// uncountAttempt takes back a call counted by CountAttempt that did not
+// reach the provider.
+func uncountAttempt(ctx context.Context) {
+	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
+		n.Add(-1)
+	}
+}
+
 // Retry calls the handler up to 1+retries times while it fails with an
 // error that is not permanent and the context lives, sleeping backoff
-// before the first retry and doubling it up to maxBackoff.
+// before the first retry and doubling it up to maxBackoff. A
+// RetryAfterError makes it sleep at least what the provider asked for; when
+// that ends after the context's deadline, it gives up at once.
 func Retry(retries int, backoff, maxBackoff time.Duration) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
@@ -101,7 +111,14 @@ func Retry(retries int, backoff, maxBackoff time.Duration) Middleware {
 				if err == nil || try >= retries || errors.As(err, &perm) || errors.Is(err, ErrCircuitOpen) {
 					return out, err
 				}
-				timer := time.NewTimer(wait)
+				sleep := wait
+				if ra, ok := errors.AsType[*RetryAfterError](err); ok {
+					sleep = max(sleep, ra.After)
+					if d, ok := ctx.Deadline(); ok && time.Until(d) < sleep {
+						return out, err
+					}
+				}
+				timer := time.NewTimer(sleep)
 				select {
 				case <-ctx.Done():
 					timer.Stop()
@@ -299,6 +316,10 @@ func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, 
 	out, err := Recover()(h).Handle(ctx, task)
 	res.DurationMs = now().Sub(start).Milliseconds()
 	res.Attempts = max(attempts.Load(), 1)
+	if errors.Is(err, ErrRateLimited) {
+		// Refused or cut while waiting for its turn: the calls made, if any.
+		res.Attempts = max(attempts.Load(), 0)
+	}
 	if err != nil {
 		res.Status = schemas.StatusError
 		res.Error = truncate(err.Error(), MaxErrorBytes)
