@@ -48,6 +48,9 @@ type Metrics struct {
 	circuitOpen   *prometheus.GaugeVec
 	refused       *prometheus.CounterVec
 	rewritten     *prometheus.CounterVec
+	cancelled     *prometheus.CounterVec
+	decided       *prometheus.GaugeVec
+	rateLimit     *prometheus.CounterVec
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -96,6 +99,9 @@ func New() *Metrics {
 		breaker:       f("circuit_breaker_events_total", "Events of a target's circuit breaker: opened, closed, and rejected (a call refused without calling the provider).", "flow", "target", "event"),
 		circuitOpen:   g("circuit_open", "1 while a target's circuit breaker is open, 0 once it closed.", "flow", "target"),
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
+		cancelled:     f("tasks_cancelled_total", "Tasks a worker answered ERROR \"cancelled: request decided\" because the gather had decided their request, by when: before_call (the provider was not called) or in_flight (the call was cut short).", "flow", "target", "when"),
+		decided:       g("worker_decided_requests", "Decided requests a worker remembers, to cancel their tasks, until their deadline passes.", "flow"),
+		rateLimit:     f("rate_limit_events_total", "Events of a target's rate limit: delayed (a call waited for its turn), refused (a task answered ERROR \"rate limited\" without a call), retry_after (the provider asked for a pause).", "flow", "target", "event"),
 		refused:       f("tasks_refused_total", "Tasks a worker answered ERROR without running them (a target its topic does not serve), by the topic's target and kind of reason.", "flow", "target", "reason"),
 		rewritten: f("records_rewritten_total", "Records written in a form that fits because they could not be written as they were (too large or refused), by role, topic meant for and how: truncated, failed_aggregate, error_result, dead_letter.",
 			"flow", "role", "topic", "how"),
@@ -115,6 +121,9 @@ var (
 	_ kafka.HookResultWritten    = (*Metrics)(nil)
 	_ kafka.HookTaskInFlight     = (*Metrics)(nil)
 	_ kafka.HookTaskRefused      = (*Metrics)(nil)
+	_ kafka.HookTaskCancelled    = (*Metrics)(nil)
+	_ kafka.HookDecidedRequests  = (*Metrics)(nil)
+	_ kafka.HookRateLimit        = (*Metrics)(nil)
 	_ kafka.HookCircuitBreaker   = (*Metrics)(nil)
 	_ kafka.HookAggregate        = (*Metrics)(nil)
 	_ kafka.HookOpenRequests     = (*Metrics)(nil)
@@ -174,6 +183,22 @@ func (m *Metrics) OnLate(flow string) { m.late.WithLabelValues(flow).Inc() }
 
 // OnDuplicateResult counts a duplicate result.
 func (m *Metrics) OnDuplicateResult(flow string) { m.duplicates.WithLabelValues(flow).Inc() }
+
+// OnTaskCancelled counts a task cancelled because its request was
+// decided.
+func (m *Metrics) OnTaskCancelled(flow, target, when string) {
+	m.cancelled.WithLabelValues(flow, target, when).Inc()
+}
+
+// OnDecidedRequests sets the decided requests a worker remembers.
+func (m *Metrics) OnDecidedRequests(flow string, remembered int) {
+	m.decided.WithLabelValues(flow).Set(float64(remembered))
+}
+
+// OnRateLimit counts an event of a target's rate limit.
+func (m *Metrics) OnRateLimit(flow, target, event string) {
+	m.rateLimit.WithLabelValues(flow, target, event).Inc()
+}
 
 // OnTaskRefused counts a task answered ERROR without running; kind is a
 // short kind of reason.

@@ -91,6 +91,26 @@ type (
 	HookTaskRefused interface {
 		OnTaskRefused(flow, target, kind string)
 	}
+	// HookTaskCancelled is told each task answered ERROR "cancelled:
+	// request decided" because the gather had decided its request, once
+	// the result is written (HookResultWritten is told too). when is
+	// CancelledBeforeCall or CancelledInFlight.
+	HookTaskCancelled interface {
+		OnTaskCancelled(flow, target, when string)
+	}
+	// HookRateLimit is told each event of a target's rate limiter:
+	// "delayed" (a call waited for its turn), "refused" (a task answered
+	// ERROR "rate limited" without a call) or "retry_after" (the provider
+	// asked for a pause, which holds the target's calls).
+	HookRateLimit interface {
+		OnRateLimit(flow, target, event string)
+	}
+	// HookDecidedRequests is told, after each read of the aggregated
+	// topic, how many decided requests a worker remembers to cancel their
+	// tasks (those within their deadline), with worker.cancel: decided.
+	HookDecidedRequests interface {
+		OnDecidedRequests(flow string, remembered int)
+	}
 )
 
 // Events of the gather. The fold's events are told as it folds, including

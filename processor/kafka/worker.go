@@ -32,6 +32,11 @@ type Worker struct {
 	decoders map[string]*worker.Decoder // by target; read-only once made
 	global   chan struct{}
 	wr       *writer // set by Run
+	// decisions cancels the tasks of decided requests; nil with
+	// worker.cancel: never.
+	decisions *decisions
+	// limiters are the rate limiters of the targets with a rate_limit.
+	limiters map[string]*worker.RateLimiter
 	*readiness
 }
 
@@ -50,23 +55,33 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 		}
 	}
 	w.readiness = newReadiness(len(names), w.log)
+	if flow.Worker.Cancel == topology.CancelDecided {
+		w.decisions = newDecisions(o.now, flow.Worker.DeadlineGrace.D)
+	}
 	if len(names) == 0 {
 		return nil, errorf("flow %s: no target to serve: give targets an http section or a Go handler", flow.Name)
 	}
+	w.limiters = map[string]*worker.RateLimiter{}
 	for _, name := range names {
 		tg := flow.Target(name)
 		if tg == nil {
 			return nil, errorf("flow %s has no target %q", flow.Name, name)
 		}
 		w.decoders[name] = worker.NewDecoder(flow, name, o.codec)
+		var limit []worker.Middleware
+		if rl := tg.RateLimit; rl != nil {
+			lim := worker.NewRateLimiter(rl.PerSecond, rl.Burst, w.onRateLimit(tg))
+			w.limiters[name] = lim
+			limit = append(limit, lim.Middleware())
+		}
 		if h := o.handlers[name]; h != nil {
-			w.handlers[name] = h
+			w.handlers[name] = worker.Chain(h, limit...)
 			continue
 		}
 		if tg.HTTP == nil {
 			return nil, errorf("flow %s: target %s has no http section and no Go handler", flow.Name, name)
 		}
-		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg))
+		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg), limit...)
 	}
 	return w, nil
 }
@@ -117,6 +132,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	errs := make(chan error, len(w.handlers))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if w.decisions != nil {
+		wg.Go(func() { w.decisions.follow(ctx, w.topo, w.flow, &w.o.options, w.log) })
+	}
 	for _, name := range w.Targets() {
 		wg.Add(1)
 		go func() {
@@ -145,6 +163,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	local := make(chan struct{}, tg.MaxInFlight)
 	group := w.topo.Group(w.flow, "worker."+tg.Name)
 
+	share := newPartitionShare(w.limiters[tg.Name])
 	var cl *kgo.Client
 	mark := func(tp worker.TopicPartition, off int64) {
 		cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: off}}})
@@ -164,6 +183,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				tracker.Forget(worker.TopicPartition{Topic: topic, Partition: p})
 			}
 		}
+		share.lose(lost[tg.Topic])
 	}
 	var err error
 	cl, err = kgo.NewClient(append(baseOpts(w.topo, &w.o.options, "worker."+tg.Name),
@@ -177,7 +197,10 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		kgo.SessionTimeout(w.topo.Kafka.SessionTimeout.D),
 		kgo.OnPartitionsRevoked(onLoss),
 		kgo.OnPartitionsLost(onLoss),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { w.assigned() }),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, c *kgo.Client, got map[string][]int32) {
+			share.gain(ctx, c, tg.Topic, got[tg.Topic])
+			w.assigned()
+		}),
 	)...)
 	if err != nil {
 		return errorf("worker client: %w", err)
@@ -295,7 +318,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 // handle turns one task record into the record to write, its result or its
 // dead letter, and the metrics to record once it is written.
 func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func()) {
-	rec, status, took, refused := w.execute(ctx, log, h, tg, r)
+	rec, status, took, refused, cancelledWhen := w.execute(ctx, log, h, tg, r)
 	if rec == nil {
 		return nil, nil // the schema registry is unavailable
 	}
@@ -309,18 +332,22 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 		if refused != "" {
 			each(w.o.hooks, func(h HookTaskRefused) { h.OnTaskRefused(w.flow.Name, tg.Name, refused) })
 		}
+		if cancelledWhen != "" {
+			each(w.o.hooks, func(h HookTaskCancelled) { h.OnTaskCancelled(w.flow.Name, tg.Name, cancelledWhen) })
+		}
 		each(w.o.hooks, func(h HookResultWritten) { h.OnResultWritten(w.flow.Name, tg.Name, status, took) })
 	}
 }
 
 // execute returns the record to write for task record r, the result's
-// status and duration, and the kind of reason when the task was answered
-// ERROR without running.
-func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string) {
+// status and duration, the kind of reason when the task was answered
+// ERROR without running, and when it was cancelled because its request
+// was decided (see cancelled).
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string, string) {
 	task, err := w.decoders[tg.Name].Decode(r.Value)
 	if errors.Is(err, schemas.ErrRegistryUnavailable) {
 		log.Warn("schema registry unavailable: the task waits", "offset", r.Offset, "err", err)
-		return nil, "", 0, ""
+		return nil, "", 0, "", ""
 	}
 	if err != nil {
 		var rej *worker.RejectError
@@ -332,14 +359,19 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 		if res := rej.Answer(w.o.instance); res != nil {
 			b, err := w.o.codec.Encode(res)
 			if err != nil {
-				return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, ""
+				return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", ""
 			}
 			log.Warn("task answered ERROR without running", "offset", r.Offset, "request_id", res.RequestID, "kind", rej.Kind, "reason", rej.Reason)
 			return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(res.RequestID), Value: b}, rej.Task.ResultsPartition),
-				string(res.Status), 0, rej.Kind
+				string(res.Status), 0, rej.Kind, ""
 		}
 		log.Warn("task dead-lettered", "offset", r.Offset, "reason", rej.Reason)
-		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0, ""
+		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0, "", ""
+	}
+	if w.decisions != nil {
+		var done func()
+		ctx, done = w.decisions.track(ctx, task.RequestID)
+		defer done()
 	}
 	res := worker.Execute(ctx, h, task, w.o.instance, w.o.now)
 	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
@@ -351,10 +383,10 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 	}
 	b, err := w.o.codec.Encode(res)
 	if err != nil {
-		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, ""
+		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", ""
 	}
 	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
-		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond, ""
+		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond, "", cancelled(res)
 }
 
 // Status reports the worker ready once every target it serves has

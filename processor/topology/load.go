@@ -3,6 +3,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -264,7 +265,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			m.SetMapIndex(reflect.ValueOf(k.Value), ev)
 		}
 		v.Set(m)
-	case reflect.String, reflect.Int, reflect.Bool:
+	case reflect.String, reflect.Int, reflect.Bool, reflect.Float64:
 		if n.Kind != yaml.ScalarNode {
 			d.fail(n, path, "want a scalar value, have a %s", kindName(n))
 			return
@@ -290,6 +291,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 				return
 			}
 			v.SetBool(b)
+		case reflect.Float64:
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				d.fail(n, path, "want a number, have %q", n.Value)
+				return
+			}
+			v.SetFloat(f)
 		}
 	default:
 		d.fail(n, path, "cannot decode into %s", v.Type()) // a bug in the types, not the file

@@ -179,9 +179,26 @@ type Target struct {
 	// MaxInFlight bounds the tasks of this target a worker runs at once.
 	// Default: the flow's worker.max_in_flight_per_target.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// RateLimit bounds the calls to this target's provider. Default: none.
+	RateLimit *RateLimit `yaml:"rate_limit"`
 	// HTTP configures the built-in HTTP worker for this target. Without it
 	// the target needs a Go handler.
 	HTTP *HTTPTarget `yaml:"http"`
+}
+
+// RateLimit bounds the calls to a provider: PerSecond calls a second, in
+// bursts of up to Burst, over the whole worker group of the target. Each
+// worker instance takes the share of the limit that it owns of the task
+// topic's partitions (which is how the tasks are spread), so the group
+// stays within the limit without talking to each other; every try of a
+// retry is a call. A task whose turn would come after its deadline is
+// answered ERROR "rate limited" at once, without a call.
+type RateLimit struct {
+	// PerSecond is the calls a second; required, positive.
+	PerSecond float64 `yaml:"per_second"`
+	// Burst is how many calls may go at once after a quiet spell.
+	// Default: PerSecond rounded up, at least 1.
+	Burst int `yaml:"burst"`
 }
 
 // HTTPTarget configures the built-in HTTP caller.
@@ -335,7 +352,21 @@ type WorkerOpts struct {
 	// task's deadline, so its ERROR result lands after the gather's deadline
 	// and the target is reported missing, not failed. Default 1s.
 	DeadlineGrace Duration `yaml:"deadline_grace"`
+	// Cancel says what a worker does with the tasks of a request the
+	// gather has decided (first, quorum, failed by max_failures, deadline):
+	// CancelDecided (the default) follows the aggregated topic
+	// read_committed and answers them ERROR "cancelled: request decided"
+	// without calling the provider, cutting calls in flight short;
+	// CancelNever calls every task. The gather's outcome is the same
+	// either way: those results reach it after the aggregate, as late.
+	Cancel string `yaml:"cancel"`
 }
+
+// Values of WorkerOpts.Cancel.
+const (
+	CancelDecided = "decided"
+	CancelNever   = "never"
+)
 
 // Flow returns the flow named name, or nil.
 func (t *Topology) Flow(name string) *Flow {

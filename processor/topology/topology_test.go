@@ -126,7 +126,7 @@ func TestFullFile(t *testing.T) {
 			Timeout:    d("1500ms"),
 			Fanout:     topology.Fanout{Mode: "targets", MaxTasks: 8},
 			Targets: []*topology.Target{
-				{Name: "skyscanner", Topic: "fl.tasks.sky", MaxInFlight: 16, HTTP: &topology.HTTPTarget{
+				{Name: "skyscanner", Topic: "fl.tasks.sky", MaxInFlight: 16, RateLimit: &topology.RateLimit{PerSecond: 12.5, Burst: 5}, HTTP: &topology.HTTPTarget{
 					URL: "https://api.skyscanner.example/quote", Method: "PUT", Timeout: d("1s"), Retries: 2,
 					Backoff: d("10ms"), MaxBackoff: d("500ms"),
 					Headers:          map[string]string{"X-Api-Key": "sky-key-123", "Accept": "application/json"},
@@ -144,7 +144,7 @@ func TestFullFile(t *testing.T) {
 			Consolidate: topology.Consolidate{Type: "merge", Path: "offers", Key: "id", Sort: "price", Order: "asc", Top: 5},
 			Limits:      topology.Limits{MaxPayloadBytes: 2 << 20, MaxOpenRequests: 5000, MaxAggregateBytes: 800_000, MaxTimeout: d("10m")},
 			Gather:      topology.GatherOpts{TickInterval: d("50ms"), ClosedRetention: d("10m"), RebuildTimeout: d("20m")},
-			Worker:      topology.WorkerOpts{MaxInFlight: 128, MaxInFlightPerTarget: 32, DeadlineGrace: d("250ms")},
+			Worker:      topology.WorkerOpts{MaxInFlight: 128, MaxInFlightPerTarget: 32, DeadlineGrace: d("250ms"), Cancel: topology.CancelNever},
 		}, {
 			Name: "summarize",
 			Topics: topology.Topics{
@@ -160,7 +160,7 @@ func TestFullFile(t *testing.T) {
 			Limits: topology.Limits{MaxPayloadBytes: topology.DefaultMaxPayloadBytes, MaxOpenRequests: topology.DefaultMaxOpenRequests,
 				MaxAggregateBytes: topology.DefaultMaxAggregateBytes, MaxTimeout: d("1h")},
 			Gather: topology.GatherOpts{TickInterval: d("200ms"), ClosedRetention: d("90s"), RebuildTimeout: d("10m")},
-			Worker: topology.WorkerOpts{MaxInFlight: 256, MaxInFlightPerTarget: 64, DeadlineGrace: d("1s")},
+			Worker: topology.WorkerOpts{MaxInFlight: 256, MaxInFlightPerTarget: 64, DeadlineGrace: d("1s"), Cancel: topology.CancelDecided},
 		}},
 	}
 	// Field by field: a parsed topology also keeps the positions of its

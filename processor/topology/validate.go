@@ -102,12 +102,16 @@ func (f *Flow) setDefaults() {
 	orDefault(&f.Worker.MaxInFlight, DefaultMaxInFlight)
 	orDefault(&f.Worker.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget)
 	orDefault(&f.Worker.DeadlineGrace.D, DefaultDeadlineGrace)
+	orDefault(&f.Worker.Cancel, CancelDecided)
 	for _, t := range f.Targets {
 		if t == nil {
 			continue
 		}
 		orDefault(&t.Topic, f.Name+".tasks."+t.Name)
 		orDefault(&t.MaxInFlight, f.Worker.MaxInFlightPerTarget)
+		if rl := t.RateLimit; rl != nil && rl.PerSecond > 0 && rl.PerSecond < math.MaxInt32 {
+			orDefault(&rl.Burst, max(1, int(math.Ceil(rl.PerSecond))))
+		}
 		if h := t.HTTP; h != nil {
 			orDefault(&h.Method, "POST")
 			orDefault(&h.FollowRedirects, RedirectsNever)
@@ -319,6 +323,9 @@ func (f *Flow) validate(ps *problems, path string) {
 	if f.Worker.MaxInFlightPerTarget < 1 {
 		ps.add(path+".worker.max_in_flight_per_target", "must be at least 1")
 	}
+	if f.Worker.Cancel != CancelDecided && f.Worker.Cancel != CancelNever {
+		ps.add(path+".worker.cancel", "unknown value %q (one of decided, never)", f.Worker.Cancel)
+	}
 }
 
 // addSat returns a+b, or the largest Duration when the sum overflows (both
@@ -340,6 +347,14 @@ func (t *Target) validate(ps *problems, path string) {
 	}
 	if t.MaxInFlight < 1 {
 		ps.add(path+".max_in_flight", "must be at least 1")
+	}
+	if rl := t.RateLimit; rl != nil {
+		if !(rl.PerSecond > 0) || math.IsInf(rl.PerSecond, 0) {
+			ps.add(path+".rate_limit.per_second", "must be positive")
+		}
+		if rl.Burst < 0 {
+			ps.add(path+".rate_limit.burst", "must be at least 1")
+		}
 	}
 	h := t.HTTP
 	if h == nil {

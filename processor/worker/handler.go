@@ -47,6 +47,12 @@ var (
 	ErrPanic = errors.New("worker: handler panicked")
 	// ErrDeadline: the task's deadline passed before it could run.
 	ErrDeadline = errors.New("worker: task deadline passed")
+	// ErrDecided is the cause of a task's context when the gather has
+	// decided its request: the task's answer can no longer change the
+	// outcome. Its text, without the package's prefix, is the whole error
+	// of the task's ERROR result (see Execute), so that tools can count
+	// such results.
+	ErrDecided = errors.New("cancelled: request decided")
 )
 
 // PermanentError marks an error that retrying will not cure (a 4xx answer,
@@ -81,9 +87,19 @@ func CountAttempt(ctx context.Context) {
 	}
 }
 
+// uncountAttempt takes back a call counted by CountAttempt that did not
+// reach the provider.
+func uncountAttempt(ctx context.Context) {
+	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
+		n.Add(-1)
+	}
+}
+
 // Retry calls the handler up to 1+retries times while it fails with an
 // error that is not permanent and the context lives, sleeping backoff
-// before the first retry and doubling it up to maxBackoff.
+// before the first retry and doubling it up to maxBackoff. A
+// RetryAfterError makes it sleep at least what the provider asked for; when
+// that ends after the context's deadline, it gives up at once.
 func Retry(retries int, backoff, maxBackoff time.Duration) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
@@ -95,7 +111,14 @@ func Retry(retries int, backoff, maxBackoff time.Duration) Middleware {
 				if err == nil || try >= retries || errors.As(err, &perm) || errors.Is(err, ErrCircuitOpen) {
 					return out, err
 				}
-				timer := time.NewTimer(wait)
+				sleep := wait
+				if ra, ok := errors.AsType[*RetryAfterError](err); ok {
+					sleep = max(sleep, ra.After)
+					if d, ok := ctx.Deadline(); ok && time.Until(d) < sleep {
+						return out, err
+					}
+				}
+				timer := time.NewTimer(sleep)
 				select {
 				case <-ctx.Done():
 					timer.Stop()
@@ -281,15 +304,30 @@ func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, 
 		res.Attempts = 0
 		return res
 	}
+	if ctx.Err() != nil {
+		// Ended before it began (its request decided, say): not called.
+		res.Status = schemas.StatusError
+		res.Error = truncate(causeText(ctx), MaxErrorBytes)
+		return res
+	}
 	ctx, cancel := context.WithDeadlineCause(ctx, deadline, ErrDeadline)
 	defer cancel()
 	ctx, attempts := withAttempts(ctx)
 	out, err := Recover()(h).Handle(ctx, task)
 	res.DurationMs = now().Sub(start).Milliseconds()
 	res.Attempts = max(attempts.Load(), 1)
+	if errors.Is(err, ErrRateLimited) {
+		// Refused or cut while waiting for its turn: the calls made, if any.
+		res.Attempts = max(attempts.Load(), 0)
+	}
 	if err != nil {
 		res.Status = schemas.StatusError
 		res.Error = truncate(err.Error(), MaxErrorBytes)
+		if errors.Is(context.Cause(ctx), ErrDecided) {
+			// Whatever the call said on its way out, this is why it ended.
+			res.Error = ErrDecided.Error()
+			return res
+		}
 		if ctx.Err() != nil && !errors.Is(err, ErrDeadline) && errors.Is(context.Cause(ctx), ErrDeadline) {
 			res.Error += " (task deadline passed)"
 		}
@@ -300,6 +338,14 @@ func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, 
 		res.Payload = out
 	}
 	return res
+}
+
+// causeText is why ctx ended.
+func causeText(ctx context.Context) string {
+	if c := context.Cause(ctx); c != nil {
+		return c.Error()
+	}
+	return ctx.Err().Error()
 }
 
 // MaxErrorBytes bounds the error text a result carries.

@@ -164,6 +164,11 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
 			return nil, Permanent(err)
 		}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			if after, ok := retryAfter(resp.Header, time.Now()); ok {
+				return nil, &RetryAfterError{Err: fmt.Errorf("%w (retry after %s)", err, after), After: after}
+			}
+		}
 		return nil, err
 	}
 	return data, nil
@@ -188,16 +193,15 @@ func snippet(b []byte) string {
 }
 
 // HTTPHandler returns the built-in HTTP handler of a target with its
-// middleware: a circuit breaker, retries with backoff and a per-call
+// middleware: retries with backoff, a circuit breaker, then mw (a
+// RateLimiter's, say: each try passes through them), then a per-call
 // timeout, as its topology says. onBreaker, if not nil, is told the
 // breaker's events (see NewBreaker). client nil means a default client.
-func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client, onBreaker func(BreakerEvent)) Handler {
+func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client, onBreaker func(BreakerEvent), mw ...Middleware) Handler {
 	br := NewBreaker(cfg.Breaker.Threshold(), cfg.Breaker.Cooldown.D, onBreaker)
-	return Chain(NewHTTPCaller(cfg, client),
-		Retry(cfg.Retries, cfg.Backoff.D, cfg.MaxBackoff.D),
-		br.Middleware(),
-		Timeout(cfg.Timeout.D),
-	)
+	chain := []Middleware{Retry(cfg.Retries, cfg.Backoff.D, cfg.MaxBackoff.D), br.Middleware()}
+	chain = append(append(chain, mw...), Timeout(cfg.Timeout.D))
+	return Chain(NewHTTPCaller(cfg, client), chain...)
 }
 
 // UserAgent is the User-Agent the built-in HTTP caller sends:

@@ -1,0 +1,160 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/scattergather/scattergather/processor/topology"
+	"github.com/scattergather/scattergather/processor/worker"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// TestRateLimiterSpacesCalls: after a burst, calls start one per
+// 1/per_second, in order, and a share scales the rate.
+func TestRateLimiterSpacesCalls(t *testing.T) {
+	for _, tc := range []struct {
+		share float64
+		want  []time.Duration
+	}{
+		{share: 1, want: []time.Duration{0, 0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}},
+		{share: 0.5, want: []time.Duration{0, 200 * time.Millisecond, 400 * time.Millisecond, 600 * time.Millisecond, 800 * time.Millisecond}},
+	} {
+		t.Run(fmt.Sprint(tc.share), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lim := worker.NewRateLimiter(10, 2, nil)
+				lim.SetShare(tc.share)
+				start := time.Now()
+				var mu sync.Mutex
+				var got []time.Duration
+				h := lim.Middleware()(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					got = append(got, time.Since(start))
+					return nil, nil
+				}))
+				for range tc.want {
+					// One after the other, so that the turns are handed
+					// out in a known order.
+					go h.Handle(t.Context(), task(start.Add(time.Hour)))
+					synctest.Wait()
+				}
+				time.Sleep(time.Second) // virtual: lets every turn come
+				synctest.Wait()
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("calls started at %v, want %v", got, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// TestRateLimiterRefusesPastTheDeadline: a task whose turn would come
+// after its deadline is answered ERROR "rate limited" at once, with no
+// call.
+func TestRateLimiterRefusesPastTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var events []worker.RateLimitEvent
+		lim := worker.NewRateLimiter(1, 1, func(ev worker.RateLimitEvent) { events = append(events, ev) })
+		calls := 0
+		h := worker.Chain(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+			calls++
+			return []byte(`{}`), nil
+		}), lim.Middleware())
+		start := time.Now()
+		first := worker.Execute(t.Context(), h, task(start.Add(500*time.Millisecond)), "w", time.Now)
+		second := worker.Execute(t.Context(), h, task(start.Add(500*time.Millisecond)), "w", time.Now)
+		if first.Status != schemas.StatusOK || calls != 1 {
+			t.Fatalf("first task: %s %q, %d calls", first.Status, first.Error, calls)
+		}
+		if second.Status != schemas.StatusError || !strings.HasPrefix(second.Error, "rate limited") || second.Attempts != 0 || time.Since(start) != 0 {
+			t.Errorf("second task: %s %q after %d attempts and %s, want ERROR \"rate limited…\" at once without a call",
+				second.Status, second.Error, second.Attempts, time.Since(start))
+		}
+		if fmt.Sprint(events) != "[refused]" {
+			t.Errorf("events %v, want [refused]", events)
+		}
+		// A later deadline waits for the turn: refusing took no token.
+		third := worker.Execute(t.Context(), h, task(start.Add(5*time.Second)), "w", time.Now)
+		if third.Status != schemas.StatusOK || time.Since(start) != time.Second {
+			t.Errorf("third task: %s %q after %s, want OK after 1s", third.Status, third.Error, time.Since(start))
+		}
+	})
+}
+
+// TestRateLimiterHonoursRetryAfter: a provider's Retry-After holds every
+// call of the target, and Retry waits for it before trying again.
+func TestRateLimiterHonoursRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := worker.NewRateLimiter(1000, 10, nil)
+		start := time.Now()
+		var mu sync.Mutex
+		var at []time.Duration
+		h := worker.Chain(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			at = append(at, time.Since(start))
+			if len(at) == 1 {
+				return nil, &worker.RetryAfterError{Err: errors.New("provider answered 429 Too Many Requests"), After: 3 * time.Second}
+			}
+			return []byte(`{}`), nil
+		}), worker.Retry(1, 10*time.Millisecond, time.Second), lim.Middleware())
+		res := worker.Execute(t.Context(), h, task(start.Add(time.Minute)), "w", time.Now)
+		other := worker.Execute(t.Context(), h, task(start.Add(time.Minute)), "w", time.Now)
+		if res.Status != schemas.StatusOK || res.Attempts != 2 || other.Status != schemas.StatusOK {
+			t.Fatalf("got %s %q after %d attempts, other %s", res.Status, res.Error, res.Attempts, other.Status)
+		}
+		if want := "[0s 3s 3s]"; fmt.Sprint(at) != want {
+			t.Errorf("calls at %v, want %s", at, want)
+		}
+		// A pause past the deadline: Retry gives up at once.
+		lim.Pause(0)
+		h2 := worker.Chain(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+			return nil, &worker.RetryAfterError{Err: errors.New("provider answered 429 Too Many Requests"), After: time.Hour}
+		}), worker.Retry(3, 10*time.Millisecond, time.Second))
+		before := time.Now()
+		res = worker.Execute(t.Context(), h2, task(before.Add(time.Minute)), "w", time.Now)
+		if res.Status != schemas.StatusError || res.Attempts != 1 || time.Since(before) != 0 {
+			t.Errorf("retry after past the deadline: %s after %d attempts and %s, want ERROR at once after 1", res.Status, res.Attempts, time.Since(before))
+		}
+	})
+}
+
+// TestHTTPCallerRetryAfter: a 429 or 503 with Retry-After (seconds or a
+// date) is a RetryAfterError; without the header, a plain error.
+func TestHTTPCallerRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		header string
+		want   time.Duration
+		ok     bool
+	}{
+		{status: 429, header: "2", want: 2 * time.Second, ok: true},
+		{status: 503, header: "1", want: time.Second, ok: true},
+		{status: 429, header: time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), want: time.Hour, ok: true},
+		{status: 429, header: "", ok: false},
+		{status: 429, header: "soon", ok: false},
+		{status: 500, header: "2", ok: false},
+	} {
+		p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if tc.header != "" {
+				w.Header().Set("Retry-After", tc.header)
+			}
+			w.WriteHeader(tc.status)
+		}))
+		cfg := &topology.HTTPTarget{URL: p.URL, Method: "POST", MaxResponseBytes: 1 << 20}
+		_, err := worker.NewHTTPCaller(cfg, p.Client()).Handle(t.Context(), task(time.Now().Add(time.Hour)))
+		p.Close()
+		ra, ok := errors.AsType[*worker.RetryAfterError](err)
+		if ok != tc.ok || ok && (ra.After > tc.want || ra.After < tc.want-2*time.Second) {
+			t.Errorf("%d Retry-After %q: %v (retry after: %v), want %v %s", tc.status, tc.header, err, ok, tc.ok, tc.want)
+		}
+	}
+}
