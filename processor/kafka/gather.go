@@ -173,6 +173,7 @@ func (g *Gather) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		g.polled(fetches)
 		if err := fetchErrors(fetches, g.log); err != nil {
 			return err
 		}

@@ -36,6 +36,8 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	if g.w == nil || g.w.cl != sess.Client() {
 		g.w = newWriter(ctx, sess.Client(), g.flow, RoleGather, g.o.hooks, g.log)
 	}
+	g.transaction(true)
+	defer g.transaction(false)
 	if err := sess.Begin(); err != nil {
 		return errorf("gather begin: %w", err)
 	}

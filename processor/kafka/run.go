@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -148,6 +149,11 @@ func Supervise(ctx context.Context, r Runner) error {
 			backoff = 500 * time.Millisecond // it ran well for a while
 		}
 		rl.log.Error("role failed; restarting it", "in", backoff, "err", err)
+		if rl.rd != nil {
+			why := "restarting after a failure: " + err.Error()
+			rl.rd.down.Store(&why)
+			rl.rd.transaction(false)
+		}
 		each(rl.o.hooks, func(h HookRoleRestart) { h.OnRoleRestart(rl.flow, rl.name) })
 		select {
 		case <-ctx.Done():
@@ -201,7 +207,16 @@ type readiness struct {
 	detail string
 
 	trouble atomic.Pointer[string] // why the role cannot go on, or nil
+	down    atomic.Pointer[string] // why the brokers do not serve it, or nil
+	// txnSince is when the open transaction began (unix ms), 0 when none
+	// is open: one that waits long shows brokers that do not acknowledge
+	// (fewer in sync than min.insync.replicas).
+	txnSince atomic.Int64
 }
+
+// txnWaitShown is how long a transaction may wait for the brokers before
+// readiness says so.
+const txnWaitShown = 5 * time.Second
 
 func newReadiness(parts int, log *slog.Logger) *readiness {
 	return &readiness{ch: make(chan struct{}), pending: parts, log: log}
@@ -226,10 +241,46 @@ func (r *readiness) setTrouble(why string) { r.trouble.Store(&why) }
 // clearTrouble ends what setTrouble said.
 func (r *readiness) clearTrouble() { r.trouble.Store(nil) }
 
-// troubled returns what setTrouble said, or "".
+// polled records what a poll says of the brokers: fetch errors (a broker
+// gone, a group that cannot form) make the role not ready with them, until
+// a poll without errors.
+func (r *readiness) polled(fs kgo.Fetches) {
+	var why string
+	fs.EachError(func(topic string, p int32, err error) {
+		if why == "" && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			why = fmt.Sprintf("waiting for the brokers: %v", err)
+		}
+	})
+	if why == "" {
+		r.down.Store(nil)
+		return
+	}
+	r.down.Store(&why)
+}
+
+// transaction records that a transaction began (true) or ended (false).
+func (r *readiness) transaction(open bool) {
+	if open {
+		r.txnSince.Store(time.Now().UnixMilli())
+		return
+	}
+	r.txnSince.Store(0)
+}
+
+// troubled returns why the role is not ready whatever its partitions and
+// lag: what setTrouble said, a restart after a failure, fetch errors, or a
+// transaction the brokers have not acknowledged for txnWaitShown; or "".
 func (r *readiness) troubled() string {
 	if p := r.trouble.Load(); p != nil {
 		return *p
+	}
+	if p := r.down.Load(); p != nil {
+		return *p
+	}
+	if since := r.txnSince.Load(); since > 0 {
+		if waited := time.Since(time.UnixMilli(since)); waited > txnWaitShown {
+			return fmt.Sprintf("a transaction has waited %s for the brokers to acknowledge it (are fewer than min.insync.replicas in sync?)", waited.Round(time.Second))
+		}
 	}
 	return ""
 }

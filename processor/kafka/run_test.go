@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/processor/topology"
 )
@@ -133,5 +135,33 @@ func TestFoldObserverBoundsTargets(t *testing.T) {
 	want := []string{"f/a/true", "f/_other/false", "f/_other/true"}
 	if !slices.Equal(rec.got, want) {
 		t.Errorf("hooks told %v, want %v", rec.got, want)
+	}
+}
+
+// Readiness says what is wrong while the brokers do not serve the role:
+// fetch errors, until a clean poll, and a transaction they have not
+// acknowledged for a while.
+func TestReadinessWhileTheBrokersDoNotServe(t *testing.T) {
+	r := newReadiness(1, slog.New(slog.DiscardHandler))
+	failing := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "t", Partitions: []kgo.FetchPartition{{Partition: 0, Err: errors.New("unable to dial: connection refused")}}}}}}
+	r.polled(failing)
+	if got := r.troubled(); !strings.Contains(got, "waiting for the brokers: unable to dial") {
+		t.Errorf("after a failing poll: %q", got)
+	}
+	r.polled(kgo.Fetches{})
+	if got := r.troubled(); got != "" {
+		t.Errorf("after a clean poll: %q", got)
+	}
+	r.transaction(true)
+	if got := r.troubled(); got != "" {
+		t.Errorf("a transaction just begun: %q", got)
+	}
+	r.txnSince.Store(time.Now().Add(-time.Minute).UnixMilli())
+	if got := r.troubled(); !strings.Contains(got, "a transaction has waited 1m0s for the brokers") {
+		t.Errorf("a transaction waiting a minute: %q", got)
+	}
+	r.transaction(false)
+	if got := r.troubled(); got != "" {
+		t.Errorf("after the transaction: %q", got)
 	}
 }

@@ -82,6 +82,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		s.polled(fetches)
 		if err := fetchErrors(fetches, s.log); err != nil {
 			return err
 		}
@@ -91,6 +92,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if fetches.Empty() {
 			continue
 		}
+		s.transaction(true)
 		if err := sess.Begin(); err != nil {
 			return errorf("scatter begin: %w", err)
 		}
@@ -160,6 +162,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		mu.Unlock()
 		committed, err := sess.End(tctx, commit)
 		cancelTxn()
+		s.transaction(false)
 		if err != nil {
 			return errorf("scatter end transaction: %w", err)
 		}

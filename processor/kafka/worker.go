@@ -240,6 +240,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		if ctx.Err() != nil {
 			return stopped()
 		}
+		w.polled(fetches)
 		if err := fetchErrors(fetches, log); err != nil {
 			return err
 		}
