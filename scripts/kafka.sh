@@ -29,7 +29,9 @@
 #   SG_KAFKA_SASL_USER        SCRAM user made at format time (default alice)
 #   SG_KAFKA_SASL_PASSWORD    its password (default: random, made once per dir)
 #
-# Secure mode (SG_KAFKA_SECURE=1) keeps the PLAINTEXT listener as it is and
+# Secure mode (SG_KAFKA_SECURE=1) turns ACLs on (StandardAuthorizer, open to
+# all where a resource has none, User:ANONYMOUS a super user), keeps the
+# PLAINTEXT listener as it is and
 # adds SASL_SSL://127.0.0.1:$SG_KAFKA_SASL_PORT: TLS with a client
 # certificate required (listener.name.sasl_ssl.ssl.client.auth=required),
 # then SASL with SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN. Once per data dir it
@@ -311,6 +313,14 @@ listener.name.sasl_ssl.ssl.key.password=$store_pass
 listener.name.sasl_ssl.ssl.truststore.type=PKCS12
 listener.name.sasl_ssl.ssl.truststore.location=$TRUSTSTORE
 listener.name.sasl_ssl.ssl.truststore.password=$store_pass
+
+# ACLs: the SASL user is held to them; a resource without ACLs is open to
+# all, and the PLAINTEXT listener (User:ANONYMOUS: the tests' own clients,
+# the controller) is a super user. A test denies the SASL user something to
+# see how a role takes it.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=true
+super.users=User:ANONYMOUS
 EOF
   fi
   chmod 600 "$PROPS"

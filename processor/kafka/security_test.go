@@ -20,8 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scattergather/scattergather/internal/processortest"
@@ -535,6 +537,77 @@ func TestIntegrationSecureMechanisms(t *testing.T) {
 			defer cancel()
 			if err := kafka.Preflight(ctx, topo); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestIntegrationSecureDeniedWrites: against the real broker's ACLs, a
+// gather whose principal may not write the dead-letter topic, or the
+// results topic its ticks go to, stops with one permanent error naming the
+// topic and what to grant, instead of aborting its transactions again and
+// again or leaving quiet partitions' deadlines to stall.
+func TestIntegrationSecureDeniedWrites(t *testing.T) {
+	s := processortest.SecureBroker(t)
+	plain := processortest.Brokers(t) // User:ANONYMOUS, a super user: sets the ACLs
+	cl, err := kgo.NewClient(kgo.SeedBrokers(plain...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	user := "User:" + s.User
+	for _, tc := range []struct {
+		name  string
+		topic func(f *topology.Flow) string
+		raw   bool // an undecodable result, for the gather to dead-letter
+		want  string
+	}{
+		{"dead-letter topic", func(f *topology.Flow) string { return f.Topics.DeadLetter }, true, "TOPIC_AUTHORIZATION_FAILED: grant WRITE on it"},
+		{"results topic (ticks)", func(f *topology.Flow) string { return f.Topics.Results }, false, "may not WRITE to it: grant WRITE on it to the gather's principal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topo, f := processortest.KafkaTopology(t, secureConn(s).yaml(), `
+timeout: 2s
+partitions: 1
+targets: [{name: a}]
+`)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if _, err := admin.CreateTopics(ctx, topo, nil); err != nil {
+				t.Fatal(err)
+			}
+			topic := tc.topic(f)
+			// Everything on the topic, but WRITE: a DENY wins over an ALLOW.
+			for _, b := range []*kadm.ACLBuilder{
+				kadm.NewACLs().Topics(topic).Allow(user).Operations(kadm.OpAll),
+				kadm.NewACLs().Topics(topic).Deny(user).Operations(kadm.OpWrite),
+			} {
+				res, err := adm.CreateACLs(ctx, b)
+				if err == nil {
+					for _, r := range res {
+						err = errors.Join(err, r.Err)
+					}
+				}
+				if err != nil {
+					t.Fatalf("create ACLs: %v", err)
+				}
+			}
+			if tc.raw {
+				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: f.Topics.Results, Value: []byte("not avro")}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			g, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = g.Run(ctx)
+			if err == nil || !kafka.IsPermanent(err) || !strings.Contains(err.Error(), topic) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("gather: %v; want a permanent error naming %s and %q", err, topic, tc.want)
+			}
+			if strings.Contains(err.Error(), s.Password) {
+				t.Errorf("the error shows the password")
 			}
 		})
 	}
