@@ -108,7 +108,7 @@ func New(t *topology.Topology, flows []*topology.Flow, opts ...Option) (*Gateway
 	prod, err := kgo.NewClient(append(kafka.ClientOptions(t, "gateway", g.kafkaOpts()...),
 		// A record not acknowledged in time fails, rather than holding
 		// the buffer through a long outage.
-		kgo.RecordDeliveryTimeout(2*o.produceTimeout))...)
+		kgo.RecordDeliveryTimeout(max(2*o.produceTimeout, time.Second)))...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: producer: %w", err)
 	}
