@@ -46,6 +46,7 @@ type Metrics struct {
 	breaker       *prometheus.CounterVec
 	circuitOpen   *prometheus.GaugeVec
 	refused       *prometheus.CounterVec
+	gw            gatewayMetrics
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -95,6 +96,7 @@ func New() *Metrics {
 		roleRestarted: f("role_restarts_total", "Times a role was restarted after a transient failure.", "flow", "role"),
 		refused:       f("tasks_refused_total", "Tasks a worker answered ERROR without running them (a target its topic does not serve), by the topic's target and kind of reason.", "flow", "target", "reason"),
 	}
+	m.gw = newGatewayMetrics(r)
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

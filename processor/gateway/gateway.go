@@ -126,8 +126,8 @@ func (g *Gateway) kafkaOpts() []kafka.Opt {
 // Close closes the producer. Run closes it too when it returns.
 func (g *Gateway) Close() { g.prod.Close() }
 
-// Ready is closed once the gateway listens (when it has an address) and
-// the broker answered for its topics.
+// Ready is closed once the gateway listens (when it has an address or a
+// listener) and the broker answered for its topics.
 func (g *Gateway) Ready() <-chan struct{} { return g.ready }
 
 // Addr is the address Run listens on, once Ready ("" before, or without
@@ -154,7 +154,7 @@ func (g *Gateway) Status() kafka.Status {
 	return st
 }
 
-// Run serves the gateway on its address (if any) and reads the flows'
+// Run serves the gateway on its listener or address (if any) and reads the flows'
 // aggregated topics into the index until ctx ends. A broker that does not
 // answer does not stop it: POSTs are answered 503 meanwhile. It returns a
 // kafka.PermanentError when it cannot listen.
@@ -163,11 +163,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var srvDone chan error
-	if g.o.addr != "" {
-		ln, err := net.Listen("tcp", g.o.addr)
-		if err != nil {
+	ln := g.o.ln
+	if ln == nil && g.o.addr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", g.o.addr); err != nil {
 			return &kafka.PermanentError{Err: fmt.Errorf("gateway: listen on %s: %w", g.o.addr, err)}
 		}
+	}
+	if ln != nil {
 		srv := &http.Server{Handler: g, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 			TLSConfig: g.o.tls, ErrorLog: slog.NewLogLogger(g.o.log.Handler(), slog.LevelWarn)}
 		srvDone = make(chan error, 1)
@@ -210,6 +213,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case err := <-srvDone:
 		cancel()
 		<-readDone
+		if g.o.ln != nil { // served once: a restart has nothing to serve on
+			return &kafka.PermanentError{Err: fmt.Errorf("gateway: serve: %w", err)}
+		}
 		return fmt.Errorf("gateway: serve: %w", err)
 	}
 	<-readDone
@@ -351,14 +357,18 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, ProblemBadRequestID, "", "Idempotency-Key: "+err.Error())
 		return
 	}
+	keyID := "" // the id a problem names: the caller's, not a random one
+	if r.Header.Get("Idempotency-Key") != "" {
+		keyID = id
+	}
 	waitFor, applied, err := g.wait(r, f.Timeout.D+g.o.waitMargin)
 	if err != nil {
-		writeProblem(w, r, http.StatusBadRequest, ProblemBadWait, id, err.Error())
+		writeProblem(w, r, http.StatusBadRequest, ProblemBadWait, keyID, err.Error())
 		return
 	}
 	payload, attrs, status, kind, detail := g.readBody(w, r, f)
 	if status != 0 {
-		writeProblem(w, r, status, kind, id, detail)
+		writeProblem(w, r, status, kind, keyID, detail)
 		return
 	}
 	k := Key{f.Name, id}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/scattergather/scattergather/processor/kafka"
@@ -43,6 +44,7 @@ type Option func(*options)
 
 type options struct {
 	addr           string
+	ln             net.Listener
 	tls            *tls.Config
 	token          string
 	log            *slog.Logger
@@ -61,6 +63,11 @@ type options struct {
 // see Addr). Default: DefaultAddr. Empty: Run serves nothing, and the
 // Gateway is only an http.Handler the program serves itself.
 func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
+
+// WithListener makes Run serve on ln, which it closes when it returns,
+// instead of listening on an address: for a program that chose the
+// address itself. Run then serves only once.
+func WithListener(ln net.Listener) Option { return func(o *options) { o.ln = ln } }
 
 // WithTLS makes Run serve HTTPS with cfg (its certificates; ClientAuth
 // and ClientCAs for mutual TLS). Default: plain HTTP.
