@@ -123,7 +123,7 @@ func (g *Gateway) kafkaOpts() []kafka.Opt {
 	return append([]kafka.Opt{kafka.WithLogger(g.o.log)}, g.o.kafkaOpts...)
 }
 
-// Close closes the producer. Run closes it too when it returns.
+// Close closes the producer. Run closes it too once its ctx ends.
 func (g *Gateway) Close() { g.prod.Close() }
 
 // Ready is closed once the gateway listens (when it has an address or a
@@ -159,7 +159,13 @@ func (g *Gateway) Status() kafka.Status {
 // answer does not stop it: POSTs are answered 503 meanwhile. It returns a
 // kafka.PermanentError when it cannot listen.
 func (g *Gateway) Run(ctx context.Context) error {
-	defer g.prod.Close()
+	parent := ctx
+	defer func() {
+		// The producer outlives a failed run, which Supervise restarts.
+		if parent.Err() != nil {
+			g.prod.Close()
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var srvDone chan error
