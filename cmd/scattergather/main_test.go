@@ -216,7 +216,8 @@ flows:
 		}
 	}
 	get(t, "http://"+httpAddr+"/healthz", http.StatusOK)
-	if ready := get(t, "http://"+httpAddr+"/readyz", http.StatusOK); !strings.Contains(ready, `"ready":true`) {
+	if ready := get(t, "http://"+httpAddr+"/readyz", http.StatusOK); !strings.Contains(ready, `"ready":true`) ||
+		!strings.Contains(ready, fmt.Sprintf(`{"role":"gateway","flow":%q,"ready":true}`, flow)) {
 		t.Errorf("/readyz: %s", ready)
 	}
 

@@ -324,12 +324,20 @@ func testBadInput(t *testing.T, brokers []string) {
 	}
 	do(t, "POST", post, `{"a":2}`, with("Idempotency-Key", "k1", "Prefer", "wait=0")...).
 		problem(t, http.StatusUnprocessableEntity, gateway.ProblemKeyReused)
+	// An id with a slash and a space is one path segment of its Location.
+	r = do(t, "POST", post, `{}`, with("Idempotency-Key", "a/b c", "Prefer", "wait=0")...)
+	if loc := r.header.Get("Location"); r.status != http.StatusAccepted || loc != "/v1/flows/"+f.Name+"/requests/a%2Fb%20c" {
+		t.Fatalf("POST a/b c: %d, Location %q", r.status, loc)
+	}
+	if r := do(t, "GET", srv.URL+r.header.Get("Location"), "", auth...); r.status != http.StatusAccepted {
+		t.Errorf("GET of its Location: %d %s, want 202", r.status, r.body)
+	}
 	// An envelope's attributes travel with the request.
 	if r := do(t, "POST", post, `{"payload":{"a":3},"attributes":{"tenant":"acme"}}`,
 		with("Content-Type", gateway.EnvelopeContentType, "Idempotency-Key", "k2", "Prefer", "wait=0")...); r.status != http.StatusAccepted {
 		t.Fatalf("envelope POST: %d %s", r.status, r.body)
 	}
-	recs := processortest.Records(t, topo, f.Topics.Requests, 2, time.Minute)
+	recs := processortest.Records(t, topo, f.Topics.Requests, 3, time.Minute)
 	var req schemas.Request
 	for _, rec := range recs {
 		if string(rec.Key) == "k2" {
