@@ -27,7 +27,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	jsonOut := f.String("json", "", "write the report as JSON to this file")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the scenarios to this file")
 	memProfile := f.String("memprofile", "", "write an allocation profile to this file at the end")
-	gw := f.Bool("gateway", false, "also measure each scenario through the HTTP gateway: open loop at --low-rate, then closed loop with --gateway-clients")
+	gw := f.Bool("gateway", false, "also measure each scenario through the HTTP gateway: open loop at --low-rate, closed loop with --gateway-clients, then (without --low-only) an open-loop sweep for the knee")
 	gwClients := f.String("gateway-clients", "1,8,32", "comma-separated client counts of the gateway's closed-loop steps")
 	if code, ok := f.parse(args); !ok {
 		return code

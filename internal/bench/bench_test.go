@@ -45,7 +45,7 @@ func TestStateFiresWhatIsDue(t *testing.T) {
 func TestGatewayLowLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg := bench.Config{Brokers: processortest.Fake(t), Warmup: 200 * time.Millisecond, Window: time.Second, LowRate: 50}
+	cfg := bench.Config{Brokers: processortest.Fake(t), Warmup: 200 * time.Millisecond, Window: time.Second, LowRate: 50, LowOnly: true}
 	res, err := bench.RunGateway(ctx, cfg, bench.Scenario{Name: "t", Fanout: 3, Strategy: "all"}, []int{4})
 	if err != nil {
 		t.Fatal(err)

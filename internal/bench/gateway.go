@@ -33,6 +33,11 @@ type GatewayStep struct {
 	// Other every other answer or failed call.
 	OK    int `json:"ok"`
 	Other int `json:"other"`
+	// Statuses counts the answers by HTTP status code; 0 counts calls
+	// that got no answer (a connection refused or reset).
+	Statuses map[int]int `json:"statuses"`
+	// FirstError is the first call of the step that got no answer.
+	FirstError string `json:"first_error,omitempty"`
 	// Aggregates is how many of the step's requests a read_committed
 	// consumer read an aggregate of; Duplicates how many aggregates came
 	// twice over the whole run.
@@ -43,16 +48,26 @@ type GatewayStep struct {
 	// aggregate.
 	Client   Latency `json:"client_latency"`
 	Pipeline Latency `json:"pipeline_latency"`
+	// BehindMs is how far an open-loop sender fell behind its schedule at
+	// worst.
+	BehindMs    float64 `json:"sender_behind_ms,omitempty"`
+	Sustainable bool    `json:"sustainable"`
 }
 
 // GatewayResult is a scenario measured through the gateway.
 type GatewayResult struct {
 	Scenario Scenario      `json:"scenario"`
 	Steps    []GatewayStep `json:"steps"`
+	// Knee is the highest open-loop rate of the sweep that was
+	// sustainable: every request answered 200 with its aggregate, p99
+	// under 2 s, the sender on schedule. 0 without a sweep (LowOnly).
+	Knee float64 `json:"knee_rate"`
 }
 
 // RunGateway runs sc's pipeline with a gateway in front: an open-loop step
-// at cfg.LowRate, then closed-loop steps with each of clients.
+// at cfg.LowRate, closed-loop steps with each of clients, then (unless
+// cfg.LowOnly) an open-loop sweep from cfg.StartRate, doubling until a
+// step is not sustainable, for the knee.
 func RunGateway(ctx context.Context, cfg Config, sc Scenario, clients []int) (*GatewayResult, error) {
 	cfg.defaults()
 	r, err := startScenario(ctx, &cfg, sc)
@@ -89,8 +104,8 @@ func RunGateway(ctx context.Context, cfg Config, sc Scenario, clients []int) (*G
 	res := &GatewayResult{Scenario: sc}
 	report := func(st GatewayStep) {
 		res.Steps = append(res.Steps, st)
-		fmt.Fprintf(cfg.Progress, "  %-28s gateway %-6s %5s: %7.0f req/s, %d/%d ok, client p50 %6.1f ms p99 %7.1f ms; pipeline p50 %6.1f ms p99 %7.1f ms\n",
-			sc.Name, st.Mode, gb.label(st), st.Achieved, st.OK, st.Sent, st.Client.P50, st.Client.P99, st.Pipeline.P50, st.Pipeline.P99)
+		fmt.Fprintf(cfg.Progress, "  %-28s gateway %-6s %5s: %7.0f req/s, %d/%d ok (statuses %v), %d aggregates, client p50 %6.1f ms p99 %7.1f ms; pipeline p50 %6.1f ms p99 %7.1f ms\n",
+			sc.Name, st.Mode, gb.label(st), st.Achieved, st.OK, st.Sent, st.Statuses, st.Aggregates, st.Client.P50, st.Client.P99, st.Pipeline.P50, st.Pipeline.P99)
 	}
 	st, err := gb.step(ctx, cfg, "open", cfg.LowRate, 0)
 	if err != nil {
@@ -104,6 +119,39 @@ func RunGateway(ctx context.Context, cfg Config, sc Scenario, clients []int) (*G
 		}
 		report(st)
 	}
+	if cfg.LowOnly {
+		return res, nil
+	}
+	sweep := func(rate float64) (bool, error) {
+		st, err := gb.step(ctx, cfg, "open", rate, 0)
+		if err != nil {
+			return false, err
+		}
+		report(st)
+		if st.FirstError != "" {
+			fmt.Fprintf(cfg.Progress, "  %-28s first call without an answer: %s\n", sc.Name, st.FirstError)
+		}
+		if st.Sustainable {
+			res.Knee = rate
+		}
+		return st.Sustainable, nil
+	}
+	bad := 0.0
+	for rate := cfg.StartRate; rate <= 1e6; rate *= 2 {
+		ok, err := sweep(rate)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			bad = rate
+			break
+		}
+	}
+	if res.Knee > 0 && bad > 0 { // one step halfway refines the knee
+		if _, err := sweep((res.Knee + bad) / 2); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -111,6 +159,9 @@ type gatewayBench struct {
 	r      *runner
 	url    string
 	client *http.Client
+
+	mu       sync.Mutex
+	firstErr string
 }
 
 func (gb *gatewayBench) label(st GatewayStep) string {
@@ -121,26 +172,31 @@ func (gb *gatewayBench) label(st GatewayStep) string {
 }
 
 // call POSTs one request with id as its Idempotency-Key; ok when the
-// answer is its aggregate.
-func (gb *gatewayBench) call(ctx context.Context, id string, payload []byte) bool {
+// answer is its aggregate. status is the answer's code, 0 for none.
+func (gb *gatewayBench) call(ctx context.Context, id string, payload []byte) (ok bool, status int) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gb.url, bytes.NewReader(payload))
 	if err != nil {
-		return false
+		return false, 0
 	}
 	req.Header.Set("Idempotency-Key", id)
 	resp, err := gb.client.Do(req)
 	if err != nil {
-		return false
+		gb.mu.Lock()
+		if gb.firstErr == "" {
+			gb.firstErr = err.Error()
+		}
+		gb.mu.Unlock()
+		return false, 0
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return false
+		return false, resp.StatusCode
 	}
 	var a struct {
 		RequestID string `json:"request_id"`
 	}
-	return json.Unmarshal(b, &a) == nil && a.RequestID == id
+	return json.Unmarshal(b, &a) == nil && a.RequestID == id, resp.StatusCode
 }
 
 // step measures warmup then window, in mode "open" at rate or "closed"
@@ -149,19 +205,22 @@ func (gb *gatewayBench) step(ctx context.Context, cfg Config, mode string, rate 
 	r := gb.r
 	payload := []byte(`{"q":"` + strings.Repeat("x", max(cfg.PayloadBytes-8, 0)) + `"}`)
 	var (
-		mu    sync.Mutex
-		hist  *hdrhistogram.Histogram
-		ok    int
-		other int
-		ids   []string
+		mu     sync.Mutex
+		hist   *hdrhistogram.Histogram
+		ok     int
+		other  int
+		ids    []string
+		behind time.Duration
+		codes  = map[int]int{}
 	)
 	run := func(d time.Duration, track bool) error {
-		record := func(id string, intended time.Time, good bool) {
+		record := func(id string, intended time.Time, good bool, status int) {
 			mu.Lock()
 			defer mu.Unlock()
 			if !track {
 				return
 			}
+			codes[status]++
 			_ = hist.RecordValue(max(time.Since(intended).Microseconds(), 1))
 			if good {
 				ok++
@@ -183,15 +242,20 @@ func (gb *gatewayBench) step(ctx context.Context, cfg Config, mode string, rate 
 		if mode == "open" {
 			sched := load.NewSchedule(rate)
 			for i := range int(d.Seconds() * rate) {
-				if _, err := sched.Wait(ctx, i); err != nil {
+				late, err := sched.Wait(ctx, i)
+				if err != nil {
 					return err
+				}
+				if track {
+					behind = max(behind, late)
 				}
 				intended := sched.Due(i)
 				id := next(intended)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					record(id, intended, gb.call(ctx, id, payload))
+					good, status := gb.call(ctx, id, payload)
+					record(id, intended, good, status)
 				}()
 			}
 		} else {
@@ -203,7 +267,8 @@ func (gb *gatewayBench) step(ctx context.Context, cfg Config, mode string, rate 
 					for time.Now().Before(end) && ctx.Err() == nil {
 						start := time.Now()
 						id := next(start)
-						record(id, start, gb.call(ctx, id, payload))
+						good, status := gb.call(ctx, id, payload)
+						record(id, start, good, status)
 					}
 				}()
 			}
@@ -218,6 +283,9 @@ func (gb *gatewayBench) step(ctx context.Context, cfg Config, mode string, rate 
 	expected := int(rate * cfg.Window.Seconds())
 	r.track.begin(expected)
 	hist = hdrhistogram.New(1, 600_000_000, 3)
+	gb.mu.Lock()
+	gb.firstErr = ""
+	gb.mu.Unlock()
 	start := time.Now()
 	if err := run(cfg.Window, true); err != nil {
 		return GatewayStep{}, err
@@ -228,9 +296,13 @@ func (gb *gatewayBench) step(ctx context.Context, cfg Config, mode string, rate 
 	}
 	r.track.mu.Lock()
 	st := GatewayStep{Mode: mode, Rate: rate, Clients: clients, Achieved: float64(len(ids)) / elapsed.Seconds(),
-		Sent: len(ids), OK: ok, Other: other, Aggregates: r.track.got, Duplicates: r.col.Duplicates(),
-		Client: summarize(hist), Pipeline: summarize(r.track.hist)}
+		Sent: len(ids), OK: ok, Other: other, Statuses: codes, Aggregates: r.track.got, Duplicates: r.col.Duplicates(),
+		Client: summarize(hist), Pipeline: summarize(r.track.hist), BehindMs: float64(behind.Microseconds()) / 1000}
 	r.track.mu.Unlock()
+	gb.mu.Lock()
+	st.FirstError = gb.firstErr
+	gb.mu.Unlock()
+	st.Sustainable = st.OK == st.Sent && st.Client.P99 < 2000 && (mode == "closed" || behind < 200*time.Millisecond)
 	return st, nil
 }
 
@@ -248,6 +320,9 @@ func WriteGatewayTable(w io.Writer, rs []*GatewayResult) {
 			}
 			fmt.Fprintf(w, "%-28s %-10s %9.0f %4d/%-4d %8.1fms %8.1fms %10.1fms %10.1fms %6d\n", r.Scenario.Name, load,
 				st.Achieved, st.OK, st.Sent, st.Client.P50, st.Client.P99, st.Pipeline.P50, st.Pipeline.P99, st.Duplicates)
+		}
+		if r.Knee > 0 {
+			fmt.Fprintf(w, "%-28s knee (highest sustainable open-loop rate): %.0f req/s\n", r.Scenario.Name, r.Knee)
 		}
 	}
 }
