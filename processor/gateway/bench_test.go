@@ -34,7 +34,7 @@ func BenchmarkReadAggregate(b *testing.B) {
 		}
 		recs[i] = v
 	}
-	x := NewIndex(DefaultIndexSize, DefaultIndexTTL)
+	x := NewIndex(DefaultIndexSize, 0, DefaultIndexTTL)
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
@@ -54,7 +54,7 @@ func BenchmarkReadAggregate(b *testing.B) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&ms1)
-	if n, _ := x.Len(); n > 0 {
+	if n, _, _ := x.Len(); n > 0 {
 		b.ReportMetric(float64(ms1.HeapAlloc-min(ms0.HeapAlloc, ms1.HeapAlloc))/float64(n), "heap-B/aggregate-held")
 	}
 	runtime.KeepAlive(x)

@@ -71,7 +71,7 @@ type Gateway struct {
 // Close releases the producer of a gateway that is never Run.
 func New(t *topology.Topology, flows []*topology.Flow, opts ...Option) (*Gateway, error) {
 	o := options{addr: DefaultAddr, maxWait: DefaultMaxWait, waitMargin: DefaultWaitMargin,
-		maxWaiting: DefaultMaxWaiting, indexSize: DefaultIndexSize, indexTTL: DefaultIndexTTL,
+		maxWaiting: DefaultMaxWaiting, indexSize: DefaultIndexSize, indexBytes: DefaultIndexBytes, indexTTL: DefaultIndexTTL,
 		produceTimeout: DefaultProduceTimeout, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
@@ -84,8 +84,8 @@ func New(t *topology.Topology, flows []*topology.Flow, opts ...Option) (*Gateway
 	if o.maxWait <= 0 || o.waitMargin < 0 || o.produceTimeout <= 0 || o.indexTTL <= 0 {
 		errs = append(errs, errors.New("gateway: max wait, produce timeout and index ttl must be positive, the wait margin not negative"))
 	}
-	if o.maxWaiting < 1 || o.indexSize < 1 {
-		errs = append(errs, errors.New("gateway: max waiting and index size must be at least 1"))
+	if o.maxWaiting < 1 || o.indexSize < 1 || o.indexBytes < 1 {
+		errs = append(errs, errors.New("gateway: max waiting, index size and index bytes must be at least 1"))
 	}
 	if len(flows) == 0 {
 		flows = t.Flows
@@ -97,7 +97,7 @@ func New(t *topology.Topology, flows []*topology.Flow, opts ...Option) (*Gateway
 		return nil, err
 	}
 	g := &Gateway{t: t, o: o, flows: map[string]*topology.Flow{}, byTopic: map[string]*topology.Flow{},
-		codec: kafka.CodecOf(o.kafkaOpts...), idx: NewIndex(o.indexSize, o.indexTTL),
+		codec: kafka.CodecOf(o.kafkaOpts...), idx: NewIndex(o.indexSize, o.indexBytes, o.indexTTL),
 		waiting: make(chan struct{}, o.maxWaiting), ready: make(chan struct{})}
 	for _, f := range flows {
 		g.flows[f.Name] = f

@@ -14,13 +14,15 @@ type Key struct{ Flow, ID string }
 //
 // Aggregates are kept as their JSON, the first one of each request (a
 // later one is a duplicate and ignored), at most max of them, none older
-// than ttl. Sent requests are kept as long, under the same bounds: a
+// than ttl, at most maxBytes of them. Sent requests are kept as long, under the same bounds: a
 // request this instance produced, so that a retried POST with the same id
 // waits for it instead of producing it again, and a GET of it answers 202
 // while it is open.
 type Index struct {
-	max int
-	ttl time.Duration
+	max      int
+	maxBytes int
+	ttl      time.Duration
+	bytes    int // of the aggregates held
 
 	mu      sync.Mutex
 	aggs    fifo[[]byte]
@@ -33,12 +35,15 @@ type waiter struct {
 	n  int
 }
 
-// NewIndex returns an index of at most max aggregates and max sent
-// requests, each forgotten ttl after it was added. max < 1 is taken as 1.
-func NewIndex(max int, ttl time.Duration) *Index {
-	max = maxOf(max, 1)
-	return &Index{max: max, ttl: ttl, aggs: newFIFO[[]byte](), sent: newFIFO[*Sent](),
+// NewIndex returns an index of at most max aggregates of at most maxBytes
+// in all, and max sent requests, each forgotten ttl after it was added.
+// max < 1 is taken as 1; maxBytes < 1 as no bound on bytes.
+func NewIndex(max, maxBytes int, ttl time.Duration) *Index {
+	x := &Index{max: maxOf(max, 1), maxBytes: maxBytes, ttl: ttl, sent: newFIFO[*Sent](),
 		waiters: map[Key]*waiter{}}
+	x.aggs = newFIFO[[]byte]()
+	x.aggs.dropped = func(b []byte) { x.bytes -= len(b) }
+	return x
 }
 
 func maxOf(a, b int) int {
@@ -59,7 +64,11 @@ func (x *Index) Put(k Key, aggJSON []byte, now time.Time) bool {
 		return false
 	}
 	x.aggs.put(k, aggJSON, now)
+	x.bytes += len(aggJSON)
 	x.aggs.trim(x.max)
+	for x.maxBytes > 0 && x.bytes > x.maxBytes && x.aggs.head < len(x.aggs.q) {
+		x.aggs.pop()
+	}
 	if w, ok := x.waiters[k]; ok {
 		close(w.ch)
 		delete(x.waiters, k)
@@ -163,11 +172,12 @@ func (x *Index) Sent(k Key, now time.Time) (*Sent, bool) {
 	return x.sent.get(k)
 }
 
-// Len returns how many aggregates and sent requests the index holds.
-func (x *Index) Len() (aggregates, sent int) {
+// Len returns how many aggregates and sent requests the index holds, and
+// the bytes of the aggregates.
+func (x *Index) Len() (aggregates, sent, bytes int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return len(x.aggs.m), len(x.sent.m)
+	return len(x.aggs.m), len(x.sent.m), x.bytes
 }
 
 func (x *Index) expire(now time.Time) {
@@ -178,10 +188,11 @@ func (x *Index) expire(now time.Time) {
 // fifo is a map whose entries leave in the order they came: the oldest
 // first, when too old or too many.
 type fifo[V any] struct {
-	m    map[Key]fifoEntry[V]
-	q    []queued
-	head int
-	seq  uint64
+	m       map[Key]fifoEntry[V]
+	q       []queued
+	head    int
+	seq     uint64
+	dropped func(V) // told each value that leaves; may be nil
 }
 
 type fifoEntry[V any] struct {
@@ -208,7 +219,14 @@ func (f *fifo[V]) put(k Key, v V, at time.Time) {
 	f.q = append(f.q, queued{k: k, at: at, seq: f.seq})
 }
 
-func (f *fifo[V]) remove(k Key) { delete(f.m, k) }
+func (f *fifo[V]) remove(k Key) {
+	if e, ok := f.m[k]; ok {
+		delete(f.m, k)
+		if f.dropped != nil {
+			f.dropped(e.v)
+		}
+	}
+}
 
 // pop drops the oldest queued entry, and the map's entry if it is still
 // that one.
@@ -217,7 +235,7 @@ func (f *fifo[V]) pop() {
 	f.q[f.head] = queued{}
 	f.head++
 	if e, ok := f.m[q.k]; ok && e.seq == q.seq {
-		delete(f.m, q.k)
+		f.remove(q.k)
 	}
 	if f.head > 1024 && f.head > len(f.q)/2 {
 		f.q = append([]queued(nil), f.q[f.head:]...)

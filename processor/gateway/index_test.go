@@ -10,7 +10,7 @@ import (
 var t0 = time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func TestIndexFirstAggregateWinsAndWakesWaiters(t *testing.T) {
-	x := NewIndex(10, time.Minute)
+	x := NewIndex(10, 0, time.Minute)
 	k := Key{"f", "r1"}
 	b, added, release := x.Await(k, t0)
 	defer release()
@@ -40,7 +40,7 @@ func TestIndexFirstAggregateWinsAndWakesWaiters(t *testing.T) {
 }
 
 func TestIndexBounds(t *testing.T) {
-	x := NewIndex(2, time.Minute)
+	x := NewIndex(2, 0, time.Minute)
 	for i, id := range []string{"a", "b", "c"} {
 		x.Put(Key{"f", id}, []byte(id), t0.Add(time.Duration(i)*time.Second))
 	}
@@ -57,13 +57,30 @@ func TestIndexBounds(t *testing.T) {
 	if _, ok := x.Get(Key{"f", "c"}, t0.Add(time.Minute+1500*time.Millisecond)); !ok {
 		t.Error("aggregate dropped before its ttl")
 	}
-	if n, _ := x.Len(); n != 1 {
-		t.Errorf("%d aggregates held, want 1", n)
+	if n, _, b := x.Len(); n != 1 || b != 1 {
+		t.Errorf("%d aggregates of %d bytes held, want 1 of 1", n, b)
+	}
+}
+
+func TestIndexByteBound(t *testing.T) {
+	x := NewIndex(100, 10, time.Minute)
+	x.Put(Key{"f", "a"}, []byte("aaaa"), t0)
+	x.Put(Key{"f", "b"}, []byte("bbbb"), t0)
+	x.Put(Key{"f", "c"}, []byte("cccc"), t0)
+	if _, ok := x.Get(Key{"f", "a"}, t0); ok {
+		t.Error("oldest aggregate kept beyond the byte bound")
+	}
+	if n, _, b := x.Len(); n != 2 || b != 8 {
+		t.Errorf("%d aggregates of %d bytes, want 2 of 8", n, b)
+	}
+	x.Put(Key{"f", "big"}, make([]byte, 11), t0)
+	if n, _, b := x.Len(); n != 0 || b != 0 {
+		t.Errorf("an aggregate over the whole bound left %d aggregates of %d bytes, want none", n, b)
 	}
 }
 
 func TestIndexReleaseForgetsWaiter(t *testing.T) {
-	x := NewIndex(10, time.Minute)
+	x := NewIndex(10, 0, time.Minute)
 	k := Key{"f", "r"}
 	_, _, r1 := x.Await(k, t0)
 	_, added, r2 := x.Await(k, t0)
@@ -85,7 +102,7 @@ func TestIndexReleaseForgetsWaiter(t *testing.T) {
 }
 
 func TestIndexAcceptOnce(t *testing.T) {
-	x := NewIndex(10, time.Minute)
+	x := NewIndex(10, 0, time.Minute)
 	k := Key{"f", "r"}
 	d := [32]byte{1}
 	s, fresh := x.Accept(k, d, t0)
@@ -110,7 +127,7 @@ func TestIndexAcceptOnce(t *testing.T) {
 }
 
 func TestIndexFailedSendIsForgotten(t *testing.T) {
-	x := NewIndex(10, time.Minute)
+	x := NewIndex(10, 0, time.Minute)
 	k := Key{"f", "r"}
 	s, _ := x.Accept(k, [32]byte{}, t0)
 	x.Settle(k, s, errors.New("broker down"))

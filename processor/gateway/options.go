@@ -27,6 +27,9 @@ const (
 	// DefaultIndexSize bounds the aggregates (and, apart, the sent
 	// requests) the index holds.
 	DefaultIndexSize = 100000
+	// DefaultIndexBytes bounds the bytes of the aggregates the index
+	// holds (their JSON), whatever their number.
+	DefaultIndexBytes = 256 << 20
 	// DefaultIndexTTL is how long the index keeps an aggregate or a sent
 	// request; a starting gateway reads the aggregates of this long ago
 	// on.
@@ -54,6 +57,7 @@ type options struct {
 	waitMargin     time.Duration
 	maxWaiting     int
 	indexSize      int
+	indexBytes     int
 	indexTTL       time.Duration
 	produceTimeout time.Duration
 	now            func() time.Time
@@ -101,10 +105,11 @@ func WithWaitMargin(d time.Duration) Option { return func(o *options) { o.waitMa
 // DefaultMaxWaiting.
 func WithMaxWaiting(n int) Option { return func(o *options) { o.maxWaiting = n } }
 
-// WithIndex bounds the index: at most size aggregates and size sent
-// requests, each kept for ttl. Default: DefaultIndexSize, DefaultIndexTTL.
-func WithIndex(size int, ttl time.Duration) Option {
-	return func(o *options) { o.indexSize, o.indexTTL = size, ttl }
+// WithIndex bounds the index: at most size aggregates of at most bytes
+// of JSON in all, and size sent requests, each kept for ttl. Default:
+// DefaultIndexSize, DefaultIndexBytes, DefaultIndexTTL.
+func WithIndex(size, bytes int, ttl time.Duration) Option {
+	return func(o *options) { o.indexSize, o.indexBytes, o.indexTTL = size, bytes, ttl }
 }
 
 // WithProduceTimeout bounds the production of a request. Default:
