@@ -177,7 +177,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	if ln != nil {
-		srv := &http.Server{Handler: g, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+		// Slow clients hold a connection for a bounded time: the body is
+		// read within ReadTimeout, the answer written within the longest
+		// wait plus the produce bound.
+		srv := &http.Server{Handler: g, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30*time.Second + g.o.maxWait + g.o.produceTimeout, IdleTimeout: 2 * time.Minute,
 			TLSConfig: g.o.tls, ErrorLog: slog.NewLogLogger(g.o.log.Handler(), slog.LevelWarn)}
 		srvDone = make(chan error, 1)
 		go func() {
