@@ -18,6 +18,8 @@
 //     tail;
 //   - processor/observe: the operations HTTP server (/metrics, /healthz,
 //     /readyz);
+//   - processor/gateway: the request-reply HTTP gateway: a caller POSTs a
+//     request and gets its aggregate;
 //   - store: the gather's Pebble state;
 //   - cmd/scattergather: the command, flags and wiring only;
 //   - internal/metrics: the Prometheus metrics, through the roles' hooks;
@@ -31,7 +33,9 @@
 //   - internal/processortest: brokers, a schema registry and harnesses for
 //     tests;
 //   - examples/python-worker: a worker in Python, tested beside the Go roles;
-//   - test/faults: the fault suite, the binary killed and restarted.
+//   - test/faults: the fault suite, the binary killed and restarted;
+//   - test/cluster: the same on a three-node cluster: brokers killed,
+//     coordinators lost, rebalance storms.
 package scattergather
 
 import _ "embed"

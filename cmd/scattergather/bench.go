@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,8 +27,18 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	jsonOut := f.String("json", "", "write the report as JSON to this file")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the scenarios to this file")
 	memProfile := f.String("memprofile", "", "write an allocation profile to this file at the end")
+	gw := f.Bool("gateway", false, "also measure each scenario through the HTTP gateway: open loop at --low-rate, closed loop with --gateway-clients, then (without --low-only) an open-loop sweep for the knee")
+	gwClients := f.String("gateway-clients", "1,8,32", "comma-separated client counts of the gateway's closed-loop steps")
 	if code, ok := f.parse(args); !ok {
 		return code
+	}
+	var clients []int
+	for _, c := range strings.Split(*gwClients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return f.usageError("--gateway-clients wants positive counts, have %q", c)
+		}
+		clients = append(clients, n)
 	}
 	var scenarios []bench.Scenario
 	for _, sc := range bench.DefaultScenarios() {
@@ -81,6 +92,13 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 			return fail(e, "bench", fmt.Errorf("%s: %w", sc.Name, err))
 		}
 		rep.Scenarios = append(rep.Scenarios, res)
+		if *gw {
+			gres, err := bench.RunGateway(ctx, cfg, sc, clients)
+			if err != nil {
+				return fail(e, "bench", fmt.Errorf("%s through the gateway: %w", sc.Name, err))
+			}
+			rep.Gateway = append(rep.Gateway, gres)
+		}
 	}
 	if *stateN > 0 {
 		dir, err := os.MkdirTemp("", "scattergather-bench-state-")

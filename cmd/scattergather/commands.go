@@ -19,6 +19,7 @@ import (
 
 	"github.com/scattergather/scattergather/internal/metrics"
 	"github.com/scattergather/scattergather/processor/admin"
+	"github.com/scattergather/scattergather/processor/gateway"
 	"github.com/scattergather/scattergather/processor/gather"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/observe"
@@ -82,23 +83,27 @@ func buildFlows(t *topology.Topology) error {
 }
 
 func cmdRun(ctx context.Context, e *env, args []string) int {
-	f := newFlags(e, "run", "--role scatter|worker|gather|all [--topology FILE] [--flow NAMES] [flags]")
+	f := newFlags(e, "run", "--role scatter|worker|gather|gateway|all [--topology FILE] [--flow NAMES] [flags]")
 	f.topologyFlags()
 	f.logFlags()
-	role := f.String("role", "", "role to run: scatter, worker, gather or all (required)")
+	role := f.String("role", "", "role to run: scatter, worker, gather, gateway (the HTTP gateway) or all (required)")
 	flows := f.String("flow", "", "comma-separated flows to run (default: every flow)")
 	stateDir := f.String("state-dir", "state", "directory of the gather's Pebble state")
 	instance := f.String("instance-id", "", "stable identity of this instance: transactional ids and static group membership (default: host name)")
 	targets := f.String("targets", "", "comma-separated targets a worker serves (default: every target with an http section)")
 	allowLost := f.Bool("allow-lost-requests", false, "gather: when retention deleted the records a rebuild needs, rebuild from the log start and give up the requests opened before it (default: refuse, saying what would be lost)")
 	httpAddr := f.String("http-addr", defaultHTTPAddr, "address of /metrics, /healthz and /readyz: loopback by default (taken: an ephemeral port); 0.0.0.0:8080 for Prometheus and probes from other hosts (empty: none)")
+	gw := f.gatewayFlags()
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
 	httpAddrGiven := false
-	f.Visit(func(fl *flag.Flag) { httpAddrGiven = httpAddrGiven || fl.Name == "http-addr" })
+	f.Visit(func(fl *flag.Flag) {
+		httpAddrGiven = httpAddrGiven || fl.Name == "http-addr"
+		gw.addrGiven = gw.addrGiven || fl.Name == "gateway-addr"
+	})
 	switch *role {
-	case kafka.RoleScatter, kafka.RoleWorker, kafka.RoleGather, kafka.RoleAll:
+	case kafka.RoleScatter, kafka.RoleWorker, kafka.RoleGather, kafka.RoleAll, gateway.Role:
 	case "":
 		return f.usageError("--role is required")
 	default:
@@ -141,9 +146,26 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 		}
 		defer ln.Close()
 	}
-	runners, err := kafka.Roles(t, fl, *role, *stateDir, opts...)
-	if err != nil {
-		return fail(e, "run", err)
+	var runners []kafka.Runner
+	if *role != gateway.Role {
+		if runners, err = kafka.Roles(t, fl, *role, *stateDir, opts...); err != nil {
+			return fail(e, "run", err)
+		}
+	}
+	if *role == gateway.Role || (*role == kafka.RoleAll && *gw.addr != "") {
+		if *gw.addr == "" {
+			return f.usageError("--role gateway needs a --gateway-addr")
+		}
+		gopts, gln, err := gw.options(e, log)
+		if err != nil {
+			return fail(e, "run", err)
+		}
+		defer gln.Close()
+		g, err := gateway.New(t, fl, append(gopts, gateway.WithHooks(m), gateway.WithKafkaOptions(kafkaOpts(opts)...))...)
+		if err != nil {
+			return fail(e, "run", err)
+		}
+		runners = append(runners, g)
 	}
 	if ln != nil {
 		srv := &http.Server{Handler: observe.Handler(m.Registry, runners), ReadHeaderTimeout: 5 * time.Second}
@@ -173,20 +195,26 @@ const defaultHTTPAddr = "127.0.0.1:8080"
 // when another process (such as a second role on the same host) holds it,
 // gives way to an ephemeral loopback port, with a warning naming it.
 func listenOps(addr string, given bool, log *slog.Logger) (net.Listener, error) {
+	return listenFlag("--http-addr", addr, given, log)
+}
+
+// listenFlag opens the listener of the address of flag name, as listenOps
+// does.
+func listenFlag(name, addr string, given bool, log *slog.Logger) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	switch {
 	case err == nil:
 		return ln, nil
 	case !errors.Is(err, syscall.EADDRINUSE):
-		return nil, fmt.Errorf("--http-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("%s %s: %w", name, addr, err)
 	case given:
-		return nil, fmt.Errorf("--http-addr %s is already in use (another role on this host?): give each process its own --http-addr, or --http-addr \"\" for none: %w", addr, err)
+		return nil, fmt.Errorf("%s %s is already in use (another role on this host?): give each process its own %s, or %s \"\" for none: %w", name, addr, name, name, err)
 	}
 	ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("--http-addr: %s is in use and no ephemeral loopback port is free: %w", addr, err)
+		return nil, fmt.Errorf("%s: %s is in use and no ephemeral loopback port is free: %w", name, addr, err)
 	}
-	log.Warn("the default --http-addr is in use (another role on this host?): serving on an ephemeral loopback port; give each process its own --http-addr to scrape it",
+	log.Warn("the default "+name+" is in use (another role on this host?): serving on an ephemeral loopback port; give each process its own "+name,
 		"default", addr, "addr", ln.Addr().String())
 	return ln, nil
 }

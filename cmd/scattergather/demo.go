@@ -6,16 +6,19 @@ import (
 	"strings"
 
 	"github.com/scattergather/scattergather/internal/demo"
+	"github.com/scattergather/scattergather/processor/gateway"
 )
 
 func cmdDemo(ctx context.Context, e *env, args []string) int {
-	f := newFlags(e, "demo", "[--requests N] [--rate PER_SECOND] [--seed N]")
+	f := newFlags(e, "demo", "[--requests N] [--rate PER_SECOND] [--seed N] [--serve [--gateway-addr ADDR]]")
 	f.logFlags()
 	f.Lookup("log-level").DefValue = "warn"
 	f.logLevel = "warn"
 	n := f.Int("requests", 300, "requests to send")
 	rate := f.Float64("rate", 100, "requests per second")
 	seed := f.Uint64("seed", 1, "seed of the simulated providers")
+	serveHTTP := f.Bool("serve", false, "after the report, keep the pipeline running with an HTTP gateway (see --gateway-addr) until interrupted")
+	gwAddr := f.String("gateway-addr", gateway.DefaultAddr, "address of the HTTP gateway of --serve")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -26,7 +29,11 @@ func cmdDemo(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return f.usageError("%v", err)
 	}
-	exactlyOnce, err := demo.Run(ctx, demo.Config{Out: e.stdout, Logger: log, Requests: *n, Rate: *rate, Seed: *seed})
+	cfg := demo.Config{Out: e.stdout, Logger: log, Requests: *n, Rate: *rate, Seed: *seed}
+	if *serveHTTP {
+		cfg.Serve = *gwAddr
+	}
+	exactlyOnce, err := demo.Run(ctx, cfg)
 	if err != nil {
 		return fail(e, "demo", err)
 	}

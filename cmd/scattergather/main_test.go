@@ -66,6 +66,8 @@ func TestUsageAndValidation(t *testing.T) {
 		{"run bad role", []string{"run", "--role", "boss"}, exitUsage, "", `unknown role "boss"`},
 		{"run bad log level", []string{"run", "--role", "all", "--log-level", "loud", "--topology", "../../topology.yaml"}, exitUsage, "", "bad --log-level"},
 		{"run help", []string{"run", "-h"}, exitOK, "", "-state-dir"},
+		{"run gateway without address", []string{"run", "--role", "gateway", "--gateway-addr", "", "--topology", "../../topology.yaml"}, exitUsage, "", "needs a --gateway-addr"},
+		{"run gateway half a key pair", []string{"run", "--role", "gateway", "--gateway-tls-cert", "x.pem", "--topology", "../../topology.yaml"}, exitFail, "", "--gateway-tls-cert and --gateway-tls-key go together"},
 		{"topics without action", []string{"topics"}, exitUsage, "", "want one action"},
 		{"send without flow", []string{"send"}, exitUsage, "", "--flow is required"},
 		{"send unknown flow", []string{"send", "--topology", "../../topology.yaml", "--flow", "trains", "{}"}, exitFail, "", `no flow "trains"`},
@@ -131,9 +133,10 @@ flows:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan result, 1)
-	httpAddr := freeAddr(t)
+	httpAddr, gwAddr := freeAddr(t), freeAddr(t)
+	t.Setenv(envGatewayToken, "gw-token")
 	go func() {
-		runDone <- runCmd(ctx, "", "run", "--topology", topo, "--role", "all", "--state-dir", t.TempDir(), "--log-level", "warn", "--http-addr", httpAddr)
+		runDone <- runCmd(ctx, "", "run", "--topology", topo, "--role", "all", "--state-dir", t.TempDir(), "--log-level", "warn", "--http-addr", httpAddr, "--gateway-addr", gwAddr)
 	}()
 	send := runCmd(context.Background(), `{"from":"AMS"}`+"\n"+`{"from":"CDG"}`+"\n", "send", "--topology", topo, "--flow", flow, "--attr", "team=search")
 	if send.code != exitOK {
@@ -148,6 +151,7 @@ flows:
 		t.Fatalf("tail: %+v", tail)
 	}
 	seen := map[string]bool{}
+	lines := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(tail.stdout), "\n") {
 		var a struct {
 			RequestID  string            `json:"request_id"`
@@ -162,6 +166,7 @@ flows:
 			t.Fatalf("tail line %q: %v", line, err)
 		}
 		seen[a.RequestID] = true
+		lines[a.RequestID] = line
 		if a.Outcome != string(schemas.OutcomeComplete) || a.Result.Target != "two" || a.Result.Value != 80 || a.Attributes["team"] != "search" {
 			t.Errorf("aggregate %s", line)
 		}
@@ -179,19 +184,31 @@ flows:
 			}
 		}
 	}
-	// The metrics agree with what was sent and read; the roles are ready.
+	// The gateway of --role all answers a GET with the aggregate as tail
+	// prints it, and a POST with its own.
+	gw := "http://" + gwAddr + "/v1/flows/" + flow + "/requests"
+	if code, body := gatewayDo(t, "GET", gw+"/"+ids[0]+"?wait=30s", ""); code != http.StatusOK || strings.TrimSpace(body) != lines[ids[0]] {
+		t.Errorf("gateway GET: %d %s, want 200 with tail's %s", code, body, lines[ids[0]])
+	}
+	if code, body := gatewayDo(t, "POST", gw, `{"from":"AMS"}`); code != http.StatusOK || !strings.Contains(body, `"value":80`) {
+		t.Errorf("gateway POST: %d %s, want the cheaper offer", code, body)
+	}
+	// The metrics agree with what was sent (two requests with send, one
+	// through the gateway) and read; the roles are ready.
 	metricsText := get(t, "http://"+httpAddr+"/metrics", http.StatusOK)
 	for _, want := range []string{
-		fmt.Sprintf(`scattergather_requests_scattered_total{flow=%q} 2`, flow),
-		fmt.Sprintf(`scattergather_tasks_scattered_total{flow=%q,target="two"} 2`, flow),
-		fmt.Sprintf(`scattergather_aggregates_total{flow=%q,outcome="complete"} 2`, flow),
-		fmt.Sprintf(`scattergather_results_written_total{flow=%q,status="OK",target="one"} 2`, flow),
-		fmt.Sprintf(`scattergather_results_folded_total{flow=%q,status="OK",target="two"} 2`, flow),
+		fmt.Sprintf(`scattergather_requests_scattered_total{flow=%q} 3`, flow),
+		fmt.Sprintf(`scattergather_tasks_scattered_total{flow=%q,target="two"} 3`, flow),
+		fmt.Sprintf(`scattergather_aggregates_total{flow=%q,outcome="complete"} 3`, flow),
+		fmt.Sprintf(`scattergather_results_written_total{flow=%q,status="OK",target="one"} 3`, flow),
+		fmt.Sprintf(`scattergather_results_folded_total{flow=%q,status="OK",target="two"} 3`, flow),
 		fmt.Sprintf(`scattergather_open_requests{flow=%q} 0`, flow),
 		fmt.Sprintf(`scattergather_consumer_lag_records{flow=%q,role="scatter"} 0`, flow),
 		// Transaction markers after the last task read may count: present, small.
 		fmt.Sprintf(`scattergather_consumer_lag_records{flow=%q,role="worker/one"} `, flow),
 		fmt.Sprintf(`scattergather_consumer_lag_records{flow=%q,role="gather"} 0`, flow),
+		fmt.Sprintf(`scattergather_gateway_responses_total{code="200",flow=%q,method="POST"} 1`, flow),
+		fmt.Sprintf(`scattergather_gateway_aggregates_read_total{flow=%q} 3`, flow),
 		`scattergather_kafka_`,
 	} {
 		if !strings.Contains(metricsText, want) {
@@ -199,7 +216,8 @@ flows:
 		}
 	}
 	get(t, "http://"+httpAddr+"/healthz", http.StatusOK)
-	if ready := get(t, "http://"+httpAddr+"/readyz", http.StatusOK); !strings.Contains(ready, `"ready":true`) {
+	if ready := get(t, "http://"+httpAddr+"/readyz", http.StatusOK); !strings.Contains(ready, `"ready":true`) ||
+		!strings.Contains(ready, fmt.Sprintf(`{"role":"gateway","flow":%q,"ready":true}`, flow)) {
 		t.Errorf("/readyz: %s", ready)
 	}
 
@@ -239,6 +257,26 @@ flows:
 	if r := runCmd(context.Background(), "", args...); r.code != exitOK || !strings.Contains(r.stdout, "offsets of") {
 		t.Errorf("the printed command %q: exit %d\nstdout: %s\nstderr: %s", cmdLine, r.code, r.stdout, r.stderr)
 	}
+}
+
+// gatewayDo calls the gateway with the bearer token of testRunSendTail.
+func gatewayDo(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer gw-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 func freeAddr(t *testing.T) string {

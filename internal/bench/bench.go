@@ -496,6 +496,7 @@ type Report struct {
 	RawSize   int               `json:"raw_record_bytes"`
 	Scenarios []*ScenarioResult `json:"scenarios"`
 	State     *StateResult      `json:"state,omitempty"`
+	Gateway   []*GatewayResult  `json:"gateway,omitempty"`
 }
 
 // ThisMachine describes this machine; kafkaVersion is as the caller knows it.
@@ -530,6 +531,7 @@ func (r *Report) WriteTable(w io.Writer) {
 				s.Scenario.Name, s.MaxSustainable, s.Efficiency, low.Latency.P50, low.Latency.P99, at.Rate, at.Latency.P50, at.Latency.P99)
 		}
 	}
+	WriteGatewayTable(w, r.Gateway)
 	if st := r.State; st != nil {
 		fmt.Fprintf(w, "\nstate: %d open requests in one gather partition: resident memory %.0f MiB (Go heap %.0f MiB), Pebble on disk %.0f MiB, folded in %s\n",
 			st.Open, st.RSSMiB, st.HeapMiB, st.DiskMiB, time.Duration(st.FoldMs*float64(time.Millisecond)).Round(time.Millisecond))

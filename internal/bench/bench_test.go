@@ -39,3 +39,24 @@ func TestStateFiresWhatIsDue(t *testing.T) {
 		}
 	}
 }
+
+// The gateway's harness: every request sent through the gateway is
+// answered with its aggregate, read once, with both latencies.
+func TestGatewayLowLoad(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := bench.Config{Brokers: processortest.Fake(t), Warmup: 200 * time.Millisecond, Window: time.Second, LowRate: 50, LowOnly: true}
+	res, err := bench.RunGateway(ctx, cfg, bench.Scenario{Name: "t", Fanout: 3, Strategy: "all"}, []int{4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 2 {
+		t.Fatalf("%d steps, want open and closed", len(res.Steps))
+	}
+	for _, st := range res.Steps {
+		if st.Sent == 0 || st.OK != st.Sent || st.Aggregates != st.Sent || st.Duplicates != 0 ||
+			st.Client.P50 <= 0 || st.Pipeline.P50 <= 0 {
+			t.Errorf("%s step %+v", st.Mode, st)
+		}
+	}
+}

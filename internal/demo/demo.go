@@ -16,6 +16,7 @@ import (
 	"github.com/scattergather/scattergather/internal/collect"
 	"github.com/scattergather/scattergather/internal/load"
 	"github.com/scattergather/scattergather/processor/admin"
+	"github.com/scattergather/scattergather/processor/gateway"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
@@ -32,6 +33,10 @@ type Config struct {
 	Rate     float64
 	// Seed of the simulated providers.
 	Seed uint64
+	// Serve, when not empty, is the address of an HTTP gateway to the
+	// flow that Run starts after the report; the pipeline then runs on
+	// until ctx ends.
+	Serve string
 }
 
 // Run runs the example flow on an in-process broker with the simulated
@@ -107,7 +112,30 @@ func Run(ctx context.Context, cfg Config) (exactlyOnce bool, err error) {
 	r := &report{requests: cfg.Requests, elapsed: time.Since(start), flow: flow, stats: g.Stats(),
 		providers: providers, load: l, col: col}
 	r.write(out)
+	if cfg.Serve != "" {
+		if err := serve(ctx, topo, cfg); err != nil {
+			return false, err
+		}
+	}
 	return r.exactlyOnce(), nil
+}
+
+// serve runs a gateway to the demo's flow on cfg.Serve until ctx ends.
+func serve(ctx context.Context, topo *topology.Topology, cfg Config) error {
+	g, err := gateway.New(topo, nil, gateway.WithAddr(cfg.Serve), gateway.WithLogger(cfg.Logger))
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		return err
+	}
+	fmt.Fprintf(cfg.Out, "\nHTTP gateway on http://%[1]s (Ctrl-C stops the demo); ask it for the cheapest fare:\n"+
+		"  curl -d '{\"from\":\"AMS\",\"to\":\"JFK\"}' http://%[1]s/v1/flows/%[2]s/requests\n", g.Addr(), topo.Flows[0].Name)
+	return <-done
 }
 
 // startPipeline creates the topics and runs every role of topo in the

@@ -51,6 +51,7 @@ type Metrics struct {
 	cancelled     *prometheus.CounterVec
 	decided       *prometheus.GaugeVec
 	rateLimit     *prometheus.CounterVec
+	gw            gatewayMetrics
 }
 
 // New registers the metrics, with the Go and process collectors, in a new
@@ -106,6 +107,7 @@ func New() *Metrics {
 		rewritten: f("records_rewritten_total", "Records written in a form that fits because they could not be written as they were (too large or refused), by role, topic meant for and how: truncated, failed_aggregate, error_result, dead_letter.",
 			"flow", "role", "topic", "how"),
 	}
+	m.gw = newGatewayMetrics(r)
 	r.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

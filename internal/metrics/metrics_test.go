@@ -87,3 +87,31 @@ func TestHooksRecordPerFlow(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewayHooks(t *testing.T) {
+	m := New()
+	m.OnGatewayResponse("flights", "POST", 200, 30*time.Millisecond)
+	m.OnGatewayResponse("flights", "POST", 200, 40*time.Millisecond)
+	m.OnGatewayResponse("_other", "POST", 404, 0)
+	m.OnGatewayWaiting("flights", 1)
+	m.OnGatewayWaiting("flights", 1)
+	m.OnGatewayWaiting("flights", -1)
+	m.OnGatewayAggregateRead("flights", 700)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"scattergather_gateway_responses_total", map[string]string{"flow": "flights", "method": "POST", "code": "200"}, 2},
+		{"scattergather_gateway_responses_total", map[string]string{"flow": "_other", "method": "POST", "code": "404"}, 1},
+		{"scattergather_gateway_response_seconds", map[string]string{"flow": "flights", "method": "POST", "code": "200"}, 2},
+		{"scattergather_gateway_waiting_requests", map[string]string{"flow": "flights"}, 1},
+		{"scattergather_gateway_aggregates_read_total", map[string]string{"flow": "flights"}, 1},
+		{"scattergather_gateway_aggregates_read_bytes_total", map[string]string{"flow": "flights"}, 700},
+	} {
+		got, ok := value(t, m, c.name, c.labels)
+		if !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+}
