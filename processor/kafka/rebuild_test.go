@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -281,5 +282,73 @@ consolidate: {type: min, field: price}
 		if a.Outcome != schemas.OutcomeComplete || names(a.Answered) != "a,b,c" {
 			t.Errorf("%s: outcome %s answered %s", id, a.Outcome, names(a.Answered))
 		}
+	}
+}
+
+// refuser refuses new connections for a while once a rebuild starts, as a
+// broker restarting or a leader election would.
+type refuser struct{ blocked atomic.Bool }
+
+func (r *refuser) OnRebuilt(string, int) {}
+
+func (r *refuser) OnRebuilding(_ string, delta int) {
+	if delta > 0 && !r.blocked.Swap(true) {
+		time.AfterFunc(8*time.Second, func() { r.blocked.Store(false) })
+	}
+}
+
+func (r *refuser) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	if r.blocked.Load() {
+		return nil, errors.New("connection refused (the broker is restarting)")
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, host)
+}
+
+// TestIntegrationRebuildWaitsOutFetchErrors: a rebuild that cannot fetch
+// for longer than a few polls keeps trying until it stands at the
+// committed offset, so the open requests it had to re-read are not lost.
+func TestIntegrationRebuildWaitsOutFetchErrors(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 60s
+partitions: 1
+targets: [{name: a}, {name: b}]
+consolidate: {type: min, field: price}
+`)
+	processortest.CreateTopics(t, topo, f)
+	release := make(chan struct{})
+	gate := worker.HandlerFunc(func(ctx context.Context, task *schemas.Task) ([]byte, error) {
+		select {
+		case <-release:
+			return []byte(`{"price": 50}`), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", gate))
+	g1, stop1 := startGather("g", t.TempDir())
+	const n = 5
+	processortest.Send(t, topo, requests(f.Name, n)...)
+	processortest.Eventually(t, time.Minute, "open requests committed", func() bool { return g1.Stats().Open == n })
+	stop1()
+
+	// On an empty state the gather rebuilds, and its rebuild's connections
+	// are refused for 8 s.
+	r := &refuser{}
+	g2, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"), kafka.WithHooks(r), kafka.WithClientOptions(kgo.Dialer(r.dial)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, g2)
+	close(release)
+	aggs := processortest.Aggregates(t, topo, f, n, 2*time.Minute)
+	for id, a := range aggs {
+		if a.Outcome != schemas.OutcomeComplete || names(a.Answered) != "a,b" {
+			t.Errorf("%s: outcome %s answered %s", id, a.Outcome, names(a.Answered))
+		}
+	}
+	if g2.Stats().Rebuilt == 0 {
+		t.Error("no rebuild happened")
 	}
 }

@@ -1,14 +1,3 @@
-// Package cluster runs the scattergather binary as real OS processes
-// against a real three-node Kafka cluster (scripts/kafka-cluster.sh) under
-// steady load, kills its brokers — the leader of the results partitions,
-// the gather's transaction coordinator, the gather group's coordinator,
-// two at once — and storms the groups with instances joining and leaving,
-// then checks what a read_committed consumer of the aggregates sees: every
-// request exactly once, with the outcome and value a fault-free run gives.
-//
-// It runs only when SG_CLUSTER_SCRIPT names scripts/kafka-cluster.sh; the
-// script's own environment (SG_CLUSTER_BASE_PORT, SG_CLUSTER_DIR) says
-// which cluster.
 package cluster
 
 import (
