@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,33 @@ func runCmd(ctx context.Context, stdin string, args ...string) result {
 	var out, errOut bytes.Buffer
 	code := run(ctx, args, strings.NewReader(stdin), &out, &errOut)
 	return result{code, out.String(), errOut.String()}
+}
+
+// tailed is an aggregate as `tail` prints it, with the line it came on.
+type tailed struct {
+	RequestID  string            `json:"request_id"`
+	Outcome    string            `json:"outcome"`
+	Attributes map[string]string `json:"attributes"`
+	line       string
+}
+
+// tailAggregates runs `tail` for the last n aggregates of flow and decodes
+// each line, failing the test if tail fails or a line is not JSON.
+func tailAggregates(ctx context.Context, t *testing.T, topo, flow string, n int) []tailed {
+	t.Helper()
+	tail := runCmd(ctx, "", "tail", "--topology", topo, "--flow", flow, "-n", strconv.Itoa(n), "--timeout", "60s")
+	if tail.code != exitOK {
+		t.Fatalf("tail: %+v", tail)
+	}
+	var out []tailed
+	for _, line := range strings.Split(strings.TrimSpace(tail.stdout), "\n") {
+		a := tailed{line: line}
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatalf("tail line %q: %v", line, err)
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -146,29 +174,22 @@ flows:
 	if len(ids) != 2 {
 		t.Fatalf("send printed %q, want two request ids", send.stdout)
 	}
-	tail := runCmd(context.Background(), "", "tail", "--topology", topo, "--flow", flow, "-n", "2", "--timeout", "60s")
-	if tail.code != exitOK {
-		t.Fatalf("tail: %+v", tail)
-	}
 	seen := map[string]bool{}
 	lines := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(tail.stdout), "\n") {
-		var a struct {
-			RequestID  string            `json:"request_id"`
-			Outcome    string            `json:"outcome"`
-			Attributes map[string]string `json:"attributes"`
-			Result     struct {
+	for _, a := range tailAggregates(context.Background(), t, topo, flow, 2) {
+		var res struct {
+			Result struct {
 				Target string
 				Value  float64
 			} `json:"result"`
 		}
-		if err := json.Unmarshal([]byte(line), &a); err != nil {
-			t.Fatalf("tail line %q: %v", line, err)
+		if err := json.Unmarshal([]byte(a.line), &res); err != nil {
+			t.Fatalf("tail line %q: %v", a.line, err)
 		}
 		seen[a.RequestID] = true
-		lines[a.RequestID] = line
-		if a.Outcome != string(schemas.OutcomeComplete) || a.Result.Target != "two" || a.Result.Value != 80 || a.Attributes["team"] != "search" {
-			t.Errorf("aggregate %s", line)
+		lines[a.RequestID] = a.line
+		if a.Outcome != string(schemas.OutcomeComplete) || res.Result.Target != "two" || res.Result.Value != 80 || a.Attributes["team"] != "search" {
+			t.Errorf("aggregate %s", a.line)
 		}
 	}
 	for _, id := range ids {

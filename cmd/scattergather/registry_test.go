@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -88,21 +87,10 @@ flows:
 	}
 	old.Close()
 
-	tail := runCmd(ctx, "", "tail", "--topology", topo, "--flow", flow, "-n", "2", "--timeout", "60s")
-	if tail.code != exitOK {
-		t.Fatalf("tail: %+v", tail)
-	}
 	seen := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(tail.stdout), "\n") {
-		var a struct {
-			RequestID string `json:"request_id"`
-			Outcome   string `json:"outcome"`
-		}
-		if err := json.Unmarshal([]byte(line), &a); err != nil {
-			t.Fatalf("tail line %q: %v", line, err)
-		}
+	for _, a := range tailAggregates(ctx, t, topo, flow, 2) {
 		if a.Outcome != string(schemas.OutcomeComplete) {
-			t.Errorf("aggregate %s", line)
+			t.Errorf("aggregate %s", a.line)
 		}
 		seen[a.RequestID] = true
 	}

@@ -202,9 +202,7 @@ consolidate: {type: collect}
 	if err != nil {
 		t.Fatal(err)
 	}
-	produce(t, topo,
-		&kgo.Record{Topic: f.Target("py").Topic, Key: []byte("stray"), Value: stray},
-		&kgo.Record{Topic: f.Target("py").Topic, Key: []byte("stray"), Value: []byte("not avro")})
+	processortest.SendRaw(t, topo, f.Target("py").Topic, []byte("stray"), stray, []byte("not avro"))
 	dl := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
 	if len(dl) != 1 || string(dl[0].Value) != "not avro" || kafka.Header(dl[0], schemas.HeaderReasonKind) != "undecodable" ||
 		kafka.Header(dl[0], schemas.HeaderStage) != "worker" || kafka.Header(dl[0], schemas.HeaderTopic) != f.Target("py").Topic {
@@ -219,21 +217,6 @@ consolidate: {type: collect}
 	if res.RequestID != "stray" || res.TaskID != "stray/b" || res.Target != "b" || res.Status != schemas.StatusError ||
 		res.Error != want || res.Worker != instance || res.Attempts != 0 {
 		t.Errorf("answer to the stray task %+v, want ERROR %q from %s", res, want, instance)
-	}
-}
-
-// produce writes records and waits for their acknowledgement.
-func produce(t *testing.T, topo *topology.Topology, recs ...*kgo.Record) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(topo.Kafka.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
 	}
 }
 

@@ -229,3 +229,28 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Admin returns an admin client of topo's brokers, closed with the test.
+func Admin(t testing.TB, topo *topology.Topology) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test-admin")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// SetTopicConfig sets key=value on topic or fails the test.
+func SetTopicConfig(t testing.TB, adm *kadm.Client, topic, key, value string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: key, Value: &value}}, topic)
+	if err == nil {
+		_, err = rs.On(topic, nil)
+	}
+	if err != nil {
+		t.Fatalf("set %s=%s on %s: %v", key, value, topic, err)
+	}
+}

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/processor/kafka"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestIntegrationGatherRestart stops the gather while requests are open
@@ -149,12 +150,7 @@ consolidate: {type: min, field: price}
 	// Retention deletes the manifests of the open requests.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := processortest.Admin(t, topo)
 	ends, err := adm.ListEndOffsets(ctx, f.Topics.Results)
 	if err != nil {
 		t.Fatal(err)
@@ -227,21 +223,7 @@ gather: {tick_interval: 50ms}
 
 	// The results topic now refuses every batch: the tick that should end
 	// the request at its deadline cannot be written.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	one := "1"
-	rs, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &one}}, f.Topics.Results)
-	if err == nil {
-		_, err = rs.On(f.Topics.Results, nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	processortest.SetTopicConfig(t, processortest.Admin(t, topo), f.Topics.Results, "max.message.bytes", "1")
 	processortest.Eventually(t, time.Minute, "readiness to report the ticks", func() bool {
 		st := g.Status()
 		return !st.Ready && strings.Contains(st.Detail, "ticks to "+f.Topics.Results+" are not written")

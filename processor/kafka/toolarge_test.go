@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/internal/processortest"
@@ -62,10 +61,22 @@ func sendLarge(t *testing.T, topo *topology.Topology, topic string, key, value [
 	}
 }
 
-// checkCut checks that d is the dead letter of original cut to fit: a
-// prefix of its bytes, with its size and digest in the headers.
-func checkCut(t *testing.T, d *kgo.Record, original []byte, stage, kind string) {
+// checkCut sends a good request after original, which role could not
+// write as it is, and checks that the good request completes and that
+// original's one dead letter is original cut to fit: a prefix of its
+// bytes, with its size and digest in the headers, told to the hooks.
+func checkCut(t *testing.T, topo *topology.Topology, f *topology.Flow, rw *rewrites, original []byte, role, stage, kind string) {
 	t.Helper()
+	processortest.Send(t, topo, &schemas.Request{RequestID: "good", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+	aggs := processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
+	if a := aggs["good"]; a == nil || a.Outcome != schemas.OutcomeComplete {
+		t.Fatalf("good request: aggregate %+v, want complete", a)
+	}
+	dead := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	d := dead[0]
 	sum := sha256.Sum256(original)
 	if got := kafka.Header(d, schemas.HeaderOriginalSize); got != strconv.Itoa(len(original)) {
 		t.Errorf("dead letter: %s %q, want %d", schemas.HeaderOriginalSize, got, len(original))
@@ -79,6 +90,32 @@ func checkCut(t *testing.T, d *kgo.Record, original []byte, stage, kind string) 
 	if got := headers(d, schemas.HeaderStage, schemas.HeaderReasonKind); got != stage+" "+kind {
 		t.Errorf("dead letter: stage and kind %q, want %s %s", got, stage, kind)
 	}
+	if n := rw.count(role, f.Topics.DeadLetter, kafka.RewriteTruncated); n != 1 {
+		t.Errorf("hooks told %d dead letters truncated, want 1", n)
+	}
+}
+
+// oneTarget is a flow of one partition and one target, a.
+const oneTarget = `
+partitions: 1
+timeout: 20s
+targets: [{name: a}]
+`
+
+// startRoles creates the topics of a flow (flowBody, see
+// processortest.Topology) and runs every role on them with opts, until
+// the test ends; the hooks count the records the roles rewrite.
+func startRoles(t *testing.T, flowBody string, opts ...kafka.RoleOpt) (*topology.Topology, *topology.Flow, *rewrites) {
+	t.Helper()
+	topo, f := processortest.Topology(t, processortest.Brokers(t), flowBody)
+	processortest.CreateTopics(t, topo, f)
+	rw := &rewrites{}
+	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), append(opts, kafka.WithHooks(rw))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, runners...)
+	return topo, f, rw
 }
 
 // A result too large to be dead-lettered as it is (its bytes plus the
@@ -86,56 +123,19 @@ func checkCut(t *testing.T, d *kgo.Record, original []byte, stage, kind string) 
 // and the gather goes on: a good request after it still gets its
 // aggregate, and no transaction aborts on it again and again.
 func TestIntegrationGatherCutsDeadLetterTooLarge(t *testing.T) {
-	brokers := processortest.Brokers(t)
-	topo, f := processortest.Topology(t, brokers, `
-partitions: 1
-timeout: 20s
-targets: [{name: a}]
-`)
-	processortest.CreateTopics(t, topo, f)
-	rw := &rewrites{}
-	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHandler("a", answer(1)), kafka.WithHooks(rw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, runners...)
+	topo, f, rw := startRoles(t, oneTarget, kafka.WithHandler("a", answer(1)))
 
 	// Not Avro: the gather dead-letters it.
 	big := append([]byte{0xC3, 0x01}, bytes.Repeat([]byte("z"), 1_000_098)...)
 	sendLarge(t, topo, f.Topics.Results, []byte("big"), big)
-	processortest.Send(t, topo, &schemas.Request{RequestID: "good", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
-
-	aggs := processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
-	if a := aggs["good"]; a == nil || a.Outcome != schemas.OutcomeComplete {
-		t.Fatalf("good request: aggregate %+v, want complete", a)
-	}
-	dead := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
-	}
-	checkCut(t, dead[0], big, schemas.StageGather, schemas.KindUndecodable)
-	if n := rw.count(kafka.RoleGather, f.Topics.DeadLetter, kafka.RewriteTruncated); n != 1 {
-		t.Errorf("hooks told %d dead letters truncated, want 1", n)
-	}
+	checkCut(t, topo, f, rw, big, kafka.RoleGather, schemas.StageGather, schemas.KindUndecodable)
 }
 
 // A request too large to be dead-lettered as it is goes to the dead-letter
 // topic cut to fit, and the scatter goes on: the dead letter itself is
 // never refused in turn.
 func TestIntegrationScatterCutsDeadLetterTooLarge(t *testing.T) {
-	brokers := processortest.Brokers(t)
-	topo, f := processortest.Topology(t, brokers, `
-partitions: 1
-timeout: 20s
-targets: [{name: a}]
-`)
-	processortest.CreateTopics(t, topo, f)
-	rw := &rewrites{}
-	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHandler("a", answer(1)), kafka.WithHooks(rw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, runners...)
+	topo, f, rw := startRoles(t, oneTarget, kafka.WithHandler("a", answer(1)))
 
 	// Over limits.max_payload_bytes: dead-lettered as oversize.
 	big, err := schemas.Encode(&schemas.Request{RequestID: "big", Flow: f.Name, Payload: bytes.Repeat([]byte("x"), 1_000_000), ContentType: schemas.ContentTypeJSON})
@@ -143,20 +143,7 @@ targets: [{name: a}]
 		t.Fatal(err)
 	}
 	sendLarge(t, topo, f.Topics.Requests, []byte("big"), big)
-	processortest.Send(t, topo, &schemas.Request{RequestID: "good", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
-
-	aggs := processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
-	if a := aggs["good"]; a == nil || a.Outcome != schemas.OutcomeComplete {
-		t.Fatalf("good request: aggregate %+v, want complete", a)
-	}
-	dead := processortest.Records(t, topo, f.Topics.DeadLetter, 1, time.Minute)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
-	}
-	checkCut(t, dead[0], big, schemas.StageScatter, schemas.KindOversize)
-	if n := rw.count(kafka.RoleScatter, f.Topics.DeadLetter, kafka.RewriteTruncated); n != 1 {
-		t.Errorf("hooks told %d dead letters truncated, want 1", n)
-	}
+	checkCut(t, topo, f, rw, big, kafka.RoleScatter, schemas.StageScatter, schemas.KindOversize)
 }
 
 // An answer within limits.max_payload_bytes whose result is larger than
@@ -164,24 +151,15 @@ targets: [{name: a}]
 // with the reason, and the task's offset commits: the request completes
 // with the target failed, and the partition's commit goes on.
 func TestIntegrationWorkerReplacesResultTooLarge(t *testing.T) {
-	brokers := processortest.Brokers(t)
-	topo, f := processortest.Topology(t, brokers, `
+	huge := worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+		return []byte(`{"x":"` + strings.Repeat("y", 1_500_000) + `"}`), nil
+	})
+	topo, f, rw := startRoles(t, `
 partitions: 1
 timeout: 30s
 targets: [{name: a}, {name: b}]
 limits: {max_payload_bytes: 2MiB}
-`)
-	processortest.CreateTopics(t, topo, f)
-	huge := worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
-		return []byte(`{"x":"` + strings.Repeat("y", 1_500_000) + `"}`), nil
-	})
-	rw := &rewrites{}
-	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(),
-		kafka.WithHandler("a", huge), kafka.WithHandler("b", answer(2)), kafka.WithHooks(rw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, runners...)
+`, kafka.WithHandler("a", huge), kafka.WithHandler("b", answer(2)))
 	processortest.Send(t, topo, &schemas.Request{RequestID: "r", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
 
 	aggs := processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
@@ -196,7 +174,7 @@ limits: {max_payload_bytes: 2MiB}
 		t.Errorf("hooks told %d results replaced, want 1", n)
 	}
 	// The task is done: its offset commits.
-	adm := adminOf(t, topo)
+	adm := processortest.Admin(t, topo)
 	group := topo.Group(f, "worker.a")
 	processortest.Eventually(t, time.Minute, "the worker's commit of task a", func() bool {
 		offs, err := adm.FetchOffsets(context.Background(), group)
@@ -213,13 +191,6 @@ limits: {max_payload_bytes: 2MiB}
 // gather reads the topic's limit again and writes it as failed without
 // its result, then goes on, instead of aborting on it again and again.
 func TestIntegrationGatherFailsAggregateTheTopicRefuses(t *testing.T) {
-	brokers := processortest.Brokers(t)
-	topo, f := processortest.Topology(t, brokers, `
-partitions: 1
-timeout: 20s
-targets: [{name: a}]
-`)
-	processortest.CreateTopics(t, topo, f)
 	// Random, so that the producer's compression cannot bring the
 	// aggregate under the topic's limit.
 	noise := make([]byte, 150_000)
@@ -230,24 +201,16 @@ targets: [{name: a}]
 		}
 		return []byte(`{"price":1}`), nil
 	})
-	rw := &rewrites{}
-	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHandler("a", h), kafka.WithHooks(rw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	processortest.Start(t, runners...)
+	topo, f, rw := startRoles(t, oneTarget, kafka.WithHandler("a", h))
 	// The gather has written an aggregate before the topic changes.
 	processortest.Send(t, topo, &schemas.Request{RequestID: "before", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
 	processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
 
-	adm := adminOf(t, topo)
+	adm := processortest.Admin(t, topo)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const limit = "50000"
-	v := limit
-	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}, f.Topics.Aggregated); err != nil {
-		t.Fatal(err)
-	}
+	processortest.SetTopicConfig(t, adm, f.Topics.Aggregated, "max.message.bytes", limit)
 	processortest.Eventually(t, time.Minute, "the new max.message.bytes", func() bool {
 		rcs, err := adm.DescribeTopicConfigs(ctx, f.Topics.Aggregated)
 		if err != nil {
@@ -283,12 +246,7 @@ targets: [{name: a}]
 // dead letter, with one permanent error naming the topic and the fix, and
 // it reports itself not ready, instead of aborting again and again.
 func TestIntegrationGatherStopsOnMissingDeadLetterTopic(t *testing.T) {
-	brokers := processortest.Brokers(t)
-	topo, f := processortest.Topology(t, brokers, `
-partitions: 1
-timeout: 20s
-targets: [{name: a}]
-`)
+	topo, f := processortest.Topology(t, processortest.Brokers(t), oneTarget)
 	processortest.CreateTopics(t, topo, f)
 	g, err := kafka.NewGather(topo, f, t.TempDir())
 	if err != nil {
@@ -306,7 +264,7 @@ targets: [{name: a}]
 		t.Fatal("gather not ready after 2m")
 	}
 
-	adm := adminOf(t, topo)
+	adm := processortest.Admin(t, topo)
 	if _, err := adm.DeleteTopics(ctx, f.Topics.DeadLetter); err != nil {
 		t.Fatal(err)
 	}
@@ -334,15 +292,4 @@ targets: [{name: a}]
 	if st := g.Status(); st.Ready || !strings.Contains(st.Detail, f.Topics.DeadLetter) {
 		t.Errorf("status %+v, want not ready, saying why", st)
 	}
-}
-
-// adminOf returns an admin client of topo's brokers, closed with the test.
-func adminOf(t *testing.T, topo *topology.Topology) *kadm.Client {
-	t.Helper()
-	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test-admin")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
 }

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/processor/kafka"
 )
@@ -29,27 +26,12 @@ limits: {max_aggregate_bytes: 900KiB}
 	if err := kafka.CheckTopics(ctx, topo, f); err != nil {
 		t.Fatalf("topics as created: %v", err)
 	}
-	cl, err := kgo.NewClient(kafka.ClientOptions(topo, "test")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	set := func(topic, key, value string) {
-		t.Helper()
-		rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: key, Value: &value}}, topic)
-		if err == nil {
-			_, err = rs.On(topic, nil)
-		}
-		if err != nil {
-			t.Fatalf("set %s=%s on %s: %v", key, value, topic, err)
-		}
-	}
-	set(f.Topics.Results, "cleanup.policy", "compact")
-	set(f.Topics.Results, "retention.bytes", "1000000")
-	set(f.Topics.Aggregated, "max.message.bytes", "100000")
-	set(f.Topics.DeadLetter, "cleanup.policy", "compact,delete")
-	err = kafka.CheckTopics(ctx, topo, f)
+	adm := processortest.Admin(t, topo)
+	processortest.SetTopicConfig(t, adm, f.Topics.Results, "cleanup.policy", "compact")
+	processortest.SetTopicConfig(t, adm, f.Topics.Results, "retention.bytes", "1000000")
+	processortest.SetTopicConfig(t, adm, f.Topics.Aggregated, "max.message.bytes", "100000")
+	processortest.SetTopicConfig(t, adm, f.Topics.DeadLetter, "cleanup.policy", "compact,delete")
+	err := kafka.CheckTopics(ctx, topo, f)
 	if err == nil {
 		t.Fatal("CheckTopics accepted the changed topics")
 	}
