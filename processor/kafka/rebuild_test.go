@@ -15,6 +15,7 @@ import (
 
 	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/processor/worker"
 	"github.com/scattergather/scattergather/schemas"
 )
@@ -118,13 +119,12 @@ gather: {tick_interval: 100ms}
 	}
 }
 
-// TestIntegrationRebuildBelowLogStart: when the records a rebuild needs
-// were deleted (retention, DeleteRecords), the gather refuses to go on and
-// says what would be lost; told to, it rebuilds from the log start and the
-// answers of the lost requests go to the late topic.
-func TestIntegrationRebuildBelowLogStart(t *testing.T) {
-	brokers := processortest.Brokers(t)
-	topo, f := processortest.Topology(t, brokers, `
+// openRequests leaves n requests open in the committed state of a stopped
+// gather (identity "g") of a one-partition flow: a answered, b's answers
+// held until release is closed.
+func openRequests(t *testing.T, n int) (*topology.Topology, *topology.Flow, chan struct{}) {
+	t.Helper()
+	topo, f := processortest.Topology(t, processortest.Brokers(t), `
 timeout: 60s
 partitions: 1
 targets: [{name: a}, {name: b}]
@@ -142,10 +142,19 @@ consolidate: {type: min, field: price}
 	})
 	startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", gate))
 	g1, stop1 := startGather("g", t.TempDir())
-	const n = 4
 	processortest.Send(t, topo, requests(f.Name, n)...)
-	processortest.Eventually(t, time.Minute, "open requests committed", func() bool { return g1.Stats().Open == n })
+	processortest.Eventually(t, time.Minute, "open requests committed", func() bool { return g1.Stats().Open == int64(n) })
 	stop1()
+	return topo, f, release
+}
+
+// TestIntegrationRebuildBelowLogStart: when the records a rebuild needs
+// were deleted (retention, DeleteRecords), the gather refuses to go on and
+// says what would be lost; told to, it rebuilds from the log start and the
+// answers of the lost requests go to the late topic.
+func TestIntegrationRebuildBelowLogStart(t *testing.T) {
+	const n = 4
+	topo, f, release := openRequests(t, n)
 
 	// Retention deletes the manifests of the open requests.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -291,29 +300,8 @@ func (r *refuser) dial(ctx context.Context, network, host string) (net.Conn, err
 // for longer than a few polls keeps trying until it stands at the
 // committed offset, so the open requests it had to re-read are not lost.
 func TestIntegrationRebuildWaitsOutFetchErrors(t *testing.T) {
-	brokers := processortest.Brokers(t)
-	topo, f := processortest.Topology(t, brokers, `
-timeout: 60s
-partitions: 1
-targets: [{name: a}, {name: b}]
-consolidate: {type: min, field: price}
-`)
-	processortest.CreateTopics(t, topo, f)
-	release := make(chan struct{})
-	gate := worker.HandlerFunc(func(ctx context.Context, task *schemas.Task) ([]byte, error) {
-		select {
-		case <-release:
-			return []byte(`{"price": 50}`), nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	})
-	startGather := startWithoutGather(t, topo, f, kafka.WithHandler("a", answer(100)), kafka.WithHandler("b", gate))
-	g1, stop1 := startGather("g", t.TempDir())
 	const n = 5
-	processortest.Send(t, topo, requests(f.Name, n)...)
-	processortest.Eventually(t, time.Minute, "open requests committed", func() bool { return g1.Stats().Open == n })
-	stop1()
+	topo, f, release := openRequests(t, n)
 
 	// On an empty state the gather rebuilds, and its rebuild's connections
 	// are refused for 8 s.
