@@ -64,6 +64,13 @@ type Gateway struct {
 	readyOnce sync.Once
 	detail    atomic.Value // string: why not ready
 	addr      atomic.Value // string: the bound address
+
+	// down says why the brokers do not serve the aggregates' reader
+	// (its last poll's fetch errors), or nil.
+	down atomic.Pointer[string]
+	// unsent says why the last request could not be produced, or nil:
+	// until a request is produced again, or the broker answers.
+	unsent atomic.Pointer[string]
 }
 
 // New returns a gateway of flows (every flow of t when empty). Its
@@ -137,7 +144,9 @@ func (g *Gateway) Addr() string { return g.addr.Load().(string) }
 // Index is the gateway's index of aggregates and sent requests.
 func (g *Gateway) Index() *Index { return g.idx }
 
-// Status is the gateway's readiness for /readyz.
+// Status is the gateway's readiness for /readyz: ready once it listens and
+// the broker answered for its topics, unless its reader gets fetch errors
+// or its last request could not be produced (a broker outage), with why.
 func (g *Gateway) Status() kafka.Status {
 	names := make([]string, 0, len(g.flows))
 	for n := range g.flows {
@@ -145,6 +154,10 @@ func (g *Gateway) Status() kafka.Status {
 	}
 	sort.Strings(names)
 	st := kafka.Status{Role: Role, Flow: strings.Join(names, ",")}
+	if d := g.troubled(); d != "" {
+		st.Detail = d
+		return st
+	}
 	select {
 	case <-g.ready:
 		st.Ready = true
@@ -233,7 +246,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // awaitBroker marks the gateway ready once the broker lists the ends of
-// its topics, retrying until then.
+// its topics, retrying until then; afterwards it asks again each second
+// while a request could not be produced, until ctx ends.
 func (g *Gateway) awaitBroker(ctx context.Context, cl *kgo.Client) {
 	var topics []string
 	for _, f := range g.flows {
@@ -241,6 +255,14 @@ func (g *Gateway) awaitBroker(ctx context.Context, cl *kgo.Client) {
 	}
 	adm := kadm.NewClient(cl)
 	for {
+		if g.isReady() && g.unsent.Load() == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ends, err := adm.ListEndOffsets(lctx, topics...)
 		cancel()
@@ -248,11 +270,16 @@ func (g *Gateway) awaitBroker(ctx context.Context, cl *kgo.Client) {
 			err = ends.Error()
 		}
 		if err == nil {
-			g.readyOnce.Do(func() { close(g.ready) })
-			g.o.log.Info("ready")
-			return
+			g.readyOnce.Do(func() {
+				close(g.ready)
+				g.o.log.Info("ready")
+			})
+			// A request that could not be produced made the gateway
+			// not ready: the broker answering again ends that.
+			g.unsent.Store(nil)
+		} else {
+			g.detail.Store("waiting for the broker: " + err.Error())
 		}
-		g.detail.Store("waiting for the broker: " + err.Error())
 		select {
 		case <-ctx.Done():
 			return
@@ -268,9 +295,7 @@ func (g *Gateway) read(ctx context.Context, cl *kgo.Client) {
 		if ctx.Err() != nil {
 			return
 		}
-		fs.EachError(func(topic string, p int32, err error) {
-			g.o.log.Warn("read aggregates", "topic", topic, "partition", p, "err", err)
-		})
+		g.polled(fs)
 		now := g.o.now()
 		fs.EachRecord(func(rec *kgo.Record) {
 			f := g.byTopic[rec.Topic]
@@ -290,6 +315,60 @@ func (g *Gateway) read(ctx context.Context, cl *kgo.Client) {
 			g.idx.Put(Key{f.Name, a.RequestID}, append(b, '\n'), now)
 			each(g.o.hooks, func(h HookAggregateRead) { h.OnGatewayAggregateRead(f.Name, len(b)+1) })
 		})
+	}
+}
+
+// polled records what a poll of the aggregates says of the brokers: fetch
+// errors (a broker gone) make the gateway not ready with them, until a
+// poll without errors.
+func (g *Gateway) polled(fs kgo.Fetches) {
+	var why string
+	fs.EachError(func(topic string, p int32, err error) {
+		g.o.log.Warn("read aggregates", "topic", topic, "partition", p, "err", err)
+		if why == "" && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			why = fmt.Sprintf("waiting for the brokers: %v", err)
+		}
+	})
+	if why == "" {
+		g.down.Store(nil)
+		return
+	}
+	g.down.Store(&why)
+}
+
+// produced records the outcome of producing a request: a failure makes
+// the gateway not ready until a request is produced again or the broker
+// answers (see awaitBroker).
+func (g *Gateway) produced(err error) {
+	if err == nil {
+		g.unsent.Store(nil)
+		return
+	}
+	why := fmt.Sprintf("a request could not be written to Kafka: %v", err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		why = fmt.Sprintf("Kafka did not acknowledge a request within %s", g.o.produceTimeout)
+	}
+	g.unsent.Store(&why)
+}
+
+// troubled returns why the gateway is not ready whatever else: a request
+// it could not produce, or its reader's fetch errors; or "".
+func (g *Gateway) troubled() string {
+	if p := g.unsent.Load(); p != nil {
+		return *p
+	}
+	if p := g.down.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (g *Gateway) isReady() bool {
+	select {
+	case <-g.ready:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -444,6 +523,7 @@ func (g *Gateway) produce(f *topology.Flow, k Key, s *Sent, payload []byte, attr
 	ctx, cancel := context.WithTimeout(context.Background(), g.o.produceTimeout)
 	g.prod.Produce(ctx, &kgo.Record{Topic: f.Topics.Requests, Key: []byte(k.ID), Value: b}, func(_ *kgo.Record, err error) {
 		cancel()
+		g.produced(err)
 		g.idx.Settle(k, s, err)
 	})
 }

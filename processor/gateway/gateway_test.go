@@ -353,7 +353,7 @@ func testBadInput(t *testing.T, brokers []string) {
 
 // TestGatewayBrokerUnreachable: a gateway whose broker does not answer
 // answers 503 with Retry-After within its produce timeout, and again to a
-// retry.
+// retry, and its status says why it is not ready.
 func TestGatewayBrokerUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -375,5 +375,8 @@ func TestGatewayBrokerUnreachable(t *testing.T) {
 		if r.header.Get("Retry-After") == "" {
 			t.Error("503 without Retry-After")
 		}
+	}
+	if st := g.Status(); st.Ready || !strings.Contains(st.Detail, "Kafka did not acknowledge a request") {
+		t.Errorf("status after the 503s: %+v", st)
 	}
 }
