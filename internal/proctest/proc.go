@@ -82,10 +82,18 @@ func (pr *Proc) launch(t testing.TB, bin string) {
 
 // Addr is where the process serves /metrics and /readyz, read off its
 // JSON log; "" until it logged it.
-func (pr *Proc) Addr() string {
+func (pr *Proc) Addr() string { return pr.AddrOf("serving /metrics") }
+
+// GatewayAddr is where the process serves the HTTP gateway's flow
+// requests, read off its JSON log; "" until it logged it.
+func (pr *Proc) GatewayAddr() string { return pr.AddrOf("serving flow requests") }
+
+// AddrOf is the addr attribute of the first line of the process's JSON
+// log that contains msg; "" until there is one.
+func (pr *Proc) AddrOf(msg string) string {
 	b, _ := os.ReadFile(pr.Log)
 	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.Contains(line, "serving /metrics") {
+		if !strings.Contains(line, msg) {
 			continue
 		}
 		var l struct{ Addr string }

@@ -71,7 +71,14 @@ type Gateway struct {
 	// unsent says why the last request could not be produced, or nil:
 	// until a request is produced again, or the broker answers.
 	unsent atomic.Pointer[string]
+	// unreachable says why the broker did not answer the last probe
+	// (see watchBroker), or nil.
+	unreachable atomic.Pointer[string]
 }
+
+// probeInterval is how often a ready gateway asks the broker whether it
+// answers.
+const probeInterval = 5 * time.Second
 
 // New returns a gateway of flows (every flow of t when empty). Its
 // producer is made now, without connecting; Run reads the aggregates.
@@ -145,8 +152,9 @@ func (g *Gateway) Addr() string { return g.addr.Load().(string) }
 func (g *Gateway) Index() *Index { return g.idx }
 
 // Status is the gateway's readiness for /readyz: ready once it listens and
-// the broker answered for its topics, unless its reader gets fetch errors
-// or its last request could not be produced (a broker outage), with why.
+// the broker answered for its topics, unless (a broker outage) the broker
+// stops answering, its reader gets fetch errors or its last request could
+// not be produced; then the detail says why.
 func (g *Gateway) Status() kafka.Status {
 	names := make([]string, 0, len(g.flows))
 	for n := range g.flows {
@@ -225,7 +233,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: reader: %w", err)
 	}
 	defer cons.Close()
-	go g.awaitBroker(ctx, cons)
+	go g.watchBroker(ctx, cons)
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -245,45 +253,49 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return nil
 }
 
-// awaitBroker marks the gateway ready once the broker lists the ends of
-// its topics, retrying until then; afterwards it asks again each second
-// while a request could not be produced, until ctx ends.
-func (g *Gateway) awaitBroker(ctx context.Context, cl *kgo.Client) {
+// watchBroker marks the gateway ready once the broker lists the ends of
+// its topics, asking each second until then. Afterwards it asks again
+// every probeInterval (each second while not ready), until ctx ends: a
+// broker that does not answer makes the gateway not ready, and one that
+// answers ends that and what a failed production said.
+func (g *Gateway) watchBroker(ctx context.Context, cl *kgo.Client) {
 	var topics []string
 	for _, f := range g.flows {
 		topics = append(topics, f.Topics.Requests, f.Topics.Aggregated)
 	}
 	adm := kadm.NewClient(cl)
 	for {
-		if g.isReady() && g.unsent.Load() == nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ends, err := adm.ListEndOffsets(lctx, topics...)
 		cancel()
 		if err == nil {
 			err = ends.Error()
 		}
-		if err == nil {
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
 			g.readyOnce.Do(func() {
 				close(g.ready)
 				g.o.log.Info("ready")
 			})
-			// A request that could not be produced made the gateway
-			// not ready: the broker answering again ends that.
+			g.unreachable.Store(nil)
 			g.unsent.Store(nil)
-		} else {
+		case g.isReady():
+			why := "the broker does not answer: " + err.Error()
+			g.unreachable.Store(&why)
+		default:
 			g.detail.Store("waiting for the broker: " + err.Error())
+		}
+		wait := time.Second
+		if g.troubled() == "" && g.isReady() {
+			wait = probeInterval
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -338,7 +350,7 @@ func (g *Gateway) polled(fs kgo.Fetches) {
 
 // produced records the outcome of producing a request: a failure makes
 // the gateway not ready until a request is produced again or the broker
-// answers (see awaitBroker).
+// answers (see watchBroker).
 func (g *Gateway) produced(err error) {
 	if err == nil {
 		g.unsent.Store(nil)
@@ -352,9 +364,13 @@ func (g *Gateway) produced(err error) {
 }
 
 // troubled returns why the gateway is not ready whatever else: a request
-// it could not produce, or its reader's fetch errors; or "".
+// it could not produce, a broker that did not answer the last probe, or
+// its reader's fetch errors; or "".
 func (g *Gateway) troubled() string {
 	if p := g.unsent.Load(); p != nil {
+		return *p
+	}
+	if p := g.unreachable.Load(); p != nil {
 		return *p
 	}
 	if p := g.down.Load(); p != nil {
@@ -500,6 +516,7 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case <-timer.C:
+		g.produced(context.DeadlineExceeded)
 		w.Header().Set("Retry-After", "5")
 		writeProblem(w, r, http.StatusServiceUnavailable, ProblemUnavailable, id,
 			fmt.Sprintf("Kafka did not acknowledge the request within %s", g.o.produceTimeout))

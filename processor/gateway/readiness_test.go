@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/internal/processortest"
+	"github.com/scattergather/scattergather/processor/kafka"
 )
 
 const oneTarget = `
@@ -73,11 +75,17 @@ func TestStatusDuringOutage(t *testing.T) {
 	ready()
 }
 
-// TestStatusProduceFailureEndsWhenBrokerAnswers: a request that could not
-// be produced leaves the gateway not ready only until the broker answers
-// again, even when no request follows.
-func TestStatusProduceFailureEndsWhenBrokerAnswers(t *testing.T) {
-	topo, f := processortest.Topology(t, processortest.Fake(t), oneTarget)
+// TestStatusFollowsBroker: a request that could not be produced leaves a
+// running gateway not ready only until the broker answers again, even
+// when no request follows; a broker that stops answering makes it not
+// ready.
+func TestStatusFollowsBroker(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	topo, f := processortest.Topology(t, c.ListenAddrs(), oneTarget)
 	processortest.CreateTopics(t, topo, f)
 	g, err := New(topo, nil, WithAddr(""))
 	if err != nil {
@@ -101,10 +109,18 @@ func TestStatusProduceFailureEndsWhenBrokerAnswers(t *testing.T) {
 	if st := g.Status(); st.Ready {
 		t.Fatalf("ready after a failed production: %+v", st)
 	}
-	for deadline := time.Now().Add(time.Minute); !g.Status().Ready; {
-		if time.Now().After(deadline) {
-			t.Fatalf("still not ready a minute after the broker answered: %+v", g.Status())
+	awaitStatus := func(what string, ok func(kafka.Status) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !ok(g.Status()); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %+v a minute later", what, g.Status())
+			}
+			<-time.After(20 * time.Millisecond)
 		}
-		<-time.After(20 * time.Millisecond)
 	}
+	awaitStatus("broker answering", func(st kafka.Status) bool { return st.Ready })
+	c.Close()
+	awaitStatus("broker gone", func(st kafka.Status) bool {
+		return !st.Ready && strings.HasPrefix(st.Detail, "the broker does not answer: ")
+	})
 }
