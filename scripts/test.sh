@@ -15,7 +15,8 @@
 # Then it stops that broker, starts a three-node cluster
 # (scripts/kafka-cluster.sh; SG_TEST_CLUSTER_BASE_PORT, default 19192, and
 # SG_TEST_CLUSTER_DIR, default /tmp/scattergather-test-cluster) and runs the
-# cluster fault suite, test/cluster, against it.
+# cluster fault suite, test/cluster, against it, and then its two-minute
+# chaos soak.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -75,8 +76,13 @@ rc2=$?
 scripts/kafka.sh clean >/dev/null 2>&1
 if cluster_info="$(scripts/kafka-cluster.sh start)"; then
   echo "test.sh: three-node cluster on $(sed -n 's/^CLUSTER_BOOTSTRAP=//p' <<<"$cluster_info")"
-  SG_CLUSTER_SCRIPT="$PWD/scripts/kafka-cluster.sh" go test -race -count=1 -timeout 15m -v "$@" ./test/cluster >>"$log" 2>&1
+  SG_CLUSTER_SCRIPT="$PWD/scripts/kafka-cluster.sh" go test -race -count=1 -timeout 15m -v -skip '^TestIntegrationClusterSoak$' "$@" ./test/cluster >>"$log" 2>&1
   rc2=$?
+  # Then the chaos soak on the same cluster: two minutes of load under a
+  # random schedule of faults (its seed is in the log).
+  SG_CLUSTER_SCRIPT="$PWD/scripts/kafka-cluster.sh" go test -race -count=1 -timeout 10m -v -run '^TestIntegrationClusterSoak$' "$@" ./test/cluster -soak.duration=2m >>"$log" 2>&1
+  rc3=$?
+  [[ $rc2 -ne 0 ]] || rc2=$rc3
 else
   echo "test.sh: scripts/kafka-cluster.sh start failed" >&2
   rc2=1

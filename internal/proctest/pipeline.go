@@ -40,6 +40,9 @@ type Config struct {
 	Timeout string
 	// Hang names the target that never answers, or "".
 	Hang string
+	// Hangs, when not nil, makes a target hang for a while at the test's
+	// word (Hangs.Start, Hangs.Stop), and records what it left unanswered.
+	Hangs *Hangs
 	// Partitions of the flow's topics; 0 leaves the topology's default.
 	Partitions int
 	// ReplicationFactor of the topics; 0 leaves the topology's default.
@@ -85,7 +88,7 @@ func New(t *testing.T, cfg Config) *Pipeline {
 		cfg.AggregatesWithin = 3 * time.Minute
 	}
 	p := &Pipeline{T: t, cfg: cfg, bin: Binary(t), Dir: t.TempDir(), sent: map[string]time.Time{}, acked: map[string]time.Time{}}
-	srv := Provider(t, cfg.Hang)
+	srv := provider(t, cfg.Hang, cfg.Hangs)
 	name := processortest.Unique(cfg.Prefix)
 	var kafkaExtra, flowExtra string
 	if cfg.ReplicationFactor > 0 {
@@ -359,12 +362,63 @@ func Price(taskID string) int {
 // Provider serves every target at /<target>: it answers Price of the
 // task's Idempotency-Key after a small random delay. Target hang, when
 // not empty, never answers; the end of the test frees its requests.
-func Provider(t testing.TB, hang string) *httptest.Server {
+func Provider(t testing.TB, hang string) *httptest.Server { return provider(t, hang, nil) }
+
+// Hangs switches one target of a pipeline's Provider to hanging and back.
+// A call that came while its target hung is never answered (its client's
+// timeout, or the end of the test, frees it); Hung tells which tasks had
+// such a call. Safe for concurrent use.
+type Hangs struct {
+	mu     sync.Mutex
+	target string
+	hung   map[string]bool // task id (Idempotency-Key) → a call of it hung
+}
+
+// Start makes target hang from now on.
+func (h *Hangs) Start(target string) {
+	h.mu.Lock()
+	h.target = target
+	h.mu.Unlock()
+}
+
+// Stop makes the target answer again; calls already hanging stay so.
+func (h *Hangs) Stop() {
+	h.mu.Lock()
+	h.target = ""
+	h.mu.Unlock()
+}
+
+// Hung reports whether a call of the task hung.
+func (h *Hangs) Hung(taskID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hung[taskID]
+}
+
+// hangs reports whether a call of task on target must hang, and records it.
+func (h *Hangs) hangs(target, task string) bool {
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.target == "" || h.target != target {
+		return false
+	}
+	if h.hung == nil {
+		h.hung = map[string]bool{}
+	}
+	h.hung[task] = true
+	return true
+}
+
+func provider(t testing.TB, hang string, hangs *Hangs) *httptest.Server {
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(1, 2))
 	stop := make(chan struct{})
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if target := strings.TrimPrefix(r.URL.Path, "/"); hang != "" && target == hang {
+		target := strings.TrimPrefix(r.URL.Path, "/")
+		if (hang != "" && target == hang) || hangs.hangs(target, r.Header.Get("Idempotency-Key")) {
 			select { // never answers; only the end of the test frees it
 			case <-r.Context().Done():
 			case <-stop:

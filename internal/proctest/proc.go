@@ -155,6 +155,15 @@ func (pr *Proc) expectedExit() bool {
 	return pr.ending
 }
 
+// Signal sends sig to the process, e.g. SIGSTOP and then SIGCONT to
+// freeze it for a while.
+func (pr *Proc) Signal(sig os.Signal) error {
+	if pr.cmd == nil || pr.cmd.Process == nil {
+		return fmt.Errorf("%s: not started", pr.Name)
+	}
+	return pr.cmd.Process.Signal(sig)
+}
+
 // Kill sends SIGKILL and waits for the process to be gone.
 func (pr *Proc) Kill() {
 	if pr.cmd == nil || pr.cmd.Process == nil {

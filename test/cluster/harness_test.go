@@ -151,10 +151,11 @@ func (c *cluster) leaders(t testing.TB, topic string) map[int32]int {
 }
 
 // newPipeline is a flow with six partitions on the cluster, its topics
-// replicated three times, and a quiet producer for the load.
-func newPipeline(t *testing.T, c *cluster) *proctest.Pipeline {
+// replicated three times, and a quiet producer for the load; each of
+// tune, if any, changes the configuration first.
+func newPipeline(t *testing.T, c *cluster, tune ...func(*proctest.Config)) *proctest.Pipeline {
 	t.Helper()
-	p := proctest.New(t, proctest.Config{
+	cfg := proctest.Config{
 		Brokers:           c.bootstrap,
 		Prefix:            "c",
 		Timeout:           "60s",
@@ -163,7 +164,11 @@ func newPipeline(t *testing.T, c *cluster) *proctest.Pipeline {
 		SendWithin:        5 * time.Minute,
 		AggregatesWithin:  4 * time.Minute,
 		SenderOpts:        []kafka.Opt{kafka.WithLogger(slog.New(slog.DiscardHandler))},
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	p := proctest.New(t, cfg)
 	checkReplication(p, c)
 	return p
 }
