@@ -408,6 +408,11 @@ func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32)
 		if !errors.Is(err, kerr.UnstableOffsetCommit) && !kerr.IsRetriable(err) || attempt >= 300 {
 			return 0, "", errorf("fetch committed offset of partition %d: %w", p, err)
 		}
+		if attempt == 50 && errors.Is(err, kerr.UnstableOffsetCommit) {
+			// Five seconds unstable: perhaps a transaction of this identity
+			// that its coordinator lost.
+			abortHangingOwn(ctx, g.cl, g.group, g.log)
+		}
 		select {
 		case <-ctx.Done():
 			return 0, "", ctx.Err()

@@ -28,7 +28,9 @@ type transactSession struct {
 // anything is consumed: that fences a predecessor with the same identity
 // and aborts its open transaction, whose pending offsets would otherwise
 // keep the group's offsets unstable (and this instance waiting) until the
-// transaction timed out.
+// transaction timed out. A transaction of this identity that the
+// coordinator lost (a broker restarted at the wrong moment) is aborted
+// too: see abortHangingOwn.
 func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTransactSession, error) {
 	k := ts.topo.Kafka
 	sess, err := kgo.NewGroupTransactSession(append(append(append(baseOpts(ts.topo, ts.o, ts.role), txnOpts()...),
@@ -49,6 +51,7 @@ func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTran
 		sess.Close()
 		return nil, errorf("%s producer id: %w", ts.role, err)
 	}
+	abortHangingOwn(ctx, sess.Client(), ts.group, ts.o.logger.With("role", ts.role))
 	return sess, nil
 }
 
