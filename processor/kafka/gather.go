@@ -411,7 +411,7 @@ func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32)
 		if attempt == 50 && errors.Is(err, kerr.UnstableOffsetCommit) {
 			// Five seconds unstable: perhaps a transaction of this identity
 			// that its coordinator lost.
-			abortHangingOwn(ctx, g.cl, g.group, g.log)
+			settleHanging(ctx, g.cl, g.group, g.group+"."+g.o.instance, g.log)
 		}
 		select {
 		case <-ctx.Done():

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -13,6 +14,10 @@ import (
 
 // offsetsTopic is Kafka's topic of committed offsets.
 const offsetsTopic = "__consumer_offsets"
+
+// hangingCheckEvery is how often a transactional role checks that no
+// transaction of its own hangs on its group's offsets partition.
+const hangingCheckEvery = 10 * time.Second
 
 // offsetsPartition returns the partition of __consumer_offsets that holds
 // group's offsets, as the broker picks it: the Java hash code of the group
@@ -26,28 +31,52 @@ func offsetsPartition(group string, partitions int32) int32 {
 	return int32(uint32(h)&0x7fffffff) % partitions
 }
 
-// hangingOwn returns the open transactions, among the producers of an
-// offsets partition, that this producer id left behind with an older
-// epoch: once InitProducerID has returned a newer epoch, the coordinator
-// has ended every transaction it knew of for this id, so one still open
-// is unknown to it (a hanging transaction) and no one else will end it.
-func hangingOwn(producers []kadm.DescribedProducer, id int64, epoch int16) []kadm.DescribedProducer {
-	var out []kadm.DescribedProducer
-	for _, p := range producers {
-		if p.ProducerID == id && p.ProducerEpoch < epoch && p.CurrentTxnStartOffset >= 0 {
-			out = append(out, p)
-		}
+// A settlement is how a hanging transaction is ended: the marker to write.
+type settlement int
+
+const (
+	leave  settlement = iota // not hanging, or its outcome is not known
+	abort                    // write an abort marker
+	commit                   // write a commit marker
+)
+
+// settle decides what to do with an open transaction of this producer on
+// the offsets partition, seen open at the same start offset before and
+// after the coordinator's state was read:
+//
+//   - of an older epoch than the producer's current one: the producer's
+//     InitProducerID fenced it, and the coordinator ended every
+//     transaction it knew of for this id before answering, so it is one
+//     the coordinator lost; it can never commit: abort;
+//   - of the current epoch, while the coordinator says the transactional
+//     id's last transaction is complete (or there is none): its markers
+//     were all written before that state, so the partition missed its
+//     marker; write the one the coordinator decided (commit for
+//     CompleteCommit, abort otherwise);
+//   - otherwise (the coordinator still has a transaction open or being
+//     ended): leave it, the coordinator will end it.
+func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.DescribedTransaction) settlement {
+	switch {
+	case open.ProducerEpoch < currentEpoch:
+		return abort
+	case open.ProducerEpoch > currentEpoch || coordinator.ProducerID != open.ProducerID:
+		return leave
 	}
-	return out
+	switch coordinator.State {
+	case "CompleteCommit":
+		return commit
+	case "CompleteAbort", "Empty":
+		return abort
+	}
+	return leave
 }
 
-// abortHangingOwn aborts the transactions this producer left open on the
-// group's offsets partition (see hangingOwn): their pending offsets would
-// otherwise keep the group's committed offsets unstable for ever, and the
-// role waiting for stable offsets stalled. The transactional.id's own
-// fencing guarantees they can never commit. Errors are only logged: the
-// role then waits as it would have.
-func abortHangingOwn(ctx context.Context, cl *kgo.Client, group string, log *slog.Logger) {
+// settleHanging ends the transactions of this client's producer id that
+// hang on the group's offsets partition (see settle): their pending
+// offsets would keep the group's committed offsets unstable for ever, and
+// the role, which waits for stable offsets, stalled. Errors are only
+// logged: the role then waits as it would have.
+func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log *slog.Logger) {
 	id, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
 		return
@@ -62,27 +91,76 @@ func abortHangingOwn(ctx context.Context, cl *kgo.Client, group string, log *slo
 		return
 	}
 	p := offsetsPartition(group, int32(len(d.Partitions)))
-	set := kadm.TopicsSet{}
-	set.Add(offsetsTopic, p)
-	described, err := adm.DescribeProducers(ctx, set)
-	if err != nil {
-		log.Debug("describe producers of the offsets partition", "partition", p, "err", err)
+	before := openTransactions(ctx, adm, p, id)
+	if len(before) == 0 {
 		return
 	}
-	var producers []kadm.DescribedProducer
-	described.EachProducer(func(dp kadm.DescribedProducer) { producers = append(producers, dp) })
-	for _, h := range hangingOwn(producers, id, epoch) {
-		m := kadm.TxnMarkers{ProducerID: h.ProducerID, ProducerEpoch: h.ProducerEpoch, CoordinatorEpoch: h.CoordinatorEpoch, Topics: kadm.TopicsSet{}}
-		m.Topics.Add(offsetsTopic, h.Partition)
+	var coordinator kadm.DescribedTransaction
+	if described, err := adm.DescribeTransactions(ctx, txnID); err == nil {
+		coordinator = described[txnID]
+	}
+	after := openTransactions(ctx, adm, p, id)
+	for _, o := range before {
+		a, still := after[o.CurrentTxnStartOffset]
+		if !still || a.ProducerEpoch != o.ProducerEpoch {
+			continue // ended meanwhile
+		}
+		s := settle(o, epoch, coordinator)
+		if s == leave {
+			continue
+		}
+		m := kadm.TxnMarkers{ProducerID: o.ProducerID, ProducerEpoch: o.ProducerEpoch, CoordinatorEpoch: o.CoordinatorEpoch, Commit: s == commit, Topics: kadm.TopicsSet{}}
+		m.Topics.Add(offsetsTopic, o.Partition)
 		resp, err := adm.WriteTxnMarkers(ctx, m)
 		if err == nil {
 			resp.EachPartition(func(r kadm.TxnMarkersPartitionResponse) { err = errors.Join(err, r.Err) })
 		}
+		how := map[settlement]string{abort: "aborted", commit: "committed"}[s]
 		if err != nil {
-			log.Warn("could not abort a transaction this instance left open on its group's offsets", "group", group, "producer_id", h.ProducerID, "epoch", h.ProducerEpoch, "err", err)
+			log.Warn("could not end a transaction of this instance left open on its group's offsets", "group", group, "producer_id", o.ProducerID, "epoch", o.ProducerEpoch, "err", err)
 			continue
 		}
-		log.Warn("aborted a transaction this instance left open on its group's offsets (its coordinator had lost it); the group's offsets are stable again",
-			"group", group, "partition", fmt.Sprintf("%s[%d]", offsetsTopic, h.Partition), "producer_id", h.ProducerID, "epoch", h.ProducerEpoch, "from_offset", h.CurrentTxnStartOffset)
+		log.Warn("ended a transaction of this instance that its coordinator had lost on its group's offsets: the group's offsets are stable again",
+			"group", group, "partition", fmt.Sprintf("%s[%d]", offsetsTopic, o.Partition), "producer_id", o.ProducerID, "epoch", o.ProducerEpoch,
+			"from_offset", o.CurrentTxnStartOffset, "marker", how, "coordinator_state", coordinator.State)
+	}
+}
+
+// openTransactions returns producer id's open transactions on partition p
+// of the offsets topic, by their first offset.
+func openTransactions(ctx context.Context, adm *kadm.Client, p int32, id int64) map[int64]kadm.DescribedProducer {
+	set := kadm.TopicsSet{}
+	set.Add(offsetsTopic, p)
+	described, err := adm.DescribeProducers(ctx, set)
+	if err != nil {
+		return nil
+	}
+	out := map[int64]kadm.DescribedProducer{}
+	described.EachProducer(func(dp kadm.DescribedProducer) {
+		if dp.ProducerID == id && dp.CurrentTxnStartOffset >= 0 {
+			out[dp.CurrentTxnStartOffset] = dp
+		}
+	})
+	return out
+}
+
+// watchHanging runs settleHanging every hangingCheckEvery until ctx ends or
+// the client is closed: a role waiting for stable offsets inside its
+// client (the scatter's group join) cannot notice a hanging transaction
+// itself.
+func watchHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log *slog.Logger) {
+	t := time.NewTicker(hangingCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cl.Context().Done():
+			return // the client is closed
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, hangingCheckEvery)
+		settleHanging(cctx, cl, group, txnID, log)
+		cancel()
 	}
 }

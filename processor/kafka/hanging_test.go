@@ -25,17 +25,35 @@ func TestOffsetsPartition(t *testing.T) {
 	}
 }
 
-// Only this producer id's open transactions of an older epoch are hanging:
-// not its current epoch's, not a closed one, not another producer's.
-func TestHangingOwn(t *testing.T) {
-	ps := []kadm.DescribedProducer{
-		{ProducerID: 215, ProducerEpoch: 0, CurrentTxnStartOffset: 828}, // hanging
-		{ProducerID: 215, ProducerEpoch: 5, CurrentTxnStartOffset: 900}, // the current epoch
-		{ProducerID: 215, ProducerEpoch: 1, CurrentTxnStartOffset: -1},  // not open
-		{ProducerID: 214, ProducerEpoch: 0, CurrentTxnStartOffset: 10},  // another producer
+// A transaction open on the offsets partition is ended only when it can
+// be known to hang, with the marker the coordinator decided.
+func TestSettle(t *testing.T) {
+	open := func(epoch int16) kadm.DescribedProducer {
+		return kadm.DescribedProducer{ProducerID: 7, ProducerEpoch: epoch, CurrentTxnStartOffset: 100}
 	}
-	got := hangingOwn(ps, 215, 5)
-	if len(got) != 1 || got[0].ProducerEpoch != 0 || got[0].CurrentTxnStartOffset != 828 {
-		t.Errorf("hangingOwn = %+v, want the epoch-0 transaction only", got)
+	coord := func(state string, epoch int16) kadm.DescribedTransaction {
+		return kadm.DescribedTransaction{ProducerID: 7, ProducerEpoch: epoch, State: state}
+	}
+	for _, tc := range []struct {
+		name        string
+		open        kadm.DescribedProducer
+		epoch       int16
+		coordinator kadm.DescribedTransaction
+		want        settlement
+	}{
+		{"an older epoch: fenced, never commits", open(0), 5, coord("Empty", 5), abort},
+		{"an older epoch, whatever the coordinator says", open(0), 5, coord("Ongoing", 5), abort},
+		{"current epoch, the coordinator committed", open(0), 0, coord("CompleteCommit", 0), commit},
+		{"current epoch, the coordinator aborted", open(0), 0, coord("CompleteAbort", 0), abort},
+		{"current epoch, nothing open at the coordinator", open(0), 0, coord("Empty", 0), abort},
+		{"current epoch, still open at the coordinator", open(0), 0, coord("Ongoing", 0), leave},
+		{"current epoch, being committed", open(0), 0, coord("PrepareCommit", 0), leave},
+		{"coordinator unknown", open(0), 0, kadm.DescribedTransaction{}, leave},
+		{"another producer at the coordinator", open(0), 0, kadm.DescribedTransaction{ProducerID: 8, State: "CompleteCommit"}, leave},
+		{"a newer epoch than ours", open(6), 5, coord("CompleteCommit", 6), leave},
+	} {
+		if got := settle(tc.open, tc.epoch, tc.coordinator); got != tc.want {
+			t.Errorf("%s: settle = %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }

@@ -30,7 +30,7 @@ type transactSession struct {
 // keep the group's offsets unstable (and this instance waiting) until the
 // transaction timed out. A transaction of this identity that the
 // coordinator lost (a broker restarted at the wrong moment) is aborted
-// too: see abortHangingOwn.
+// too, at once and then every ten seconds: see settleHanging.
 func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTransactSession, error) {
 	k := ts.topo.Kafka
 	sess, err := kgo.NewGroupTransactSession(append(append(append(baseOpts(ts.topo, ts.o, ts.role), txnOpts()...),
@@ -39,7 +39,7 @@ func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTran
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
-		kgo.TransactionalID(ts.group+"."+ts.o.instance),
+		kgo.TransactionalID(ts.group+"."+ts.o.instance), // as txnID below
 		kgo.TransactionTimeout(k.TransactionTimeout.D),
 		kgo.InstanceID(ts.o.instance),
 		kgo.SessionTimeout(k.SessionTimeout.D),
@@ -51,7 +51,10 @@ func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTran
 		sess.Close()
 		return nil, errorf("%s producer id: %w", ts.role, err)
 	}
-	abortHangingOwn(ctx, sess.Client(), ts.group, ts.o.logger.With("role", ts.role))
+	txnID := ts.group + "." + ts.o.instance
+	log := ts.o.logger.With("role", ts.role)
+	settleHanging(ctx, sess.Client(), ts.group, txnID, log)
+	go watchHanging(ctx, sess.Client(), ts.group, txnID, log)
 	return sess, nil
 }
 
