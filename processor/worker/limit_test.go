@@ -40,14 +40,14 @@ func TestRateLimiterSpacesCalls(t *testing.T) {
 					got = append(got, time.Since(start))
 					return nil, nil
 				}))
+				var calls sync.WaitGroup
 				for range tc.want {
 					// One after the other, so that the turns are handed
 					// out in a known order.
-					go h.Handle(t.Context(), task(start.Add(time.Hour)))
+					calls.Go(func() { h.Handle(t.Context(), task(start.Add(time.Hour))) })
 					synctest.Wait()
 				}
-				time.Sleep(time.Second) // virtual: lets every turn come
-				synctest.Wait()
+				calls.Wait() // the fake clock runs until every turn came
 				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 					t.Errorf("calls started at %v, want %v", got, tc.want)
 				}
