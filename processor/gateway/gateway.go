@@ -334,18 +334,14 @@ func (g *Gateway) read(ctx context.Context, cl *kgo.Client) {
 // errors (a broker gone) make the gateway not ready with them, until a
 // poll without errors.
 func (g *Gateway) polled(fs kgo.Fetches) {
-	var why string
 	fs.EachError(func(topic string, p int32, err error) {
 		g.o.log.Warn("read aggregates", "topic", topic, "partition", p, "err", err)
-		if why == "" && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			why = fmt.Sprintf("waiting for the brokers: %v", err)
-		}
 	})
-	if why == "" {
-		g.down.Store(nil)
+	if why := kafka.FetchTrouble(fs); why != "" {
+		g.down.Store(&why)
 		return
 	}
-	g.down.Store(&why)
+	g.down.Store(nil)
 }
 
 // produced records the outcome of producing a request: a failure makes

@@ -245,17 +245,24 @@ func (r *readiness) clearTrouble() { r.trouble.Store(nil) }
 // gone, a group that cannot form) make the role not ready with them, until
 // a poll without errors.
 func (r *readiness) polled(fs kgo.Fetches) {
+	if why := FetchTrouble(fs); why != "" {
+		r.down.Store(&why)
+		return
+	}
+	r.down.Store(nil)
+}
+
+// FetchTrouble returns why a poll says the brokers do not serve the
+// client ("waiting for the brokers: <the first fetch error>"), or "" for a
+// poll without errors other than its context's end. Readiness reports it.
+func FetchTrouble(fs kgo.Fetches) string {
 	var why string
-	fs.EachError(func(topic string, p int32, err error) {
+	fs.EachError(func(_ string, _ int32, err error) {
 		if why == "" && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			why = fmt.Sprintf("waiting for the brokers: %v", err)
 		}
 	})
-	if why == "" {
-		r.down.Store(nil)
-		return
-	}
-	r.down.Store(&why)
+	return why
 }
 
 // transaction records that a transaction began (true) or ended (false).
