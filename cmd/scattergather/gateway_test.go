@@ -2,17 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,51 +21,14 @@ import (
 // the client's certificate.
 func gatewayPKI(t *testing.T, dir string) (pool *x509.CertPool, client tls.Certificate) {
 	t.Helper()
-	serial := int64(0)
-	issue := func(tmpl *x509.Certificate, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serial++
-		tmpl.SerialNumber = big.NewInt(serial)
-		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-		if parent == nil {
-			parent, parentKey = tmpl, k
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, k
-	}
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keyDER := func(k *ecdsa.PrivateKey) []byte {
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der
-	}
-	ca, caKey := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "gateway CA"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}, nil, nil)
-	srv, srvKey := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "gateway"}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, ca, caKey)
-	cl, clKey := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "caller"}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ca, caKey)
-	write("ca.pem", "CERTIFICATE", ca.Raw)
-	write("server.pem", "CERTIFICATE", srv.Raw)
-	write("server-key.pem", "PRIVATE KEY", keyDER(srvKey))
+	ca := processortest.NewCA(t, "gateway CA")
+	srv, srvKey := ca.Server(t, "gateway")
+	cl, clKey := ca.Client(t, "caller")
+	processortest.WriteCert(t, dir, "ca.pem", ca.Cert)
+	processortest.WriteCert(t, dir, "server.pem", srv)
+	processortest.WriteKey(t, dir, "server-key.pem", srvKey)
 	pool = x509.NewCertPool()
-	pool.AddCert(ca)
+	pool.AddCert(ca.Cert)
 	return pool, tls.Certificate{Certificate: [][]byte{cl.Raw}, PrivateKey: clKey}
 }
 

@@ -2,17 +2,11 @@ package kafka_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -77,64 +71,16 @@ type pki struct {
 func newPKI(t *testing.T) *pki {
 	t.Helper()
 	dir := t.TempDir()
-	write := func(name, typ string, der []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
+	ca, other := processortest.NewCA(t, "test CA"), processortest.NewCA(t, "other CA")
+	client := func(ca *processortest.CA, prefix string) (string, string) {
+		c, k := ca.Client(t, "alice")
+		return processortest.WriteCert(t, dir, prefix+"client.pem", c), processortest.WriteKey(t, dir, prefix+"client-key.pem", k)
 	}
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	serial := int64(1)
-	issue := func(tmpl *x509.Certificate, k *ecdsa.PrivateKey, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) *x509.Certificate {
-		serial++
-		tmpl.SerialNumber = big.NewInt(serial)
-		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
-		if parent == nil {
-			parent, parentKey = tmpl, k
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	newCA := func(name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-		k := key()
-		return issue(&x509.Certificate{Subject: pkix.Name{CommonName: name}, IsCA: true, BasicConstraintsValid: true,
-			KeyUsage: x509.KeyUsageCertSign}, k, nil, nil), k
-	}
-	client := func(ca *x509.Certificate, caKey *ecdsa.PrivateKey, prefix string) (string, string) {
-		k := key()
-		c := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "alice"}, KeyUsage: x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, k, ca, caKey)
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(prefix+"client.pem", "CERTIFICATE", c.Raw), write(prefix+"client-key.pem", "PRIVATE KEY", der)
-	}
-
-	ca, caKey := newCA("test CA")
-	other, otherKey := newCA("other CA")
-	p := &pki{ca: write("ca.pem", "CERTIFICATE", ca.Raw), otherCA: write("other-ca.pem", "CERTIFICATE", other.Raw), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.clientCert, p.clientKey = client(ca, caKey, "")
-	p.otherClientCert, p.otherClient = client(other, otherKey, "other-")
-	sk := key()
-	sc := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "localhost"}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, sk, ca, caKey)
+	p := &pki{ca: processortest.WriteCert(t, dir, "ca.pem", ca.Cert), otherCA: processortest.WriteCert(t, dir, "other-ca.pem", other.Cert), pool: x509.NewCertPool()}
+	p.pool.AddCert(ca.Cert)
+	p.clientCert, p.clientKey = client(ca, "")
+	p.otherClientCert, p.otherClient = client(other, "other-")
+	sc, sk := ca.Server(t, "localhost")
 	p.server = tls.Certificate{Certificate: [][]byte{sc.Raw}, PrivateKey: sk, Leaf: sc}
 	return p
 }
