@@ -43,6 +43,14 @@ type SchemaSource interface {
 	SchemaByID(ctx context.Context, id uint32) (string, error)
 }
 
+// SchemaSourceFunc adapts a function to SchemaSource.
+type SchemaSourceFunc func(ctx context.Context, id uint32) (string, error)
+
+// SchemaByID calls f.
+func (f SchemaSourceFunc) SchemaByID(ctx context.Context, id uint32) (string, error) {
+	return f(ctx, id)
+}
+
 // registryState is the registry side of a Codec.
 type registryState struct {
 	mu      sync.RWMutex

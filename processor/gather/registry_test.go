@@ -13,18 +13,14 @@ import (
 )
 
 // downRegistry is a schema registry that does not answer.
-type downRegistry struct{}
-
-func (downRegistry) SchemaByID(context.Context, uint32) (string, error) {
-	return "", errors.New("connection refused")
-}
-
 // A record the gather cannot decode because the schema registry does not
 // answer is not the record's fault: it is not dead-lettered; the fold
 // fails, so that the transaction aborts and the record is read again.
 func TestRegistryUnavailableIsNotADeadLetter(t *testing.T) {
 	codec := schemas.NewCodec()
-	codec.SetSchemaSource(downRegistry{}, 0)
+	codec.SetSchemaSource(schemas.SchemaSourceFunc(func(context.Context, uint32) (string, error) {
+		return "", errors.New("connection refused") // a registry that does not answer
+	}), 0)
 	f, err := gather.NewFlow(flowConfig(t, "{type: all}", "{type: collect}"), codec)
 	if err != nil {
 		t.Fatal(err)

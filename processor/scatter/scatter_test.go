@@ -318,17 +318,13 @@ func TestPartitionAgreesWithFranzGo(t *testing.T) {
 	}
 }
 
-type downRegistry struct{}
-
-func (downRegistry) SchemaByID(context.Context, uint32) (string, error) {
-	return "", errors.New("connection refused")
-}
-
 // A request that cannot be decoded because the schema registry does not
 // answer is not dead-lettered: it waits.
 func TestDecodeWaitsForTheRegistry(t *testing.T) {
 	codec := schemas.NewCodec()
-	codec.SetSchemaSource(downRegistry{}, 0)
+	codec.SetSchemaSource(schemas.SchemaSourceFunc(func(context.Context, uint32) (string, error) {
+		return "", errors.New("connection refused") // a registry that does not answer
+	}), 0)
 	f := flow(t, "    targets: [{name: a}]\n")
 	p, err := scatter.NewPlanner(f, 3, codec)
 	if err != nil {

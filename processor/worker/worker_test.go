@@ -951,17 +951,13 @@ func TestHTTPCallerRedactsURL(t *testing.T) {
 	}
 }
 
-type downRegistry struct{}
-
-func (downRegistry) SchemaByID(context.Context, uint32) (string, error) {
-	return "", errors.New("connection refused")
-}
-
 // A task that cannot be decoded because the schema registry does not
 // answer is not rejected (no dead letter, no answer): it waits.
 func TestDecodeWaitsForTheRegistry(t *testing.T) {
 	codec := schemas.NewCodec()
-	codec.SetSchemaSource(downRegistry{}, 0)
+	codec.SetSchemaSource(schemas.SchemaSourceFunc(func(context.Context, uint32) (string, error) {
+		return "", errors.New("connection refused") // a registry that does not answer
+	}), 0)
 	d := worker.NewDecoder(&topology.Flow{Name: "f", Partitions: 1}, "a", codec)
 	_, err := d.Decode([]byte{0, 0, 0, 0, 42, 2, 'x'})
 	var rej *worker.RejectError
