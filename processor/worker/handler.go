@@ -95,6 +95,23 @@ func uncountAttempt(ctx context.Context) {
 	}
 }
 
+type waitedKey struct{}
+
+// withWaited returns a context that adds up the time a task spends
+// waiting rather than calling the provider.
+func withWaited(ctx context.Context) (context.Context, *atomic.Int64) {
+	n := new(atomic.Int64)
+	return context.WithValue(ctx, waitedKey{}, n), n
+}
+
+// addWaited records d spent waiting (for a rate limit's turn, between
+// retries), which a Sample leaves out of the provider's latency.
+func addWaited(ctx context.Context, d time.Duration) {
+	if n, ok := ctx.Value(waitedKey{}).(*atomic.Int64); ok && d > 0 {
+		n.Add(int64(d))
+	}
+}
+
 // Retry calls the handler up to 1+retries times while it fails with an
 // error that is not permanent and the context lives, sleeping backoff
 // before the first retry and doubling it up to maxBackoff. A
@@ -119,12 +136,15 @@ func Retry(retries int, backoff, maxBackoff time.Duration) Middleware {
 					}
 				}
 				timer := time.NewTimer(sleep)
+				slept := time.Now()
 				select {
 				case <-ctx.Done():
 					timer.Stop()
+					addWaited(ctx, time.Since(slept))
 					return nil, fmt.Errorf("%w (gave up retrying: %w)", err, context.Cause(ctx))
 				case <-timer.C:
 				}
+				addWaited(ctx, time.Since(slept))
 				wait = min(2*wait, maxBackoff)
 			}
 		})
@@ -286,6 +306,15 @@ func (b *Breaker) record(ok bool) BreakerEvent {
 // or ERROR with the reason. A task whose deadline (by the now function) has
 // passed is answered ERROR without calling h. Execute never returns nil.
 func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, now func() time.Time) *schemas.Result {
+	res, _ := ExecuteMeasured(ctx, h, task, worker, now)
+	return res
+}
+
+// ExecuteMeasured is Execute that also returns the sample of the call for
+// the target's ConcurrencyLimiter: its latency by the now function, less
+// the waits for a rate limit's turn and between retries, and whether it
+// measured the provider.
+func ExecuteMeasured(ctx context.Context, h Handler, task *schemas.Task, worker string, now func() time.Time) (*schemas.Result, Sample) {
 	start := now()
 	res := &schemas.Result{
 		RequestID:   task.RequestID,
@@ -302,42 +331,50 @@ func Execute(ctx context.Context, h Handler, task *schemas.Task, worker string, 
 		res.Status = schemas.StatusError
 		res.Error = fmt.Sprintf("%v: deadline %s, now %s", ErrDeadline, deadline.UTC().Format(time.RFC3339Nano), start.UTC().Format(time.RFC3339Nano))
 		res.Attempts = 0
-		return res
+		return res, Sample{}
 	}
 	if ctx.Err() != nil {
 		// Ended before it began (its request decided, say): not called.
 		res.Status = schemas.StatusError
 		res.Error = truncate(causeText(ctx), MaxErrorBytes)
-		return res
+		return res, Sample{}
 	}
 	ctx, cancel := context.WithDeadlineCause(ctx, deadline, ErrDeadline)
 	defer cancel()
 	ctx, attempts := withAttempts(ctx)
+	ctx, waited := withWaited(ctx)
 	out, err := Recover()(h).Handle(ctx, task)
-	res.DurationMs = now().Sub(start).Milliseconds()
+	took := now().Sub(start)
+	res.DurationMs = took.Milliseconds()
 	res.Attempts = max(attempts.Load(), 1)
+	sample := Sample{RTT: max(took-time.Duration(waited.Load()), 0), Measured: true}
 	if errors.Is(err, ErrRateLimited) {
 		// Refused or cut while waiting for its turn: the calls made, if any.
 		res.Attempts = max(attempts.Load(), 0)
+		sample.Measured = res.Attempts > 0
+	}
+	if errors.Is(err, ErrCircuitOpen) {
+		sample.Measured = false // refused without a call, the last time at least
 	}
 	if err != nil {
 		res.Status = schemas.StatusError
 		res.Error = truncate(err.Error(), MaxErrorBytes)
 		if errors.Is(context.Cause(ctx), ErrDecided) {
-			// Whatever the call said on its way out, this is why it ended.
+			// Whatever the call said on its way out, this is why it ended:
+			// cut short, its latency says nothing of the provider's.
 			res.Error = ErrDecided.Error()
-			return res
+			return res, Sample{}
 		}
 		if ctx.Err() != nil && !errors.Is(err, ErrDeadline) && errors.Is(context.Cause(ctx), ErrDeadline) {
 			res.Error += " (task deadline passed)"
 		}
-		return res
+		return res, sample
 	}
 	res.Status = schemas.StatusOK
 	if out != nil {
 		res.Payload = out
 	}
-	return res
+	return res, sample
 }
 
 // causeText is why ctx ended.

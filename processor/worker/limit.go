@@ -203,6 +203,7 @@ func (l *RateLimiter) Middleware() Middleware {
 				l.notify(RateDelayed)
 			}
 			// A pause asked for while this call waited holds it too.
+			waitStart := time.Now()
 			for ; wait > 0; wait = l.wait(turn, shift) {
 				timer := time.NewTimer(wait)
 				select {
@@ -213,6 +214,7 @@ func (l *RateLimiter) Middleware() Middleware {
 				case <-timer.C:
 				}
 			}
+			addWaited(ctx, time.Since(waitStart))
 			out, err := next.Handle(ctx, t)
 			if ra, ok := errors.AsType[*RetryAfterError](err); ok {
 				l.Pause(ra.After)
