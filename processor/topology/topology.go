@@ -176,9 +176,20 @@ type Target struct {
 	Name string `yaml:"name"`
 	// Topic is the task topic. Default: <flow>.tasks.<name>.
 	Topic string `yaml:"topic"`
-	// MaxInFlight bounds the tasks of this target a worker runs at once.
+	// MaxInFlight bounds the tasks of this target a worker runs at once:
+	// the ceiling of an adaptive limit, the limit of a fixed one.
 	// Default: the flow's worker.max_in_flight_per_target.
 	MaxInFlight int `yaml:"max_in_flight"`
+
+	// Concurrency is how a worker bounds the tasks of this target in
+	// flight: ConcurrencyAdaptive follows the provider's latency between
+	// MinInFlight and MaxInFlight, ConcurrencyFixed keeps MaxInFlight.
+	// Default: the flow's worker.concurrency.
+	Concurrency string `yaml:"concurrency"`
+	// MinInFlight is the floor of the adaptive limit. Default: the
+	// flow's worker.min_in_flight_per_target, at most MaxInFlight.
+	MinInFlight int `yaml:"min_in_flight"`
+
 	// RateLimit bounds the calls to this target's provider. Default: none.
 	RateLimit *RateLimit `yaml:"rate_limit"`
 	// HTTP configures the built-in HTTP worker for this target. Without it
@@ -342,10 +353,18 @@ type GatherOpts struct {
 // WorkerOpts tunes the workers.
 type WorkerOpts struct {
 	// MaxInFlight bounds the tasks one worker process runs at once over all
-	// targets of the flow. Default 256.
+	// targets of the flow. Default 4096.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// MaxInFlightPerTarget is the default of Target.MaxInFlight. Default 64.
+	// MaxInFlightPerTarget is the default of Target.MaxInFlight. Default
+	// 1024.
 	MaxInFlightPerTarget int `yaml:"max_in_flight_per_target"`
+
+	// Concurrency is the default of Target.Concurrency: ConcurrencyAdaptive
+	// (the default) or ConcurrencyFixed.
+	Concurrency string `yaml:"concurrency"`
+	// MinInFlightPerTarget is the default of Target.MinInFlight. Default 8.
+	MinInFlightPerTarget int `yaml:"min_in_flight_per_target"`
+
 	// DeadlineGrace is added to a task's deadline (the scatter's clock plus
 	// the timeout) to cover the time until the broker appends the manifest,
 	// from which the gather counts. A provider that hangs is cut at the
@@ -361,6 +380,12 @@ type WorkerOpts struct {
 	// either way: those results reach it after the aggregate, as late.
 	Cancel string `yaml:"cancel"`
 }
+
+// Values of Target.Concurrency and WorkerOpts.Concurrency.
+const (
+	ConcurrencyAdaptive = "adaptive"
+	ConcurrencyFixed    = "fixed"
+)
 
 // Values of WorkerOpts.Cancel.
 const (

@@ -126,25 +126,25 @@ func TestFullFile(t *testing.T) {
 			Timeout:    d("1500ms"),
 			Fanout:     topology.Fanout{Mode: "targets", MaxTasks: 8},
 			Targets: []*topology.Target{
-				{Name: "skyscanner", Topic: "fl.tasks.sky", MaxInFlight: 16, RateLimit: &topology.RateLimit{PerSecond: 12.5, Burst: 5}, HTTP: &topology.HTTPTarget{
+				{Name: "skyscanner", Topic: "fl.tasks.sky", MaxInFlight: 16, Concurrency: "adaptive", MinInFlight: 2, RateLimit: &topology.RateLimit{PerSecond: 12.5, Burst: 5}, HTTP: &topology.HTTPTarget{
 					URL: "https://api.skyscanner.example/quote", Method: "PUT", Timeout: d("1s"), Retries: 2,
 					Backoff: d("10ms"), MaxBackoff: d("500ms"),
 					Headers:          map[string]string{"X-Api-Key": "sky-key-123", "Accept": "application/json"},
 					MaxResponseBytes: 512 << 10, InsecureSkipVerify: true, FollowRedirects: "same_host",
 					Breaker: topology.Breaker{Failures: intp(3), Cooldown: d("30s")},
 				}},
-				{Name: "kayak", Topic: "flights.tasks.kayak", MaxInFlight: 32, HTTP: &topology.HTTPTarget{
+				{Name: "kayak", Topic: "flights.tasks.kayak", MaxInFlight: 32, Concurrency: "fixed", MinInFlight: 4, HTTP: &topology.HTTPTarget{
 					URL: "http://kayak.internal:8080/quote", Method: "POST", Timeout: d("1500ms"), FollowRedirects: "never",
 					Backoff: d("50ms"), MaxBackoff: d("1s"), MaxResponseBytes: 1 << 20,
 					Breaker: topology.Breaker{Failures: intp(5), Cooldown: d("5s")},
 				}},
-				{Name: "expedia", Topic: "flights.tasks.expedia", MaxInFlight: 32},
+				{Name: "expedia", Topic: "flights.tasks.expedia", MaxInFlight: 32, Concurrency: "fixed", MinInFlight: 4},
 			},
 			Strategy:    topology.Strategy{Type: "quorum", Quorum: topology.Quorum{Majority: true}, MaxFailures: intp(1)},
 			Consolidate: topology.Consolidate{Type: "merge", Path: "offers", Key: "id", Sort: "price", Order: "asc", Top: 5},
 			Limits:      topology.Limits{MaxPayloadBytes: 2 << 20, MaxOpenRequests: 5000, MaxAggregateBytes: 800_000, MaxTimeout: d("10m")},
 			Gather:      topology.GatherOpts{TickInterval: d("50ms"), ClosedRetention: d("10m"), RebuildTimeout: d("20m")},
-			Worker:      topology.WorkerOpts{MaxInFlight: 128, MaxInFlightPerTarget: 32, DeadlineGrace: d("250ms"), Cancel: topology.CancelNever},
+			Worker:      topology.WorkerOpts{MaxInFlight: 128, MaxInFlightPerTarget: 32, Concurrency: "fixed", MinInFlightPerTarget: 4, DeadlineGrace: d("250ms"), Cancel: topology.CancelNever},
 		}, {
 			Name: "summarize",
 			Topics: topology.Topics{
@@ -154,13 +154,13 @@ func TestFullFile(t *testing.T) {
 			Partitions:  3,
 			Timeout:     d("45s"),
 			Fanout:      topology.Fanout{Mode: "items", Items: "doc.chunks", MaxTasks: 100},
-			Targets:     []*topology.Target{{Name: "summarizer", Topic: "summarize.tasks.summarizer", MaxInFlight: 64}},
+			Targets:     []*topology.Target{{Name: "summarizer", Topic: "summarize.tasks.summarizer", MaxInFlight: 1024, Concurrency: "adaptive", MinInFlight: 8}},
 			Strategy:    topology.Strategy{Type: "timeout"},
 			Consolidate: topology.Consolidate{Type: "vote", Field: "summary.label"},
 			Limits: topology.Limits{MaxPayloadBytes: topology.DefaultMaxPayloadBytes, MaxOpenRequests: topology.DefaultMaxOpenRequests,
 				MaxAggregateBytes: topology.DefaultMaxAggregateBytes, MaxTimeout: d("1h")},
 			Gather: topology.GatherOpts{TickInterval: d("200ms"), ClosedRetention: d("90s"), RebuildTimeout: d("10m")},
-			Worker: topology.WorkerOpts{MaxInFlight: 256, MaxInFlightPerTarget: 64, DeadlineGrace: d("1s"), Cancel: topology.CancelDecided},
+			Worker: topology.WorkerOpts{MaxInFlight: 4096, MaxInFlightPerTarget: 1024, Concurrency: "adaptive", MinInFlightPerTarget: 8, DeadlineGrace: d("1s"), Cancel: topology.CancelDecided},
 		}},
 	}
 	// Field by field: a parsed topology also keeps the positions of its
@@ -283,6 +283,10 @@ flows:
     gather: {closed_retention: 5s}
     worker: {max_in_flight_per_target: 7}
     targets: [{name: a}]
+  - name: fixed
+    timeout: 45s
+    worker: {concurrency: fixed, min_in_flight_per_target: 16}
+    targets: [{name: a}, {name: b, concurrency: adaptive, max_in_flight: 10}, {name: c, min_in_flight: 3}]
 `)
 	k := topo.Kafka
 	if !reflect.DeepEqual(k, topology.Kafka{Brokers: []string{"127.0.0.1:9092"}, ClientID: "scattergather", GroupPrefix: "scattergather", ReplicationFactor: 1,
@@ -306,6 +310,10 @@ flows:
 		{"consumer group", topo.Group(f, "gather"), "scattergather.orders.gather"},
 		{"second flow consolidation", topo.Flows[1].Consolidate.Type, "collect"},
 		{"second flow order", topo.Flows[1].Consolidate.Order, ""},
+		{"concurrency", f.Worker.Concurrency, "adaptive"},
+		{"target concurrency", f.Targets[0].Concurrency, "adaptive"},
+		{"target concurrency from the flow", topo.Flows[3].Targets[0].Concurrency, "fixed"},
+		{"target concurrency as written", topo.Flows[3].Targets[1].Concurrency, "adaptive"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, c.got, c.want)
@@ -330,10 +338,17 @@ flows:
 		{"closed retention max(2*45s, 1m)", int64(topo.Flows[1].Gather.ClosedRetention.D), int64(90 * time.Second)},
 		{"closed retention as written", int64(topo.Flows[2].Gather.ClosedRetention.D), int64(5 * time.Second)},
 		{"max timeout", int64(f.Limits.MaxTimeout.D), int64(topology.DefaultMaxTimeout)},
-		{"worker max in flight", int64(f.Worker.MaxInFlight), 256},
-		{"per target", int64(f.Worker.MaxInFlightPerTarget), 64},
+		{"worker max in flight", int64(f.Worker.MaxInFlight), 4096},
+		{"per target", int64(f.Worker.MaxInFlightPerTarget), 1024},
+		{"min per target", int64(f.Worker.MinInFlightPerTarget), 8},
+		{"min per target at most the max", int64(topo.Flows[2].Worker.MinInFlightPerTarget), 7},
+		{"target min in flight", int64(f.Targets[0].MinInFlight), 8},
+		{"target min in flight from the flow", int64(topo.Flows[3].Targets[0].MinInFlight), 16},
+		{"target min in flight at most its max", int64(topo.Flows[3].Targets[1].MinInFlight), 10},
+		{"target min in flight as written", int64(topo.Flows[3].Targets[2].MinInFlight), 3},
+		{"target min in flight at most its max from the flow", int64(topo.Flows[2].Targets[0].MinInFlight), 7},
 		{"deadline grace", int64(f.Worker.DeadlineGrace.D), int64(topology.DefaultDeadlineGrace)},
-		{"target max in flight", int64(f.Targets[0].MaxInFlight), 64},
+		{"target max in flight", int64(f.Targets[0].MaxInFlight), 1024},
 		{"target max in flight as written", int64(f.Targets[1].MaxInFlight), 3},
 		{"target max in flight from the flow", int64(topo.Flows[2].Targets[0].MaxInFlight), 7},
 		{"http timeout = flow timeout", int64(h.Timeout.D), int64(10 * time.Second)},

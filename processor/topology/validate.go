@@ -33,8 +33,9 @@ const (
 	DefaultTickInterval         = 200 * time.Millisecond
 	DefaultRebuildTimeout       = 10 * time.Minute
 	DefaultResultsRetention     = 7 * 24 * time.Hour
-	DefaultMaxInFlight          = 256
-	DefaultMaxInFlightPerTarget = 64
+	DefaultMaxInFlight          = 4096
+	DefaultMaxInFlightPerTarget = 1024
+	DefaultMinInFlightPerTarget = 8
 	DefaultDeadlineGrace        = time.Second
 	DefaultHTTPBackoff          = 50 * time.Millisecond
 	DefaultHTTPMaxBackoff       = time.Second
@@ -101,6 +102,8 @@ func (f *Flow) setDefaults() {
 	orDefault(&f.Limits.MaxTimeout.D, max(f.Timeout.D, min(DefaultMaxTimeout, f.Topics.ResultsRetention.D-f.Gather.ClosedRetention.D)))
 	orDefault(&f.Worker.MaxInFlight, DefaultMaxInFlight)
 	orDefault(&f.Worker.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget)
+	orDefault(&f.Worker.Concurrency, ConcurrencyAdaptive)
+	orDefault(&f.Worker.MinInFlightPerTarget, max(1, min(DefaultMinInFlightPerTarget, f.Worker.MaxInFlightPerTarget)))
 	orDefault(&f.Worker.DeadlineGrace.D, DefaultDeadlineGrace)
 	orDefault(&f.Worker.Cancel, CancelDecided)
 	for _, t := range f.Targets {
@@ -109,6 +112,8 @@ func (f *Flow) setDefaults() {
 		}
 		orDefault(&t.Topic, f.Name+".tasks."+t.Name)
 		orDefault(&t.MaxInFlight, f.Worker.MaxInFlightPerTarget)
+		orDefault(&t.Concurrency, f.Worker.Concurrency)
+		orDefault(&t.MinInFlight, max(1, min(f.Worker.MinInFlightPerTarget, t.MaxInFlight)))
 		if rl := t.RateLimit; rl != nil && rl.PerSecond > 0 && rl.PerSecond < math.MaxInt32 {
 			orDefault(&rl.Burst, max(1, int(math.Ceil(rl.PerSecond))))
 		}
@@ -291,6 +296,10 @@ func (f *Flow) validate(ps *problems, path string) {
 		}
 		targetNames[t.Name] = i
 		t.validate(ps, tpath)
+		// A value inherited from worker.concurrency is reported there.
+		if !validConcurrency(t.Concurrency) && t.Concurrency != f.Worker.Concurrency {
+			ps.add(tpath+".concurrency", "unknown value %q (one of adaptive, fixed)", t.Concurrency)
+		}
 	}
 
 	f.Strategy.validate(ps, path+".strategy", f)
@@ -323,9 +332,21 @@ func (f *Flow) validate(ps *problems, path string) {
 	if f.Worker.MaxInFlightPerTarget < 1 {
 		ps.add(path+".worker.max_in_flight_per_target", "must be at least 1")
 	}
+	if !validConcurrency(f.Worker.Concurrency) {
+		ps.add(path+".worker.concurrency", "unknown value %q (one of adaptive, fixed)", f.Worker.Concurrency)
+	}
+	if f.Worker.MinInFlightPerTarget < 1 {
+		ps.add(path+".worker.min_in_flight_per_target", "must be at least 1")
+	} else if f.Worker.MaxInFlightPerTarget >= 1 && f.Worker.MinInFlightPerTarget > f.Worker.MaxInFlightPerTarget {
+		ps.add(path+".worker.min_in_flight_per_target", "%d exceeds max_in_flight_per_target (%d)", f.Worker.MinInFlightPerTarget, f.Worker.MaxInFlightPerTarget)
+	}
 	if f.Worker.Cancel != CancelDecided && f.Worker.Cancel != CancelNever {
 		ps.add(path+".worker.cancel", "unknown value %q (one of decided, never)", f.Worker.Cancel)
 	}
+}
+
+func validConcurrency(s string) bool {
+	return s == ConcurrencyAdaptive || s == ConcurrencyFixed
 }
 
 // addSat returns a+b, or the largest Duration when the sum overflows (both
@@ -347,6 +368,11 @@ func (t *Target) validate(ps *problems, path string) {
 	}
 	if t.MaxInFlight < 1 {
 		ps.add(path+".max_in_flight", "must be at least 1")
+	}
+	if t.MinInFlight < 1 {
+		ps.add(path+".min_in_flight", "must be at least 1")
+	} else if t.MaxInFlight >= 1 && t.MinInFlight > t.MaxInFlight {
+		ps.add(path+".min_in_flight", "%d exceeds max_in_flight (%d)", t.MinInFlight, t.MaxInFlight)
 	}
 	if rl := t.RateLimit; rl != nil {
 		if !(rl.PerSecond > 0) || math.IsInf(rl.PerSecond, 0) {
