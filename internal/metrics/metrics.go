@@ -39,6 +39,7 @@ type Metrics struct {
 	rebuilding    *prometheus.GaugeVec
 	transactions  *prometheus.CounterVec
 	inFlight      *prometheus.GaugeVec
+	limit         *prometheus.GaugeVec
 	ticks         *prometheus.CounterVec
 	roleRestarted *prometheus.CounterVec
 	deadlineLate  *prometheus.HistogramVec
@@ -92,6 +93,7 @@ func New() *Metrics {
 		rebuilding:   g("state_rebuilding", "Partitions whose state is being rebuilt.", "flow"),
 		transactions: f("transactions_total", "Kafka transactions ended, by role and result (committed or aborted).", "flow", "role", "result"),
 		inFlight:     g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
+		limit:        g("worker_concurrency_limit", "The most tasks of a target a worker runs at once: its adaptive limit now, or max_in_flight when fixed.", "flow", "target"),
 		ticks:        f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
 		deadlineLate: h("deadline_lateness_seconds", "How far stream time had passed a request's deadline when the deadline ended it (outcomes timeout and deadline): ticks written late or a quiet partition.",
 			[]float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}, "flow"),
@@ -122,6 +124,7 @@ var (
 	_ kafka.HookRequestScattered = (*Metrics)(nil)
 	_ kafka.HookResultWritten    = (*Metrics)(nil)
 	_ kafka.HookTaskInFlight     = (*Metrics)(nil)
+	_ kafka.HookConcurrencyLimit = (*Metrics)(nil)
 	_ kafka.HookTaskRefused      = (*Metrics)(nil)
 	_ kafka.HookTaskCancelled    = (*Metrics)(nil)
 	_ kafka.HookDecidedRequests  = (*Metrics)(nil)
@@ -246,6 +249,11 @@ func (m *Metrics) OnTransactionEnd(flow, role string, committed bool) {
 // OnTaskInFlight adds delta to a target's running tasks.
 func (m *Metrics) OnTaskInFlight(flow, target string, delta int) {
 	m.inFlight.WithLabelValues(flow, target).Add(float64(delta))
+}
+
+// OnConcurrencyLimit sets a target's limit of tasks in flight.
+func (m *Metrics) OnConcurrencyLimit(flow, target string, limit int) {
+	m.limit.WithLabelValues(flow, target).Set(float64(limit))
 }
 
 // OnCircuitBreaker counts a circuit breaker's event and follows its state.

@@ -60,6 +60,8 @@ func TestHooksRecordPerFlow(t *testing.T) {
 	m.OnTaskInFlight("flights", "a", 1)
 	m.OnTaskInFlight("flights", "a", 1)
 	m.OnTaskInFlight("flights", "a", -1)
+	m.OnConcurrencyLimit("flights", "a", 20)
+	m.OnConcurrencyLimit("flights", "a", 37)
 	m.OnCircuitBreaker("flights", "a", "opened")
 	m.OnCircuitBreaker("flights", "a", "rejected")
 	m.OnCircuitBreaker("flights", "a", "rejected")
@@ -76,6 +78,7 @@ func TestHooksRecordPerFlow(t *testing.T) {
 		{"scattergather_results_folded_total", map[string]string{"flow": "flights", "target": "a", "status": "ERROR"}, 1},
 		{"scattergather_request_latency_seconds", map[string]string{"flow": "flights", "outcome": "complete"}, 1},
 		{"scattergather_worker_tasks_in_flight", map[string]string{"flow": "flights", "target": "a"}, 1},
+		{"scattergather_worker_concurrency_limit", map[string]string{"flow": "flights", "target": "a"}, 37},
 		{"scattergather_circuit_breaker_events_total", map[string]string{"flow": "flights", "target": "a", "event": "rejected"}, 2},
 		{"scattergather_circuit_open", map[string]string{"flow": "flights", "target": "a"}, 1},
 		{"scattergather_tasks_refused_total", map[string]string{"flow": "flights", "target": "a", "reason": "wrong_target"}, 1},

@@ -105,6 +105,12 @@ type (
 	HookRateLimit interface {
 		OnRateLimit(flow, target, event string)
 	}
+	// HookConcurrencyLimit is told the limit of a target's tasks in
+	// flight when a worker starts the target, and each change of an
+	// adaptive limit (see worker.ConcurrencyLimiter).
+	HookConcurrencyLimit interface {
+		OnConcurrencyLimit(flow, target string, limit int)
+	}
 	// HookDecidedRequests is told, after each read of the aggregated
 	// topic, how many decided requests a worker remembers to cancel their
 	// tasks (those within their deadline), with worker.cancel: decided.

@@ -19,10 +19,12 @@ import (
 )
 
 // Worker runs the worker role of one flow: for each target it serves, it
-// reads tasks read_committed, keeps up to the target's max_in_flight of
-// them running (and at most the flow's worker.max_in_flight over all
-// targets), writes each result to the partition its task names as soon as
-// it is ready, and commits offsets up to the oldest unfinished task.
+// reads tasks read_committed, keeps up to the target's concurrency limit
+// of them running (adaptive between its min_in_flight and max_in_flight,
+// or fixed at max_in_flight; and at most the flow's worker.max_in_flight
+// over all targets), writes each result to the partition its task names
+// as soon as it is ready, and commits offsets up to the oldest unfinished
+// task.
 type Worker struct {
 	topo     *topology.Topology
 	flow     *topology.Flow
@@ -37,6 +39,8 @@ type Worker struct {
 	decisions *decisions
 	// limiters are the rate limiters of the targets with a rate_limit.
 	limiters map[string]*worker.RateLimiter
+	// concurrency bounds the tasks in flight of each target served.
+	concurrency map[string]*worker.ConcurrencyLimiter
 	*readiness
 }
 
@@ -62,12 +66,14 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 		return nil, errorf("flow %s: no target to serve: give targets an http section or a Go handler", flow.Name)
 	}
 	w.limiters = map[string]*worker.RateLimiter{}
+	w.concurrency = map[string]*worker.ConcurrencyLimiter{}
 	for _, name := range names {
 		tg := flow.Target(name)
 		if tg == nil {
 			return nil, errorf("flow %s has no target %q", flow.Name, name)
 		}
 		w.decoders[name] = worker.NewDecoder(flow, name, o.codec)
+		w.concurrency[name] = w.newConcurrencyLimiter(tg)
 		var limit []worker.Middleware
 		if rl := tg.RateLimit; rl != nil {
 			lim := worker.NewRateLimiter(rl.PerSecond, rl.Burst, w.onRateLimit(tg))
@@ -84,6 +90,17 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg), limit...)
 	}
 	return w, nil
+}
+
+// newConcurrencyLimiter returns the limiter of the tasks of tg in flight,
+// which tells the hooks each change of its limit.
+func (w *Worker) newConcurrencyLimiter(tg *topology.Target) *worker.ConcurrencyLimiter {
+	if tg.Concurrency == topology.ConcurrencyFixed {
+		return worker.NewFixedLimiter(tg.MaxInFlight)
+	}
+	return worker.NewAdaptiveLimiter(tg.MinInFlight, tg.MaxInFlight, func(limit int) {
+		each(w.o.hooks, func(h HookConcurrencyLimit) { h.OnConcurrencyLimit(w.flow.Name, tg.Name, limit) })
+	})
 }
 
 // onBreaker logs the openings and closings of a target's circuit breaker
@@ -160,7 +177,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	log := w.log.With("target", tg.Name)
 	h := w.handlers[tg.Name]
 	tracker := worker.NewTracker()
-	local := make(chan struct{}, tg.MaxInFlight)
+	local := w.concurrency[tg.Name]
 	group := w.topo.Group(w.flow, "worker."+tg.Name)
 
 	share := newPartitionShare(w.limiters[tg.Name])
@@ -206,7 +223,9 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		return errorf("worker client: %w", err)
 	}
 	defer cl.Close()
-	log.Info("worker started", "group", group, "topic", tg.Topic, "max_in_flight", tg.MaxInFlight)
+	log.Info("worker started", "group", group, "topic", tg.Topic, "concurrency", tg.Concurrency,
+		"min_in_flight", tg.MinInFlight, "max_in_flight", tg.MaxInFlight, "limit", local.Limit())
+	each(w.o.hooks, func(h HookConcurrencyLimit) { h.OnConcurrencyLimit(w.flow.Name, tg.Name, local.Limit()) })
 
 	// A result that cannot be written in any form stops the target: its
 	// task can neither finish nor be skipped.
@@ -254,16 +273,14 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 			}
 			// Wait for room: per target first, so one hanging target
 			// holds only its own slots of the global bound.
-			select {
-			case local <- struct{}{}:
-			case <-ctx.Done():
+			if local.Acquire(ctx) != nil {
 				stop = true
 				return
 			}
 			select {
 			case w.global <- struct{}{}:
 			case <-ctx.Done():
-				<-local
+				local.Release(worker.Sample{})
 				stop = true
 				return
 			}
@@ -275,7 +292,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				// Shutting down does not cut a task short: it runs to its
 				// deadline, so the result is an answer, not an artefact.
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, 1) })
-				out, written := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+				out, written, sample := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
 				for backoff := time.Second; out == nil; backoff = min(2*backoff, 30*time.Second) {
 					// The schema registry the task needs is unavailable: the
 					// task waits for it (left unfinished if the worker stops).
@@ -283,19 +300,20 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 					case <-ctx.Done():
 						each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
 						<-w.global
-						<-local
+						local.Release(worker.Sample{})
 						return
 					case <-time.After(backoff):
 					}
-					out, written = w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+					out, written, sample = w.handle(context.WithoutCancel(ctx), log, h, tg, r)
 				}
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
 				// The slots bound calls to providers, so they are free once the
 				// handler returns; the producer's buffer bounds what waits for
 				// the broker, and the tracker keeps the task uncommitted until
-				// its result is acknowledged.
+				// its result is acknowledged. The call's latency moves the
+				// target's limit.
 				<-w.global
-				<-local
+				local.Release(sample)
 				done, err := w.deliver(prod, log, tg, r, out, written)
 				if err != nil {
 					fail(err)
@@ -317,11 +335,12 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 }
 
 // handle turns one task record into the record to write, its result or its
-// dead letter, and the metrics to record once it is written.
-func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func()) {
-	rec, status, took, refused, cancelledWhen := w.execute(ctx, log, h, tg, r)
+// dead letter, the metrics to record once it is written, and the sample of
+// the call for the target's concurrency limiter.
+func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, func(), worker.Sample) {
+	rec, status, took, refused, cancelledWhen, sample := w.execute(ctx, log, h, tg, r)
 	if rec == nil {
-		return nil, nil // the schema registry is unavailable
+		return nil, nil, sample // the schema registry is unavailable
 	}
 	return rec, func() {
 		if rec.Topic == w.flow.Topics.DeadLetter {
@@ -337,18 +356,19 @@ func (w *Worker) handle(ctx context.Context, log *slog.Logger, h worker.Handler,
 			each(w.o.hooks, func(h HookTaskCancelled) { h.OnTaskCancelled(w.flow.Name, tg.Name, cancelledWhen) })
 		}
 		each(w.o.hooks, func(h HookResultWritten) { h.OnResultWritten(w.flow.Name, tg.Name, status, took) })
-	}
+	}, sample
 }
 
 // execute returns the record to write for task record r, the result's
 // status and duration, the kind of reason when the task was answered
-// ERROR without running, and when it was cancelled because its request
-// was decided (see cancelled).
-func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string, string) {
+// ERROR without running, when it was cancelled because its request was
+// decided (see cancelled), and the sample of the call (not measured when
+// the provider was not called).
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler, tg *topology.Target, r *kgo.Record) (*kgo.Record, string, time.Duration, string, string, worker.Sample) {
 	task, err := w.decoders[tg.Name].Decode(r.Value)
 	if errors.Is(err, schemas.ErrRegistryUnavailable) {
 		log.Warn("schema registry unavailable: the task waits", "offset", r.Offset, "err", err)
-		return nil, "", 0, "", ""
+		return nil, "", 0, "", "", worker.Sample{}
 	}
 	if err != nil {
 		var rej *worker.RejectError
@@ -360,21 +380,21 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 		if res := rej.Answer(w.o.instance); res != nil {
 			b, err := w.o.codec.Encode(res)
 			if err != nil {
-				return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", ""
+				return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", "", worker.Sample{}
 			}
 			log.Warn("task answered ERROR without running", "offset", r.Offset, "request_id", res.RequestID, "kind", rej.Kind, "reason", rej.Reason)
 			return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(res.RequestID), Value: b}, rej.Task.ResultsPartition),
-				string(res.Status), 0, rej.Kind, ""
+				string(res.Status), 0, rej.Kind, "", worker.Sample{}
 		}
 		log.Warn("task dead-lettered", "offset", r.Offset, "reason", rej.Reason)
-		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0, "", ""
+		return deadLetter(w.flow, schemas.StageWorker, r, rej.Kind, rej.Reason), "", 0, "", "", worker.Sample{}
 	}
 	if w.decisions != nil {
 		var done func()
 		ctx, done = w.decisions.track(ctx, task.RequestID)
 		defer done()
 	}
-	res := worker.Execute(ctx, h, task, w.o.instance, w.o.now)
+	res, sample := worker.ExecuteMeasured(ctx, h, task, w.o.instance, w.o.now)
 	if limit := int(w.flow.Limits.MaxPayloadBytes); len(res.Payload) > limit {
 		res.Status, res.Payload = schemas.StatusError, []byte{}
 		res.Error = fmt.Sprintf("answer of the provider exceeds limits.max_payload_bytes %d", limit)
@@ -384,10 +404,10 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, h worker.Handler
 	}
 	b, err := w.o.codec.Encode(res)
 	if err != nil {
-		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", ""
+		return deadLetter(w.flow, schemas.StageWorker, r, schemas.KindEncode, fmt.Sprintf("encode result: %v", err)), "", 0, "", "", sample
 	}
 	return toPartition(&kgo.Record{Topic: w.flow.Topics.Results, Key: []byte(task.RequestID), Value: b}, task.ResultsPartition),
-		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond, "", cancelled(res)
+		string(res.Status), time.Duration(res.DurationMs) * time.Millisecond, "", cancelled(res), sample
 }
 
 // Status reports the worker ready once every target it serves has
