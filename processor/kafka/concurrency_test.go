@@ -1,0 +1,158 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scattergather/scattergather/internal/processortest"
+	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/worker"
+	"github.com/scattergather/scattergather/schemas"
+)
+
+// limitHook follows the concurrency limit of each target, and for the
+// target slowing its lowest limit once it is slow.
+type limitHook struct {
+	slowing *slowingProvider
+
+	mu        sync.Mutex
+	limits    map[string][]int
+	highest   int // of the slowing target before it slowed
+	lowestNow int // of the slowing target since it slowed; 0 until then
+}
+
+func (h *limitHook) OnConcurrencyLimit(_, target string, limit int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.limits[target] = append(h.limits[target], limit)
+	if target != "slow" {
+		return
+	}
+	if !h.slowing.slowed.Load() {
+		h.highest = max(h.highest, limit)
+		return
+	}
+	if h.lowestNow == 0 || limit < h.lowestNow {
+		h.lowestNow = limit
+	}
+}
+
+func (h *limitHook) slowLimits() (highest, lowest int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.highest, h.lowestNow
+}
+
+// slowingProvider answers in fast until after it started `after` calls,
+// then ten times slower: a provider that degrades while the worker keeps
+// it busy.
+type slowingProvider struct {
+	after      int64
+	fast, slow time.Duration
+
+	started  atomic.Int64
+	finished atomic.Int64
+	slowed   atomic.Bool
+}
+
+func (p *slowingProvider) Handle(ctx context.Context, _ *schemas.Task) ([]byte, error) {
+	d := p.fast
+	if p.started.Add(1) > p.after {
+		p.slowed.Store(true)
+		d = p.slow
+	}
+	timer := time.NewTimer(d) // the provider's latency
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	p.finished.Add(1)
+	return []byte(`{"price": 2}`), nil
+}
+
+// runAdaptiveConcurrency: when a target's provider turns ten times slower
+// under a backlog, its limit shrinks below where it started; the other
+// target keeps answering meanwhile, and every request still gets exactly
+// one complete aggregate.
+func runAdaptiveConcurrency(t *testing.T, brokers []string) {
+	topo, f := processortest.Topology(t, brokers, `
+timeout: 120s
+targets: [{name: fast}, {name: slow, min_in_flight: 2, max_in_flight: 64}]
+strategy: {type: all}
+`)
+	processortest.CreateTopics(t, topo, f)
+	slow := &slowingProvider{after: 100, fast: 10 * time.Millisecond, slow: 100 * time.Millisecond}
+	hook := &limitHook{slowing: slow, limits: map[string][]int{}}
+
+	// The fast target's answers to the second batch, and how many of
+	// them came while the slow target still worked on the first.
+	const first, second = 300, 40 // requests
+	var secondAnswered, whileBusy atomic.Int64
+	fast := worker.HandlerFunc(func(_ context.Context, task *schemas.Task) ([]byte, error) {
+		if strings.HasPrefix(task.RequestID, "second-") {
+			if slow.finished.Load() < first {
+				whileBusy.Add(1)
+			}
+			secondAnswered.Add(1)
+		}
+		return []byte(`{"price": 1}`), nil
+	})
+
+	// A backlog first, so that the worker keeps the slow target full.
+	dir := t.TempDir()
+	for _, role := range []string{kafka.RoleScatter, kafka.RoleGather} {
+		runners, err := kafka.Roles(topo, topo.Flows, role, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		processortest.Start(t, runners...)
+	}
+	processortest.Send(t, topo, requests(f.Name, first)...)
+	processortest.Records(t, topo, f.Target("slow").Topic, first, 2*time.Minute)
+	w, err := kafka.NewWorker(topo, f, kafka.WithHooks(hook), kafka.WithHandler("fast", fast), kafka.WithHandler("slow", slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	processortest.Start(t, w)
+
+	processortest.Eventually(t, 2*time.Minute, "the slow target's limit to shrink below where it started", func() bool {
+		_, lowest := hook.slowLimits()
+		return lowest > 0 && lowest < worker.InitialConcurrency
+	})
+	more := make([]*schemas.Request, second)
+	for i := range more {
+		more[i] = &schemas.Request{RequestID: fmt.Sprintf("second-%03d", i), Flow: f.Name, Payload: []byte(`{}`), ContentType: schemas.ContentTypeJSON}
+	}
+	processortest.Send(t, topo, more...)
+
+	for id, a := range processortest.Aggregates(t, topo, f, first+second, 3*time.Minute) {
+		if a.Outcome != schemas.OutcomeComplete || len(a.Answered) != 2 {
+			t.Errorf("%s: outcome %s (%s), answered %q, failed %q", id, a.Outcome, a.Reason, names(a.Answered), names(a.Failed))
+		}
+	}
+	highest, lowest := hook.slowLimits()
+	t.Logf("slow target's limits: %v", hook.limits["slow"])
+	if highest < worker.InitialConcurrency || lowest >= highest {
+		t.Errorf("slow target's limit: highest %d before it slowed, lowest %d after; want it to start at %d and shrink",
+			highest, lowest, worker.InitialConcurrency)
+	}
+	if got := whileBusy.Load(); got != second || secondAnswered.Load() != second {
+		t.Errorf("fast target answered %d tasks of the second batch, %d of them while the slow target worked through the first; want all %d",
+			secondAnswered.Load(), got, second)
+	}
+}
+
+func TestWorkerAdaptiveConcurrencyFake(t *testing.T) {
+	runAdaptiveConcurrency(t, processortest.Fake(t))
+}
+
+func TestIntegrationWorkerAdaptiveConcurrency(t *testing.T) {
+	runAdaptiveConcurrency(t, processortest.Brokers(t))
+}
