@@ -78,6 +78,13 @@ type Config struct {
 	Progress io.Writer
 	// LowOnly measures the low-load step only.
 	LowOnly bool
+	// Instances is how many instances of each role (scatter, worker,
+	// gather) run, each with its own identity and state directory, as
+	// separate deployments would. Default 1.
+	Instances int
+	// ReplicationFactor of the scenario's topics. Default 1; 3 on a
+	// three-node cluster.
+	ReplicationFactor int
 }
 
 func (c *Config) defaults() {
@@ -99,6 +106,8 @@ func (c *Config) defaults() {
 	if c.PayloadBytes == 0 {
 		c.PayloadBytes = 100
 	}
+	c.Instances = max(c.Instances, 1)
+	c.ReplicationFactor = max(c.ReplicationFactor, 1)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -150,11 +159,13 @@ type Stages struct {
 
 // ScenarioResult is a scenario's sweep and its summary figures.
 type ScenarioResult struct {
-	Scenario       Scenario `json:"scenario"`
-	Steps          []Step   `json:"steps"`
-	MaxSustainable float64  `json:"max_sustainable_rate"`
-	LowLoad        *Step    `json:"low_load,omitempty"`
-	At60           *Step    `json:"at_60_percent,omitempty"`
+	Scenario Scenario `json:"scenario"`
+	// Instances of each role that ran it.
+	Instances      int     `json:"instances"`
+	Steps          []Step  `json:"steps"`
+	MaxSustainable float64 `json:"max_sustainable_rate"`
+	LowLoad        *Step   `json:"low_load,omitempty"`
+	At60           *Step   `json:"at_60_percent,omitempty"`
 	// Efficiency is MaxSustainable × (2N+3) ÷ the broker's raw limit.
 	Efficiency float64 `json:"efficiency"`
 }
@@ -220,8 +231,8 @@ type runner struct {
 func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, error) {
 	name := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
 	var b strings.Builder
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  group_prefix: %s\nflows:\n  - name: %s\n    partitions: %d\n    timeout: 10s\n",
-		strings.Join(cfg.Brokers, ", "), name, name, cfg.Partitions)
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  group_prefix: %s\n  replication_factor: %d\nflows:\n  - name: %s\n    partitions: %d\n    timeout: 10s\n",
+		strings.Join(cfg.Brokers, ", "), name, cfg.ReplicationFactor, name, cfg.Partitions)
 	fmt.Fprintf(&b, "    strategy: {type: %s}\n    consolidate: {type: min, field: price}\n    targets:\n", sc.Strategy)
 	for i := range sc.Fanout {
 		fmt.Fprintf(&b, "      - {name: t%d}\n", i)
@@ -234,13 +245,17 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 	if _, err := admin.CreateTopics(ctx, topo, nil, kafka.WithLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
-	opts := []kafka.RoleOpt{kafka.WithLogger(cfg.Logger), kafka.WithInstance("bench")}
-	for i := range sc.Fanout {
-		opts = append(opts, kafka.WithHandler(fmt.Sprintf("t%d", i), provider(sc, i)))
-	}
-	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, os.TempDir()+"/"+name, opts...)
-	if err != nil {
-		return nil, err
+	var runners []kafka.Runner
+	for n := range cfg.Instances {
+		opts := []kafka.RoleOpt{kafka.WithLogger(cfg.Logger), kafka.WithInstance(fmt.Sprintf("bench-%d", n))}
+		for i := range sc.Fanout {
+			opts = append(opts, kafka.WithHandler(fmt.Sprintf("t%d", i), provider(sc, i)))
+		}
+		rs, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, fmt.Sprintf("%s/%s/%d", os.TempDir(), name, n), opts...)
+		if err != nil {
+			return nil, err
+		}
+		runners = append(runners, rs...)
 	}
 	r := &runner{cfg: cfg, topo: topo, flow: f, track: &tracker{}}
 	r.track.begin(0)
@@ -363,7 +378,7 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 		return nil, err
 	}
 	defer s.Close()
-	res := &ScenarioResult{Scenario: sc}
+	res := &ScenarioResult{Scenario: sc, Instances: cfg.Instances}
 	run := func(rate float64) (Step, error) {
 		st, err := r.step(ctx, s, rate)
 		if err == nil {
@@ -527,8 +542,12 @@ func (r *Report) WriteTable(w io.Writer) {
 			if s.At60 != nil {
 				at = *s.At60
 			}
+			name := s.Scenario.Name
+			if s.Instances > 1 {
+				name = fmt.Sprintf("%s ×%d", name, s.Instances)
+			}
 			fmt.Fprintf(w, "%-28s %10.0f %10.2f %8.1fms %8.1fms %12.0f %8.1fms %8.1fms\n",
-				s.Scenario.Name, s.MaxSustainable, s.Efficiency, low.Latency.P50, low.Latency.P99, at.Rate, at.Latency.P50, at.Latency.P99)
+				name, s.MaxSustainable, s.Efficiency, low.Latency.P50, low.Latency.P99, at.Rate, at.Latency.P50, at.Latency.P99)
 		}
 	}
 	WriteGatewayTable(w, r.Gateway)
