@@ -51,7 +51,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		clients = append(clients, n)
 	}
 	var scenarios []bench.Scenario
-	for _, sc := range bench.DefaultScenarios() {
+	for _, sc := range append(bench.DefaultScenarios(), bench.CallScenarios()...) {
 		if *only == "" {
 			scenarios = append(scenarios, sc)
 			continue
@@ -97,6 +97,14 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		}()
 	}
 	for _, sc := range scenarios {
+		if sc.Calls != nil && sc.Calls.Rate > 0 {
+			res, err := bench.RunCalls(ctx, cfg, sc)
+			if err != nil {
+				return fail(e, "bench", fmt.Errorf("%s: %w", sc.Name, err))
+			}
+			rep.Calls = append(rep.Calls, res)
+			continue
+		}
 		for _, n := range counts {
 			cfg.Instances = n
 			res, err := bench.RunScenario(ctx, cfg, sc, rep.Raw)
