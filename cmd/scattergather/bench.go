@@ -29,8 +29,18 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	memProfile := f.String("memprofile", "", "write an allocation profile to this file at the end")
 	gw := f.Bool("gateway", false, "also measure each scenario through the HTTP gateway: open loop at --low-rate, closed loop with --gateway-clients, then (without --low-only) an open-loop sweep for the knee")
 	gwClients := f.String("gateway-clients", "1,8,32", "comma-separated client counts of the gateway's closed-loop steps")
+	instances := f.String("instances", "1", "comma-separated counts of instances of each role to run every scenario with, e.g. 1,2,3 for a scale-out table")
+	rf := f.Int("replication-factor", 1, "replication factor of the scenarios' topics (3 on a three-node cluster)")
 	if code, ok := f.parse(args); !ok {
 		return code
+	}
+	var counts []int
+	for _, c := range strings.Split(*instances, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return f.usageError("--instances wants positive counts, have %q", c)
+		}
+		counts = append(counts, n)
 	}
 	var clients []int
 	for _, c := range strings.Split(*gwClients, ",") {
@@ -41,7 +51,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		clients = append(clients, n)
 	}
 	var scenarios []bench.Scenario
-	for _, sc := range bench.DefaultScenarios() {
+	for _, sc := range append(bench.DefaultScenarios(), bench.CallScenarios()...) {
 		if *only == "" {
 			scenarios = append(scenarios, sc)
 			continue
@@ -67,7 +77,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(out, "broker limit: %.0f records/s (raw produce->consume of %d-byte records)\n", raw, recordBytes)
 	}
 	cfg := bench.Config{Brokers: seeds, Warmup: *warmup, Window: *window, StartRate: *start, LowRate: *low,
-		Partitions: *partitions, Progress: out, LowOnly: *lowOnly}
+		Partitions: *partitions, Progress: out, LowOnly: *lowOnly, ReplicationFactor: *rf}
 	if *cpuProfile != "" {
 		fh, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -87,11 +97,23 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		}()
 	}
 	for _, sc := range scenarios {
-		res, err := bench.RunScenario(ctx, cfg, sc, rep.Raw)
-		if err != nil {
-			return fail(e, "bench", fmt.Errorf("%s: %w", sc.Name, err))
+		if sc.Calls != nil && sc.Calls.Rate > 0 {
+			res, err := bench.RunCalls(ctx, cfg, sc)
+			if err != nil {
+				return fail(e, "bench", fmt.Errorf("%s: %w", sc.Name, err))
+			}
+			rep.Calls = append(rep.Calls, res)
+			continue
 		}
-		rep.Scenarios = append(rep.Scenarios, res)
+		for _, n := range counts {
+			cfg.Instances = n
+			res, err := bench.RunScenario(ctx, cfg, sc, rep.Raw)
+			if err != nil {
+				return fail(e, "bench", fmt.Errorf("%s, %d instances: %w", sc.Name, n, err))
+			}
+			rep.Scenarios = append(rep.Scenarios, res)
+		}
+		cfg.Instances = 1
 		if *gw {
 			gres, err := bench.RunGateway(ctx, cfg, sc, clients)
 			if err != nil {

@@ -101,6 +101,7 @@ func TestUsageAndValidation(t *testing.T) {
 		{"send unknown flow", []string{"send", "--topology", "../../topology.yaml", "--flow", "trains", "{}"}, exitFail, "", `no flow "trains"`},
 		{"send bad attr", []string{"send", "--flow", "x", "--attr", "novalue"}, exitUsage, "", "want key=value"},
 		{"tail bad from", []string{"tail", "--flow", "flights", "--from", "middle"}, exitUsage, "", "--from must be start or end"},
+		{"bench bad instances", []string{"bench", "--instances", "1,0"}, exitUsage, "", "--instances wants positive counts"},
 		{"demo bad requests", []string{"demo", "--requests", "0"}, exitUsage, "", "must be positive"},
 		{"replay bad stage", []string{"replay", "--flow", "flights", "--stage", "worker", "--to", "earliest"}, exitUsage, "", "--stage must be scatter or gather"},
 		{"replay without to", []string{"replay", "--flow", "flights", "--stage", "gather"}, exitUsage, "", "--to is required"},

@@ -43,6 +43,9 @@ type Scenario struct {
 	// at once (the pipeline's own cost).
 	MinLatency time.Duration `json:"min_latency"`
 	MaxLatency time.Duration `json:"max_latency"`
+	// Calls shapes the providers and the topology of a provider-calls
+	// scenario (see CallScenarios); nil for the pipeline's scenarios.
+	Calls *CallShape `json:"calls,omitempty"`
 }
 
 // DefaultScenarios are fan-out 3 and 8, strategies all and first, workers
@@ -53,6 +56,13 @@ func DefaultScenarios() []Scenario {
 		for _, s := range []string{"all", "first"} {
 			out = append(out, Scenario{Name: fmt.Sprintf("fanout %d, %s, instant", n, s), Fanout: n, Strategy: s})
 			out = append(out, Scenario{Name: fmt.Sprintf("fanout %d, %s, 5-50ms", n, s), Fanout: n, Strategy: s, MinLatency: 5 * time.Millisecond, MaxLatency: 50 * time.Millisecond})
+			if n == 3 && s == "all" {
+				// The same providers behind a fixed cap of 64 calls in
+				// flight per target, as every target had before the
+				// limits adapted.
+				out = append(out, Scenario{Name: "fanout 3, all, 5-50ms, fixed 64", Fanout: n, Strategy: s, MinLatency: 5 * time.Millisecond, MaxLatency: 50 * time.Millisecond,
+					Calls: &CallShape{Worker: "{concurrency: fixed, max_in_flight_per_target: 64}"}})
+			}
 		}
 	}
 	return out
@@ -78,6 +88,13 @@ type Config struct {
 	Progress io.Writer
 	// LowOnly measures the low-load step only.
 	LowOnly bool
+	// Instances is how many instances of each role (scatter, worker,
+	// gather) run, each with its own identity and state directory, as
+	// separate deployments would. Default 1.
+	Instances int
+	// ReplicationFactor of the scenario's topics. Default 1; 3 on a
+	// three-node cluster.
+	ReplicationFactor int
 }
 
 func (c *Config) defaults() {
@@ -99,6 +116,8 @@ func (c *Config) defaults() {
 	if c.PayloadBytes == 0 {
 		c.PayloadBytes = 100
 	}
+	c.Instances = max(c.Instances, 1)
+	c.ReplicationFactor = max(c.ReplicationFactor, 1)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -150,11 +169,13 @@ type Stages struct {
 
 // ScenarioResult is a scenario's sweep and its summary figures.
 type ScenarioResult struct {
-	Scenario       Scenario `json:"scenario"`
-	Steps          []Step   `json:"steps"`
-	MaxSustainable float64  `json:"max_sustainable_rate"`
-	LowLoad        *Step    `json:"low_load,omitempty"`
-	At60           *Step    `json:"at_60_percent,omitempty"`
+	Scenario Scenario `json:"scenario"`
+	// Instances of each role that ran it.
+	Instances      int     `json:"instances"`
+	Steps          []Step  `json:"steps"`
+	MaxSustainable float64 `json:"max_sustainable_rate"`
+	LowLoad        *Step   `json:"low_load,omitempty"`
+	At60           *Step   `json:"at_60_percent,omitempty"`
 	// Efficiency is MaxSustainable × (2N+3) ÷ the broker's raw limit.
 	Efficiency float64 `json:"efficiency"`
 }
@@ -167,6 +188,9 @@ type tracker struct {
 	stages  [3]*hdrhistogram.Histogram
 	pending map[string]time.Time // request id → intended send time, of the current step
 	got     int
+	// rateLimited counts the answers of the step's requests that were
+	// refused by a rate limit without a call.
+	rateLimited int
 }
 
 func (t *tracker) begin(ids int) {
@@ -177,7 +201,7 @@ func (t *tracker) begin(ids int) {
 		t.stages[i] = hdrhistogram.New(0, 600_000, 3) // ms
 	}
 	t.pending = make(map[string]time.Time, ids)
-	t.got = 0
+	t.got, t.rateLimited = 0, 0
 }
 
 func (t *tracker) expect(id string, intended time.Time) {
@@ -196,6 +220,11 @@ func (t *tracker) arrived(id string, at time.Time, a *schemas.Aggregate) {
 	delete(t.pending, id)
 	_ = t.hist.RecordValue(max(at.Sub(intended).Microseconds(), 1))
 	t.got++
+	for _, x := range a.Failed {
+		if strings.Contains(x.Error, worker.ErrRateLimited.Error()) {
+			t.rateLimited++
+		}
+	}
 	last := a.OpenedMs
 	for _, x := range a.Answered {
 		last = max(last, a.OpenedMs+x.LatencyMs)
@@ -215,16 +244,38 @@ type runner struct {
 	col   *collect.Collector
 	seq   atomic.Int64
 	stop  func()
+	// calls counts the provider calls of the measured window's requests.
+	calls *callCounts
 }
 
 func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, error) {
 	name := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
 	var b strings.Builder
-	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  group_prefix: %s\nflows:\n  - name: %s\n    partitions: %d\n    timeout: 10s\n",
-		strings.Join(cfg.Brokers, ", "), name, name, cfg.Partitions)
-	fmt.Fprintf(&b, "    strategy: {type: %s}\n    consolidate: {type: min, field: price}\n    targets:\n", sc.Strategy)
+	shape := sc.Calls
+	if shape == nil {
+		shape = &CallShape{}
+	}
+	timeout := 10 * time.Second
+	if shape.Timeout > 0 {
+		timeout = shape.Timeout
+	}
+	fmt.Fprintf(&b, "kafka:\n  brokers: [%s]\n  group_prefix: %s\n  replication_factor: %d\nflows:\n  - name: %s\n    partitions: %d\n    timeout: %s\n",
+		strings.Join(cfg.Brokers, ", "), name, cfg.ReplicationFactor, name, cfg.Partitions, timeout)
+	strategy := sc.Strategy
+	if !strings.HasPrefix(strategy, "{") {
+		strategy = "{type: " + strategy + "}"
+	}
+	fmt.Fprintf(&b, "    strategy: %s\n    consolidate: {type: min, field: price}\n", strategy)
+	if shape.Worker != "" {
+		fmt.Fprintf(&b, "    worker: %s\n", shape.Worker)
+	}
+	fmt.Fprintf(&b, "    targets:\n")
 	for i := range sc.Fanout {
-		fmt.Fprintf(&b, "      - {name: t%d}\n", i)
+		extra := ""
+		if i == 0 && shape.Target0 != "" {
+			extra = ", " + shape.Target0
+		}
+		fmt.Fprintf(&b, "      - {name: t%d%s}\n", i, extra)
 	}
 	topo, err := topology.Parse(name, []byte(b.String()), func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -234,15 +285,20 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 	if _, err := admin.CreateTopics(ctx, topo, nil, kafka.WithLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
-	opts := []kafka.RoleOpt{kafka.WithLogger(cfg.Logger), kafka.WithInstance("bench")}
-	for i := range sc.Fanout {
-		opts = append(opts, kafka.WithHandler(fmt.Sprintf("t%d", i), provider(sc, i)))
+	counts := newCallCounts(sc.Fanout)
+	var runners []kafka.Runner
+	for n := range cfg.Instances {
+		opts := []kafka.RoleOpt{kafka.WithLogger(cfg.Logger), kafka.WithInstance(fmt.Sprintf("bench-%d", n))}
+		for i := range sc.Fanout {
+			opts = append(opts, kafka.WithHandler(fmt.Sprintf("t%d", i), provider(sc, i, counts)))
+		}
+		rs, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, fmt.Sprintf("%s/%s/%d", os.TempDir(), name, n), opts...)
+		if err != nil {
+			return nil, err
+		}
+		runners = append(runners, rs...)
 	}
-	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, os.TempDir()+"/"+name, opts...)
-	if err != nil {
-		return nil, err
-	}
-	r := &runner{cfg: cfg, topo: topo, flow: f, track: &tracker{}}
+	r := &runner{cfg: cfg, topo: topo, flow: f, track: &tracker{}, calls: counts}
 	r.track.begin(0)
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -275,17 +331,36 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 	return r, nil
 }
 
-// provider is a simulated provider: it answers a price after its latency.
-func provider(sc Scenario, i int) worker.Handler {
+// provider is a simulated provider of target i: it answers a price after
+// its latency (uniform in the scenario's range; for target 0 a straggler's
+// latency for the scenario's share of calls), and counts the calls made for
+// the requests of the measured window in counts.
+func provider(sc Scenario, i int, counts *callCounts) worker.Handler {
+	var stragglers float64
+	var slow time.Duration
+	if sc.Calls != nil && i == 0 {
+		stragglers, slow = sc.Calls.Stragglers, sc.Calls.StragglerLatency
+	}
 	return worker.HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
+		done := counts.start(i, t.RequestID)
+		d := time.Duration(0)
 		if sc.MaxLatency > 0 {
-			d := sc.MinLatency + time.Duration(rand.Int64N(int64(sc.MaxLatency-sc.MinLatency)+1))
+			d = sc.MinLatency + time.Duration(rand.Int64N(int64(sc.MaxLatency-sc.MinLatency)+1))
+		}
+		if stragglers > 0 && rand.Float64() < stragglers {
+			d = slow
+		}
+		if d > 0 {
+			timer := time.NewTimer(d)
+			defer timer.Stop()
 			select {
-			case <-time.After(d):
+			case <-timer.C:
 			case <-ctx.Done():
+				done(false)
 				return nil, ctx.Err()
 			}
 		}
+		done(true)
 		return []byte(`{"price": ` + strconv.Itoa(100+i) + `}`), nil
 	})
 }
@@ -319,6 +394,7 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 		return Step{}, err
 	}
 	r.track.begin(int(rate * r.cfg.Window.Seconds()))
+	r.calls.begin(r.seq.Load())
 	start := time.Now()
 	ids, behind, err := send(r.cfg.Window, true)
 	if err != nil {
@@ -363,7 +439,7 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 		return nil, err
 	}
 	defer s.Close()
-	res := &ScenarioResult{Scenario: sc}
+	res := &ScenarioResult{Scenario: sc, Instances: cfg.Instances}
 	run := func(rate float64) (Step, error) {
 		st, err := r.step(ctx, s, rate)
 		if err == nil {
@@ -497,6 +573,7 @@ type Report struct {
 	Scenarios []*ScenarioResult `json:"scenarios"`
 	State     *StateResult      `json:"state,omitempty"`
 	Gateway   []*GatewayResult  `json:"gateway,omitempty"`
+	Calls     []*CallResult     `json:"calls,omitempty"`
 }
 
 // ThisMachine describes this machine; kafkaVersion is as the caller knows it.
@@ -527,11 +604,16 @@ func (r *Report) WriteTable(w io.Writer) {
 			if s.At60 != nil {
 				at = *s.At60
 			}
+			name := s.Scenario.Name
+			if s.Instances > 1 {
+				name = fmt.Sprintf("%s ×%d", name, s.Instances)
+			}
 			fmt.Fprintf(w, "%-28s %10.0f %10.2f %8.1fms %8.1fms %12.0f %8.1fms %8.1fms\n",
-				s.Scenario.Name, s.MaxSustainable, s.Efficiency, low.Latency.P50, low.Latency.P99, at.Rate, at.Latency.P50, at.Latency.P99)
+				name, s.MaxSustainable, s.Efficiency, low.Latency.P50, low.Latency.P99, at.Rate, at.Latency.P50, at.Latency.P99)
 		}
 	}
 	WriteGatewayTable(w, r.Gateway)
+	WriteCallsTable(w, r.Calls)
 	if st := r.State; st != nil {
 		fmt.Fprintf(w, "\nstate: %d open requests in one gather partition: resident memory %.0f MiB (Go heap %.0f MiB), Pebble on disk %.0f MiB, folded in %s\n",
 			st.Open, st.RSSMiB, st.HeapMiB, st.DiskMiB, time.Duration(st.FoldMs*float64(time.Millisecond)).Round(time.Millisecond))
