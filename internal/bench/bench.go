@@ -557,8 +557,15 @@ func (r *Report) WriteTable(w io.Writer) {
 			} else {
 				knee = fmt.Sprintf("%10s", "none")
 			}
-			fmt.Fprintf(w, "%-28s %10.0f %s %8.1fms %8.1fms %s %10.2f\n",
-				s.Scenario.Name, s.MaxSustainable, knee, low.Latency.P50, low.Latency.P99, atKnee, s.Efficiency)
+			sat := fmt.Sprintf("%10.0f", s.MaxSustainable)
+			switch {
+			case len(s.Steps) == 0: // no sweep
+				sat, knee = fmt.Sprintf("%10s", "-"), fmt.Sprintf("%10s", "-")
+			case s.Saturation == nil:
+				sat = fmt.Sprintf("%10s", "none")
+			}
+			fmt.Fprintf(w, "%-28s %s %s %8.1fms %8.1fms %s %10.2f\n",
+				s.Scenario.Name, sat, knee, low.Latency.P50, low.Latency.P99, atKnee, s.Efficiency)
 		}
 		if len(r.Scenarios) > 0 && r.Scenarios[0].KneeP99Ms > 0 {
 			fmt.Fprintf(w, "(saturation: every request aggregated, sender on schedule, p99 < 2 s; knee: the same with p99 <= %.0f ms)\n", r.Scenarios[0].KneeP99Ms)
