@@ -19,11 +19,15 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	lowOnly := f.Bool("low-only", false, "measure only the low-load latency of each scenario, no sweep")
 	warmup := f.Duration("warmup", 2*time.Second, "warm-up before each measured step")
 	window := f.Duration("window", 5*time.Second, "measurement window of each step")
-	start := f.Float64("start-rate", 100, "first rate of the sweep, requests/s (doubled until unsustainable)")
+	start := f.Float64("start-rate", 100, "first rate of the sweep, requests/s (doubled until unsustainable, then refined near the knee and the saturation)")
+	refine := f.Int("refine", 3, "steps that narrow each of the knee and the saturation, each halving the bracket (3: to 9 %; 0: none)")
+	kneeP99 := f.Duration("knee-p99", 100*time.Millisecond, "p99 up to which a sustainable step is below the knee")
 	low := f.Float64("low-rate", 20, "rate of the low-load latency measurement, requests/s")
 	partitions := f.Int("partitions", 3, "partitions of every topic")
 	stateN := f.Int("state", 1_000_000, "open requests to hold in one gather for the state measurement (0: skip)")
-	rawN := f.Int("raw-records", 200_000, "records of the raw produce->consume measurement (0: skip)")
+	rawEach := f.Duration("raw-time", 3*time.Second, "length of each run of the broker's raw produce->consume limit, measured before and after the scenarios (0: skip)")
+	rawRepeats := f.Int("raw-repeats", 5, "runs of the broker limit after its warm-up run, each time it is measured")
+	brokerPID := f.Int("broker-pid", 0, "pid of the broker on this machine, to report its CPU per request too (scripts/kafka.sh writes it to $SG_KAFKA_DIR/kafka.pid)")
 	jsonOut := f.String("json", "", "write the report as JSON to this file")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the scenarios to this file")
 	memProfile := f.String("memprofile", "", "write an allocation profile to this file at the end")
@@ -41,6 +45,9 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 			return f.usageError("--instances wants positive counts, have %q", c)
 		}
 		counts = append(counts, n)
+	}
+	if *rawRepeats < 1 {
+		return f.usageError("--raw-repeats wants at least 1, have %d", *rawRepeats)
 	}
 	var clients []int
 	for _, c := range strings.Split(*gwClients, ",") {
@@ -67,17 +74,38 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	rep := &bench.Report{Started: time.Now().UTC(), Machine: bench.ThisMachine(bench.KafkaVersion(ctx, seeds))}
 	out := e.stdout
 	fmt.Fprintf(out, "scattergather bench against %s (Kafka %s), %d cores\n", *brokers, rep.Machine.Kafka, rep.Machine.Cores)
-	const recordBytes = 200 // about the size of a task or result record with a 100-byte payload
-	if *rawN > 0 {
-		raw, err := bench.Raw(ctx, seeds, *partitions, *rawN, recordBytes)
-		if err != nil {
-			return fail(e, "bench", fmt.Errorf("raw produce->consume: %w", err))
+	rawCfg := bench.RawConfig{Brokers: seeds, Partitions: *partitions, ReplicationFactor: *rf, Each: *rawEach, Repeats: *rawRepeats,
+		RecordBytes: 200, // about the size of a task or result record with a 100-byte payload
+		Progress:    out}
+	limit := func(end bool) int {
+		if *rawEach <= 0 {
+			return exitOK
 		}
-		rep.Raw, rep.RawSize = raw, recordBytes
-		fmt.Fprintf(out, "broker limit: %.0f records/s (raw produce->consume of %d-byte records)\n", raw, recordBytes)
+		when := "start"
+		if end {
+			when = "end"
+		}
+		l, err := bench.Raw(ctx, rawCfg)
+		if err != nil {
+			return fail(e, "bench", fmt.Errorf("raw produce->consume at the %s: %w", when, err))
+		}
+		rep.SetBrokerLimit(l, end)
+		fmt.Fprintf(out, "broker limit at the %s: median %.0f records/s, spread %.0f %% over %d runs (raw produce->consume of %d-byte records)\n",
+			when, l.Median, 100*l.Spread, len(l.Runs), l.RecordBytes)
+		if l.Spread >= bench.SpreadWarning {
+			fmt.Fprintf(out, "WARNING: the broker limit spreads by %.0f %%: the machine is not quiet, the figures will be doubtful\n", 100*l.Spread)
+		}
+		return exitOK
+	}
+	if code := limit(false); code != exitOK {
+		return code
 	}
 	cfg := bench.Config{Brokers: seeds, Warmup: *warmup, Window: *window, StartRate: *start, LowRate: *low,
+		Refine: *refine, KneeP99: *kneeP99, BrokerPID: *brokerPID, ProfileCPU: *cpuProfile == "",
 		Partitions: *partitions, Progress: out, LowOnly: *lowOnly, ReplicationFactor: *rf}
+	if *refine == 0 {
+		cfg.Refine = -1
+	}
 	if *cpuProfile != "" {
 		fh, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -87,6 +115,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 			return fail(e, "bench", err)
 		}
 		defer pprof.StopCPUProfile()
+		fmt.Fprintln(out, "--cpuprofile holds the profiler: the steps' CPU is not split by role")
 	}
 	if *memProfile != "" {
 		defer func() {
@@ -120,6 +149,11 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 				return fail(e, "bench", fmt.Errorf("%s through the gateway: %w", sc.Name, err))
 			}
 			rep.Gateway = append(rep.Gateway, gres)
+		}
+	}
+	if len(scenarios) > 0 {
+		if code := limit(true); code != exitOK {
+			return code
 		}
 	}
 	if *stateN > 0 {

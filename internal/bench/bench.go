@@ -1,9 +1,11 @@
 // Package bench measures scattergather against a real Kafka broker: an
 // open-loop load at constant rates with latency from each request's
 // intended send time to the moment a read_committed consumer reads its
-// aggregate (no coordinated omission), a step sweep for the highest
-// sustainable rate, the broker's own produce→consume limit for records of
-// the same size in the same run, and the gather's state at scale.
+// aggregate (no coordinated omission), a step sweep for the knee (the
+// highest rate with a low p99) and the saturation (the highest sustainable
+// rate), the CPU each role spends per request there, the broker's own
+// produce→consume limit for records of the same size at the start and the
+// end of the run, and the gather's state at scale.
 package bench
 
 import (
@@ -74,9 +76,22 @@ type Config struct {
 	// Warmup precedes each step's measurement Window.
 	Warmup, Window time.Duration
 	// StartRate is the first step of the sweep (requests/s); each step
-	// doubles it until a step is not sustainable, then one step halfway
-	// between the last good and the first bad rate refines it.
+	// doubles it until a step is not sustainable, then Refine steps
+	// narrow the knee and Refine steps the saturation.
 	StartRate float64
+	// Refine is the number of steps that narrow each of the knee and the
+	// saturation, each halving the ratio between the last good and the
+	// first bad rate (default 3: to 9 %; negative: none).
+	Refine int
+	// KneeP99 is the p99 latency up to which a step is below the knee
+	// (default 100ms).
+	KneeP99 time.Duration
+	// ProfileCPU profiles each step's window to split its CPU by role;
+	// leave it false when the process runs a CPU profile of its own.
+	ProfileCPU bool
+	// BrokerPID, when set, is the broker's process on this machine: each
+	// step reports its CPU too.
+	BrokerPID int
 	// LowRate is the rate of the low-load latency measurement.
 	LowRate float64
 	// Partitions of every topic.
@@ -106,6 +121,12 @@ func (c *Config) defaults() {
 	}
 	if c.StartRate == 0 {
 		c.StartRate = 100
+	}
+	if c.Refine == 0 {
+		c.Refine = 3
+	}
+	if c.KneeP99 == 0 {
+		c.KneeP99 = 100 * time.Millisecond
 	}
 	if c.LowRate == 0 {
 		c.LowRate = 20
@@ -158,6 +179,8 @@ type Step struct {
 	// appended (workers), last answer → aggregate read (gather and commit).
 	Stages    Stages `json:"stages_p50"`
 	StagesP99 Stages `json:"stages_p99"`
+	// CPU is the window's processor time per request.
+	CPU *CPU `json:"cpu,omitempty"`
 }
 
 // Stages are median stage latencies in milliseconds.
@@ -171,11 +194,19 @@ type Stages struct {
 type ScenarioResult struct {
 	Scenario Scenario `json:"scenario"`
 	// Instances of each role that ran it.
-	Instances      int     `json:"instances"`
-	Steps          []Step  `json:"steps"`
+	Instances int    `json:"instances"`
+	Steps     []Step `json:"steps"`
+	// MaxSustainable is the saturation: the highest rate of the sweep at
+	// which every request of the window got its aggregate, the sender
+	// kept its schedule and p99 stayed under 2 s.
 	MaxSustainable float64 `json:"max_sustainable_rate"`
-	LowLoad        *Step   `json:"low_load,omitempty"`
-	At60           *Step   `json:"at_60_percent,omitempty"`
+	// Knee is the highest sustainable rate of the sweep whose p99 stayed
+	// within KneeP99.
+	Knee       float64 `json:"knee_rate"`
+	KneeP99Ms  float64 `json:"knee_p99_bound_ms"`
+	LowLoad    *Step   `json:"low_load,omitempty"`
+	AtKnee     *Step   `json:"at_knee,omitempty"`
+	Saturation *Step   `json:"at_saturation,omitempty"`
 	// Efficiency is MaxSustainable × (2N+3) ÷ the broker's raw limit.
 	Efficiency float64 `json:"efficiency"`
 }
@@ -396,7 +427,9 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 	r.track.begin(int(rate * r.cfg.Window.Seconds()))
 	r.calls.begin(r.seq.Load())
 	start := time.Now()
+	m := startMeter(r.cfg.ProfileCPU, r.cfg.BrokerPID)
 	ids, behind, err := send(r.cfg.Window, true)
+	cpu := m.stop(len(ids))
 	if err != nil {
 		return Step{}, err
 	}
@@ -410,7 +443,8 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 	st := Step{Rate: rate, Achieved: float64(len(ids)) / elapsed.Seconds(), Sent: len(ids), Received: r.track.got,
 		BehindMs: float64(behind.Microseconds()) / 1000, Latency: summarize(r.track.hist),
 		Stages:    Stages{float64(r.track.stages[0].ValueAtQuantile(50)), float64(r.track.stages[1].ValueAtQuantile(50)), float64(r.track.stages[2].ValueAtQuantile(50))},
-		StagesP99: Stages{float64(r.track.stages[0].ValueAtQuantile(99)), float64(r.track.stages[1].ValueAtQuantile(99)), float64(r.track.stages[2].ValueAtQuantile(99))}}
+		StagesP99: Stages{float64(r.track.stages[0].ValueAtQuantile(99)), float64(r.track.stages[1].ValueAtQuantile(99)), float64(r.track.stages[2].ValueAtQuantile(99))},
+		CPU:       cpu}
 	r.track.mu.Unlock()
 	st.Sustainable = st.Received == st.Sent && behind < 200*time.Millisecond && st.Latency.P99 < 2000
 	// Let the stragglers of an overloaded step go before the next one.
@@ -443,8 +477,8 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 	run := func(rate float64) (Step, error) {
 		st, err := r.step(ctx, s, rate)
 		if err == nil {
-			fmt.Fprintf(cfg.Progress, "  %-28s %7.0f req/s: achieved %7.0f, received %d/%d, p50 %6.1f ms, p99 %7.1f ms (stages p50 %.0f/%.0f/%.0f, p99 %.0f/%.0f/%.0f ms), sustainable %v\n",
-				sc.Name, rate, st.Achieved, st.Received, st.Sent, st.Latency.P50, st.Latency.P99, st.Stages.Scatter, st.Stages.Workers, st.Stages.Gather, st.StagesP99.Scatter, st.StagesP99.Workers, st.StagesP99.Gather, st.Sustainable)
+			fmt.Fprintf(cfg.Progress, "  %-28s %7.0f req/s: achieved %7.0f, received %d/%d, p50 %6.1f ms, p99 %7.1f ms (stages p50 %.0f/%.0f/%.0f, p99 %.0f/%.0f/%.0f ms)%s, sustainable %v\n",
+				sc.Name, rate, st.Achieved, st.Received, st.Sent, st.Latency.P50, st.Latency.P99, st.Stages.Scatter, st.Stages.Workers, st.Stages.Gather, st.StagesP99.Scatter, st.StagesP99.Workers, st.StagesP99.Gather, cpuBrief(st.CPU), st.Sustainable)
 		}
 		return st, err
 	}
@@ -456,104 +490,48 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 	if cfg.LowOnly {
 		return res, nil
 	}
-	good, bad := 0.0, 0.0
-	for rate := cfg.StartRate; ; rate *= 2 {
-		st, err := run(rate)
-		if err != nil {
-			return nil, err
-		}
-		res.Steps = append(res.Steps, st)
-		if !st.Sustainable {
-			bad = rate
-			break
-		}
-		good = rate
-		if rate > 1e6 {
-			break
-		}
+	kneeP99 := float64(cfg.KneeP99.Microseconds()) / 1000
+	res.KneeP99Ms = kneeP99
+	atKnee := func(st Step) bool { return st.Sustainable && st.Latency.P99 <= kneeP99 }
+	res.Steps, err = sweep(cfg.StartRate, max(cfg.Refine, 0), []Step{low}, atKnee, run)
+	if err != nil {
+		return nil, err
 	}
-	if good > 0 && bad > 0 {
-		mid := (good + bad) / 2
-		st, err := run(mid)
-		if err != nil {
-			return nil, err
-		}
-		res.Steps = append(res.Steps, st)
-		if st.Sustainable {
-			good = mid
-		}
+	measured := append([]Step{low}, res.Steps...)
+	res.AtKnee = pick(measured, atKnee)
+	res.Saturation = pick(measured, func(st Step) bool { return st.Sustainable })
+	if res.AtKnee != nil {
+		res.Knee = res.AtKnee.Rate
 	}
-	res.MaxSustainable = good
-	if good > 0 {
-		at60, err := run(0.6 * good)
-		if err != nil {
-			return nil, err
-		}
-		res.At60 = &at60
+	if res.Saturation != nil {
+		res.MaxSustainable = res.Saturation.Rate
 	}
-	if raw > 0 {
-		res.Efficiency = good * float64(2*sc.Fanout+3) / raw
-	}
+	res.setEfficiency(raw)
 	return res, nil
 }
 
-// Raw measures the broker's own limit: an idempotent producer writing n
-// records of size bytes as fast as it can and a consumer reading them
-// (one hop), in records per second from the first produce to the last
-// record read.
-func Raw(ctx context.Context, brokers []string, partitions, n, size int) (float64, error) {
-	topic := fmt.Sprintf("bench-raw-%d", time.Now().UnixNano())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(0))
-	if err != nil {
-		return 0, err
+// setEfficiency sets Efficiency from the broker's limit raw (records/s).
+func (s *ScenarioResult) setEfficiency(raw float64) {
+	s.Efficiency = 0
+	if raw > 0 {
+		s.Efficiency = s.MaxSustainable * float64(2*s.Scenario.Fanout+3) / raw
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, topic); err != nil {
-		return 0, err
+}
+
+// cpuBrief is a step's CPU for its progress line.
+func cpuBrief(c *CPU) string {
+	if c == nil || c.Requests == 0 {
+		return ""
 	}
-	defer adm.DeleteTopics(context.Background(), topic) //nolint:errcheck // best effort
-	for {
-		d, err := adm.ListTopics(ctx, topic)
-		if err == nil && len(d[topic].Partitions) == partitions {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	out := fmt.Sprintf(", cpu %.0f µs/req", c.Process)
+	if c.Profiled {
+		sc, w, g := c.Shares()
+		out += fmt.Sprintf(" (roles %.0f: scatter %.0f%%, workers %.0f%%, gather %.0f%%)", c.Roles(), 100*sc, 100*w, 100*g)
 	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		return 0, err
+	if c.Broker > 0 {
+		out += fmt.Sprintf(", broker %.0f µs/req", c.Broker)
 	}
-	defer cons.Close()
-	value := make([]byte, size)
-	start := time.Now()
-	var prodErr atomic.Value
-	go func() {
-		for i := range n {
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)), Value: value}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					prodErr.Store(err)
-				}
-			})
-		}
-	}()
-	got := 0
-	for got < n {
-		fs := cons.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		if e := prodErr.Load(); e != nil {
-			return 0, e.(error)
-		}
-		got += fs.NumRecords()
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return out
 }
 
 // Machine describes where the benchmark ran.
@@ -566,19 +544,70 @@ type Machine struct {
 
 // Report is a whole run.
 type Report struct {
-	Started   time.Time         `json:"started"`
-	Machine   Machine           `json:"machine"`
-	Raw       float64           `json:"raw_records_per_second"`
-	RawSize   int               `json:"raw_record_bytes"`
-	Scenarios []*ScenarioResult `json:"scenarios"`
-	State     *StateResult      `json:"state,omitempty"`
-	Gateway   []*GatewayResult  `json:"gateway,omitempty"`
-	Calls     []*CallResult     `json:"calls,omitempty"`
+	Started time.Time `json:"started"`
+	Machine Machine   `json:"machine"`
+	// Raw is the broker's limit that the efficiencies use: the median of
+	// every run of LimitStart and LimitEnd (of the one measured, when the
+	// other was not). Set it with SetBrokerLimit.
+	Raw     float64 `json:"raw_records_per_second"`
+	RawSize int     `json:"raw_record_bytes"`
+	// LimitStart and LimitEnd are the broker's limit measured before the
+	// scenarios and after them.
+	LimitStart *BrokerLimit      `json:"broker_limit_start,omitempty"`
+	LimitEnd   *BrokerLimit      `json:"broker_limit_end,omitempty"`
+	Scenarios  []*ScenarioResult `json:"scenarios"`
+	State      *StateResult      `json:"state,omitempty"`
+	Gateway    []*GatewayResult  `json:"gateway,omitempty"`
+	Calls      []*CallResult     `json:"calls,omitempty"`
 }
 
 // ThisMachine describes this machine; kafkaVersion is as the caller knows it.
 func ThisMachine(kafkaVersion string) Machine {
 	return Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Kafka: kafkaVersion}
+}
+
+// SetBrokerLimit records the broker's limit measured at the start of the
+// run (end false) or at its end, and sets Raw and every scenario's
+// Efficiency from the runs known.
+func (r *Report) SetBrokerLimit(l *BrokerLimit, end bool) {
+	if end {
+		r.LimitEnd = l
+	} else {
+		r.LimitStart = l
+	}
+	var runs []float64
+	for _, l := range []*BrokerLimit{r.LimitStart, r.LimitEnd} {
+		if l != nil {
+			runs = append(runs, l.Runs...)
+			r.RawSize = l.RecordBytes
+		}
+	}
+	r.Raw = newRepeated(runs).Median
+	for _, s := range r.Scenarios {
+		s.setEfficiency(r.Raw)
+	}
+}
+
+// Warnings are what makes the run's figures doubtful: a broker limit
+// whose runs spread by SpreadWarning or more, or that moved as much
+// between the start and the end of the run.
+func (r *Report) Warnings() []string {
+	var out []string
+	for _, x := range []struct {
+		when string
+		l    *BrokerLimit
+	}{{"start", r.LimitStart}, {"end", r.LimitEnd}} {
+		if x.l != nil && x.l.Spread >= SpreadWarning {
+			out = append(out, fmt.Sprintf("the broker limit at the %s spreads by %.0f %% over its %d runs: the machine was not quiet, the figures are doubtful",
+				x.when, 100*x.l.Spread, len(x.l.Runs)))
+		}
+	}
+	if a, b := r.LimitStart, r.LimitEnd; a != nil && b != nil && a.Median > 0 && b.Median > 0 {
+		if d := (b.Median - a.Median) / a.Median; d >= SpreadWarning || d <= -SpreadWarning {
+			out = append(out, fmt.Sprintf("the broker limit moved by %+.0f %% between the start and the end of the run: the figures are doubtful", 100*d))
+		}
+	}
+	return out
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -591,26 +620,38 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteTable writes the report as a readable table.
 func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "machine: %d cores, %s, %s; Kafka %s\n", r.Machine.Cores, r.Machine.OS, r.Machine.GoVersion, r.Machine.Kafka)
-	if r.Raw > 0 {
-		fmt.Fprintf(w, "broker limit (raw produce->consume, %d-byte records): %.0f records/s\n\n", r.RawSize, r.Raw)
-	}
+	r.writeLimit(w)
 	if len(r.Scenarios) > 0 {
-		fmt.Fprintf(w, "%-28s %10s %10s %10s %10s %12s %10s %10s\n", "scenario", "max req/s", "efficiency", "low p50", "low p99", "60% rate", "60% p50", "60% p99")
+		fmt.Fprintf(w, "%-28s %10s %10s %10s %10s %10s %10s %10s\n", "scenario", "saturation", "knee", "low p50", "low p99", "knee p50", "knee p99", "efficiency")
 		for _, s := range r.Scenarios {
-			low, at := Step{}, Step{}
+			low := Step{}
 			if s.LowLoad != nil {
 				low = *s.LowLoad
 			}
-			if s.At60 != nil {
-				at = *s.At60
+			knee, atKnee := fmt.Sprintf("%10.0f", s.Knee), fmt.Sprintf("%10s %10s", "-", "-")
+			if k := s.AtKnee; k != nil {
+				atKnee = fmt.Sprintf("%8.1fms %8.1fms", k.Latency.P50, k.Latency.P99)
+			} else {
+				knee = fmt.Sprintf("%10s", "none")
 			}
 			name := s.Scenario.Name
 			if s.Instances > 1 {
 				name = fmt.Sprintf("%s ×%d", name, s.Instances)
 			}
-			fmt.Fprintf(w, "%-28s %10.0f %10.2f %8.1fms %8.1fms %12.0f %8.1fms %8.1fms\n",
-				name, s.MaxSustainable, s.Efficiency, low.Latency.P50, low.Latency.P99, at.Rate, at.Latency.P50, at.Latency.P99)
+			sat := fmt.Sprintf("%10.0f", s.MaxSustainable)
+			switch {
+			case len(s.Steps) == 0: // no sweep
+				sat, knee = fmt.Sprintf("%10s", "-"), fmt.Sprintf("%10s", "-")
+			case s.Saturation == nil:
+				sat = fmt.Sprintf("%10s", "none")
+			}
+			fmt.Fprintf(w, "%-28s %s %s %8.1fms %8.1fms %s %10.2f\n",
+				name, sat, knee, low.Latency.P50, low.Latency.P99, atKnee, s.Efficiency)
 		}
+		if len(r.Scenarios) > 0 && r.Scenarios[0].KneeP99Ms > 0 {
+			fmt.Fprintf(w, "(saturation: every request aggregated, sender on schedule, p99 < 2 s; knee: the same with p99 <= %.0f ms)\n", r.Scenarios[0].KneeP99Ms)
+		}
+		r.writeCPU(w)
 	}
 	WriteGatewayTable(w, r.Gateway)
 	WriteCallsTable(w, r.Calls)
@@ -620,6 +661,66 @@ func (r *Report) WriteTable(w io.Writer) {
 		for _, f := range st.Fire {
 			fmt.Fprintf(w, "  firing %7d due deadlines among %7d open: %8.1f ms (%.1f µs each)\n", f.Due, f.Open, f.Ms, f.Ms*1000/float64(f.Due))
 		}
+	}
+}
+
+func (r *Report) writeLimit(w io.Writer) {
+	if r.LimitStart == nil && r.LimitEnd == nil {
+		return
+	}
+	fmt.Fprintf(w, "broker limit (raw produce->consume, %d-byte records, one hop; a warm-up run, then the runs):\n", r.RawSize)
+	for _, x := range []struct {
+		when string
+		l    *BrokerLimit
+	}{{"start", r.LimitStart}, {"end", r.LimitEnd}} {
+		if x.l == nil {
+			continue
+		}
+		runs := make([]string, len(x.l.Runs))
+		for i, v := range x.l.Runs {
+			runs[i] = fmt.Sprintf("%.0f", v)
+		}
+		fmt.Fprintf(w, "  %-5s median %9.0f records/s, spread %3.0f %% (%d runs of %.0fs: %s; warm-up %.0f)\n",
+			x.when, x.l.Median, 100*x.l.Spread, len(x.l.Runs), x.l.EachSeconds, strings.Join(runs, ", "), x.l.Warmup)
+	}
+	fmt.Fprintf(w, "  efficiency uses %.0f records/s, the median of every run above\n", r.Raw)
+	for _, warn := range r.Warnings() {
+		fmt.Fprintf(w, "WARNING: %s\n", warn)
+	}
+	fmt.Fprintln(w)
+}
+
+// writeCPU writes the CPU per request at the knee and at the saturation.
+func (r *Report) writeCPU(w io.Writer) {
+	type row struct {
+		name string
+		st   *Step
+	}
+	var rows []row
+	for _, s := range r.Scenarios {
+		for _, at := range []struct {
+			name string
+			st   *Step
+		}{{"knee", s.AtKnee}, {"saturation", s.Saturation}} {
+			if at.st != nil && at.st.CPU != nil && at.st.CPU.Requests > 0 {
+				rows = append(rows, row{s.Scenario.Name + ", " + at.name, at.st})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nCPU per request, µs (process: the whole bench process; scatter, workers, gather, other: by profile label; shares of the roles' CPU):\n")
+	fmt.Fprintf(w, "%-40s %8s %8s %8s %8s %8s %8s %8s %8s  %s\n", "scenario, at", "req/s", "process", "scatter", "workers", "gather", "other", "roles", "broker", "scatter/workers/gather")
+	for _, row := range rows {
+		c := row.st.CPU
+		shares := "(no profile)"
+		if c.Profiled {
+			sc, wk, g := c.Shares()
+			shares = fmt.Sprintf("%.0f/%.0f/%.0f %%", 100*sc, 100*wk, 100*g)
+		}
+		fmt.Fprintf(w, "%-40s %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f  %s\n",
+			row.name, row.st.Rate, c.Process, c.Scatter, c.Workers, c.Gather, c.Other, c.Roles(), c.Broker, shares)
 	}
 }
 

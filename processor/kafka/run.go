@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,8 +127,19 @@ func IsPermanent(err error) bool {
 // backoff that doubles from 500ms to 30s; the role then starts over from
 // the committed offsets, which is always safe. A permanent error is
 // returned.
+//
+// r runs under the profiler labels role=<scatter|worker|gather> and
+// flow=<flow>, and so do the goroutines it starts (its Kafka clients',
+// its store's): a CPU profile of a process running several roles splits
+// by role (go tool pprof -tagfocus role=gather).
 func Supervise(ctx context.Context, r Runner) error {
 	rl := roleOf(r)
+	var err error
+	pprof.Do(ctx, pprof.Labels("role", rl.name, "flow", rl.flow), func(ctx context.Context) { err = supervise(ctx, r, rl) })
+	return err
+}
+
+func supervise(ctx context.Context, r Runner, rl role) error {
 	backoff := 500 * time.Millisecond
 	each(rl.o.hooks, func(h HookRoleRestart) { h.OnRoleStart(rl.flow, rl.name) })
 	for {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"testing"
@@ -81,6 +82,26 @@ func TestRoleOfNamesRoleAndFlow(t *testing.T) {
 	}
 	if rl := roleOf(&flaky{}); rl.name != "*kafka.flaky" || rl.flow != "" {
 		t.Errorf("roleOf(a runner of another type) = %s/%s, want its type and no flow", rl.name, rl.flow)
+	}
+}
+
+// labelled records the profiler label role its Run sees.
+type labelled struct{ role string }
+
+func (l *labelled) Run(ctx context.Context) error {
+	l.role, _ = pprof.Label(ctx, "role")
+	return nil
+}
+
+func (l *labelled) Ready() <-chan struct{} { return nil }
+
+func TestSuperviseLabelsTheRole(t *testing.T) {
+	r := &labelled{}
+	if err := Supervise(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if r.role != "*kafka.labelled" {
+		t.Errorf("Run saw the profiler label role=%q, want the runner's role", r.role)
 	}
 }
 
