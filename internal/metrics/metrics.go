@@ -52,6 +52,7 @@ type Metrics struct {
 	cancelled     *prometheus.CounterVec
 	decided       *prometheus.GaugeVec
 	rateLimit     *prometheus.CounterVec
+	hedges        *prometheus.CounterVec
 	gw            gatewayMetrics
 }
 
@@ -105,6 +106,7 @@ func New() *Metrics {
 		cancelled:     f("tasks_cancelled_total", "Tasks a worker answered ERROR \"cancelled: request decided\" because the gather had decided their request, by when: before_call (the provider was not called) or in_flight (the call was cut short).", "flow", "target", "when"),
 		decided:       g("worker_decided_requests", "Decided requests a worker remembers, to cancel their tasks, until their deadline passes.", "flow"),
 		rateLimit:     f("rate_limit_events_total", "Events of a target's rate limit: delayed (a call waited for its turn), refused (a task answered ERROR \"rate limited\" without a call), retry_after (the provider asked for a pause).", "flow", "target", "event"),
+		hedges:        f("worker_hedges_total", "Events of a target's hedge: sent (a call slower than the quantile got a backup call), won (the backup's answer was kept), budget_exhausted (a call slow enough got none, the budget being spent).", "flow", "target", "event"),
 		refused:       f("tasks_refused_total", "Tasks a worker answered ERROR without running them (a target its topic does not serve), by the topic's target and kind of reason.", "flow", "target", "reason"),
 		rewritten: f("records_rewritten_total", "Records written in a form that fits because they could not be written as they were (too large or refused), by role, topic meant for and how: truncated, failed_aggregate, error_result, dead_letter.",
 			"flow", "role", "topic", "how"),
@@ -129,6 +131,7 @@ var (
 	_ kafka.HookTaskCancelled    = (*Metrics)(nil)
 	_ kafka.HookDecidedRequests  = (*Metrics)(nil)
 	_ kafka.HookRateLimit        = (*Metrics)(nil)
+	_ kafka.HookHedge            = (*Metrics)(nil)
 	_ kafka.HookCircuitBreaker   = (*Metrics)(nil)
 	_ kafka.HookAggregate        = (*Metrics)(nil)
 	_ kafka.HookOpenRequests     = (*Metrics)(nil)
@@ -203,6 +206,11 @@ func (m *Metrics) OnDecidedRequests(flow string, remembered int) {
 // OnRateLimit counts an event of a target's rate limit.
 func (m *Metrics) OnRateLimit(flow, target, event string) {
 	m.rateLimit.WithLabelValues(flow, target, event).Inc()
+}
+
+// OnHedge counts an event of a target's hedge.
+func (m *Metrics) OnHedge(flow, target, event string) {
+	m.hedges.WithLabelValues(flow, target, event).Inc()
 }
 
 // OnTaskRefused counts a task answered ERROR without running; kind is a

@@ -67,6 +67,9 @@ func TestHooksRecordPerFlow(t *testing.T) {
 	m.OnCircuitBreaker("flights", "a", "rejected")
 	m.OnTaskRefused("flights", "a", "wrong_target")
 	m.OnRecordRewritten("flights", "gather", "flights.dlq", "truncated")
+	m.OnHedge("flights", "a", "sent")
+	m.OnHedge("flights", "a", "sent")
+	m.OnHedge("flights", "a", "won")
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -83,6 +86,8 @@ func TestHooksRecordPerFlow(t *testing.T) {
 		{"scattergather_circuit_open", map[string]string{"flow": "flights", "target": "a"}, 1},
 		{"scattergather_tasks_refused_total", map[string]string{"flow": "flights", "target": "a", "reason": "wrong_target"}, 1},
 		{"scattergather_records_rewritten_total", map[string]string{"flow": "flights", "role": "gather", "topic": "flights.dlq", "how": "truncated"}, 1},
+		{"scattergather_worker_hedges_total", map[string]string{"flow": "flights", "target": "a", "event": "sent"}, 2},
+		{"scattergather_worker_hedges_total", map[string]string{"flow": "flights", "target": "a", "event": "won"}, 1},
 	} {
 		got, ok := value(t, m, c.name, c.labels)
 		if !ok || got != c.want {

@@ -111,6 +111,13 @@ type (
 	HookConcurrencyLimit interface {
 		OnConcurrencyLimit(flow, target string, limit int)
 	}
+	// HookHedge is told each event of a target's hedge (topology's
+	// hedge section): "sent" (a call slower than the quantile got a backup
+	// call), "won" (the backup's answer was kept) or "budget_exhausted" (a
+	// call slow enough got none, as the budget had none left).
+	HookHedge interface {
+		OnHedge(flow, target, event string)
+	}
 	// HookDecidedRequests is told, after each read of the aggregated
 	// topic, how many decided requests a worker remembers to cancel their
 	// tasks (those within their deadline), with worker.cancel: decided.

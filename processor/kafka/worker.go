@@ -80,14 +80,24 @@ func NewWorker(t *topology.Topology, flow *topology.Flow, opts ...WorkerOpt) (*W
 			w.limiters[name] = lim
 			limit = append(limit, lim.Middleware())
 		}
+		var hedge *worker.Hedge
+		if tg.Hedge != nil {
+			hedge = worker.NewHedge(*tg.Hedge, w.onHedge(tg))
+		}
 		if h := o.handlers[name]; h != nil {
-			w.handlers[name] = worker.Chain(h, limit...)
+			// As for the built-in HTTP handler, a backup call passes the
+			// rate limit.
+			var mw []worker.Middleware
+			if hedge != nil {
+				mw = append(mw, hedge.Middleware())
+			}
+			w.handlers[name] = worker.Chain(h, append(mw, limit...)...)
 			continue
 		}
 		if tg.HTTP == nil {
 			return nil, errorf("flow %s: target %s has no http section and no Go handler", flow.Name, name)
 		}
-		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg), limit...)
+		w.handlers[name] = worker.HTTPHandler(tg.HTTP, nil, w.onBreaker(tg), hedge, limit...)
 	}
 	return w, nil
 }
@@ -116,6 +126,13 @@ func (w *Worker) onBreaker(tg *topology.Target) func(worker.BreakerEvent) {
 			log.Info("circuit closed: the provider answers again")
 		}
 		each(w.o.hooks, func(h HookCircuitBreaker) { h.OnCircuitBreaker(w.flow.Name, tg.Name, ev.String()) })
+	}
+}
+
+// onHedge tells the hooks of every event of a target's hedge.
+func (w *Worker) onHedge(tg *topology.Target) func(worker.HedgeEvent) {
+	return func(ev worker.HedgeEvent) {
+		each(w.o.hooks, func(h HookHedge) { h.OnHedge(w.flow.Name, tg.Name, ev.String()) })
 	}
 }
 

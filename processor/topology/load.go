@@ -116,7 +116,7 @@ func Parse(file string, data []byte, env Env, overrides ...Override) (*Topology,
 	for _, o := range overrides {
 		o.Set(t)
 	}
-	t.setDefaults()
+	t.setDefaults(d.lines)
 	if err := t.validate(d.lines); err != nil {
 		var te *Error
 		if errors.As(err, &te) {

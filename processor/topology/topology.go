@@ -195,6 +195,32 @@ type Target struct {
 	// HTTP configures the built-in HTTP worker for this target. Without it
 	// the target needs a Go handler.
 	HTTP *HTTPTarget `yaml:"http"`
+	// Hedge sends a backup call when a call is slower than most. Default:
+	// none. Opt in only for providers that tolerate a task called twice at
+	// once (they de-duplicate on Idempotency-Key, or their calls have no
+	// effect).
+	Hedge *Hedge `yaml:"hedge"`
+}
+
+// Hedge configures hedged calls: a call that has not answered after the
+// Quantile of the target's recent latencies (at least MinDelay) gets one
+// backup call, with the same task, to the next endpoint; the first OK
+// answer is kept and the other call cancelled. Budget bounds the share of
+// calls that may get a backup. Load fills the keys left out; a key written
+// as 0 is refused, not defaulted.
+type Hedge struct {
+	// Quantile of the latencies after which a backup is sent, in (0, 1).
+	// Default 0.95.
+	Quantile float64 `yaml:"quantile"`
+	// Budget is the share of calls that may get a backup, in (0, 1].
+	// Default 0.05.
+	Budget float64 `yaml:"budget"`
+	// Window is how many recent successful calls the quantile is taken
+	// over; no backup is sent before 20 have answered. Default 1000.
+	Window int `yaml:"window"`
+	// MinDelay is the least time a call runs before a backup is sent.
+	// Default 1ms.
+	MinDelay Duration `yaml:"min_delay"`
 }
 
 // RateLimit bounds the calls to a provider: PerSecond calls a second, in
@@ -214,8 +240,13 @@ type RateLimit struct {
 
 // HTTPTarget configures the built-in HTTP caller.
 type HTTPTarget struct {
-	URL    string `yaml:"url"`
-	Method string `yaml:"method"` // default POST
+	// URL is the provider's endpoint. Give it or Endpoints.
+	URL string `yaml:"url"`
+	// Endpoints are several URLs of the same provider, instead of URL: each
+	// try of a retry goes to the next one, and a hedge's backup call to the
+	// one after its primary's.
+	Endpoints []string `yaml:"endpoints"`
+	Method    string   `yaml:"method"` // default POST
 	// Timeout of one call. Default: the flow timeout.
 	Timeout Duration `yaml:"timeout"`
 	// Retries after a failed call (transport error, 5xx, 429). Default 0.
@@ -238,6 +269,14 @@ type HTTPTarget struct {
 	// Breaker opens after Failures consecutive failures and rejects calls
 	// for Cooldown. Failures 0 disables it. Defaults: 5 and 5s.
 	Breaker Breaker `yaml:"circuit_breaker"`
+}
+
+// URLs returns the endpoints the caller calls: Endpoints, or URL alone.
+func (h *HTTPTarget) URLs() []string {
+	if len(h.Endpoints) > 0 {
+		return h.Endpoints
+	}
+	return []string{h.URL}
 }
 
 // Values of HTTPTarget.FollowRedirects.

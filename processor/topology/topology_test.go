@@ -134,11 +134,12 @@ func TestFullFile(t *testing.T) {
 					Breaker: topology.Breaker{Failures: intp(3), Cooldown: d("30s")},
 				}},
 				{Name: "kayak", Topic: "flights.tasks.kayak", MaxInFlight: 32, Concurrency: "fixed", MinInFlight: 4, HTTP: &topology.HTTPTarget{
-					URL: "http://kayak.internal:8080/quote", Method: "POST", Timeout: d("1500ms"), FollowRedirects: "never",
+					Endpoints: []string{"http://kayak-a.internal:8080/quote", "http://kayak-b.internal:8080/quote?key=sky-key-123"}, Method: "POST", Timeout: d("1500ms"), FollowRedirects: "never",
 					Backoff: d("50ms"), MaxBackoff: d("1s"), MaxResponseBytes: 1 << 20,
 					Breaker: topology.Breaker{Failures: intp(5), Cooldown: d("5s")},
 				}},
-				{Name: "expedia", Topic: "flights.tasks.expedia", MaxInFlight: 32, Concurrency: "fixed", MinInFlight: 4},
+				{Name: "expedia", Topic: "flights.tasks.expedia", MaxInFlight: 32, Concurrency: "fixed", MinInFlight: 4,
+					Hedge: &topology.Hedge{Quantile: 0.9, Budget: 0.1, Window: 500, MinDelay: d("20ms")}},
 			},
 			Strategy:    topology.Strategy{Type: "quorum", Quorum: topology.Quorum{Majority: true}, MaxFailures: intp(1)},
 			Consolidate: topology.Consolidate{Type: "merge", Path: "offers", Key: "id", Sort: "price", Order: "asc", Top: 5},
@@ -934,5 +935,38 @@ func TestRedactURL(t *testing.T) {
 		if got := topology.RedactURL(tc.in); got != tc.want {
 			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestHedgeDefaults: a hedge section gets the defaults of the keys it
+// leaves out, a target without one none, and endpoints stand for url.
+func TestHedgeDefaults(t *testing.T) {
+	topo := mustParse(t, `
+flows:
+  - name: f
+    timeout: 1s
+    targets:
+      - {name: plain, http: {url: "http://p"}}
+      - {name: dflt, hedge: {}, http: {endpoints: ["http://p", "http://q"]}}
+      - {name: some, hedge: {budget: 0.5, min_delay: 0s}}
+`)
+	f := topo.Flows[0]
+	if f.Target("plain").Hedge != nil {
+		t.Error("a target without hedge got one")
+	}
+	if got := f.Target("plain").HTTP.URLs(); !reflect.DeepEqual(got, []string{"http://p"}) {
+		t.Errorf("URLs of url: %q", got)
+	}
+	if got := f.Target("dflt").HTTP.URLs(); !reflect.DeepEqual(got, []string{"http://p", "http://q"}) {
+		t.Errorf("URLs of endpoints: %q", got)
+	}
+	want := topology.Hedge{Quantile: topology.DefaultHedgeQuantile, Budget: topology.DefaultHedgeBudget,
+		Window: topology.DefaultHedgeWindow, MinDelay: topology.Duration{D: topology.DefaultHedgeMinDelay}}
+	if got := *f.Target("dflt").Hedge; got != want {
+		t.Errorf("hedge: {} gives %+v, want %+v", got, want)
+	}
+	want.Budget, want.MinDelay.D = 0.5, 0
+	if got := *f.Target("some").Hedge; got != want {
+		t.Errorf("hedge with budget and min_delay: 0s gives %+v, want %+v", got, want)
 	}
 }

@@ -42,9 +42,22 @@ const (
 	DefaultMaxResponseBytes     = 1 << 20
 	DefaultBreakerFailures      = 5
 	DefaultBreakerCooldown      = 5 * time.Second
+	DefaultHedgeQuantile        = 0.95
+	DefaultHedgeBudget          = 0.05
+	DefaultHedgeWindow          = 1000
+	DefaultHedgeMinDelay        = time.Millisecond
 )
 
-func (t *Topology) setDefaults() {
+// Bounds of hedge.window: the hedge needs MinHedgeSamples latencies
+// before its first backup, and keeps at most MaxHedgeWindow.
+const (
+	MinHedgeSamples = 20
+	MaxHedgeWindow  = 100_000
+)
+
+// setDefaults fills what the document left out; lines are the paths it
+// wrote (nil: none).
+func (t *Topology) setDefaults(lines map[string]pos) {
 	k := &t.Kafka
 	if len(k.Brokers) == 0 {
 		k.Brokers = []string{DefaultBroker}
@@ -61,9 +74,9 @@ func (t *Topology) setDefaults() {
 	orDefault(&k.SessionTimeout.D, DefaultSessionTimeout)
 	orDefault(&k.TransactionTimeout.D, DefaultTransactionTimeout)
 	k.setRegistryDefaults()
-	for _, f := range t.Flows {
+	for i, f := range t.Flows {
 		if f != nil {
-			f.setDefaults()
+			f.setDefaults(fmt.Sprintf("flows[%d]", i), lines)
 		}
 	}
 }
@@ -75,7 +88,7 @@ func orDefault[T comparable](v *T, def T) {
 	}
 }
 
-func (f *Flow) setDefaults() {
+func (f *Flow) setDefaults(path string, lines map[string]pos) {
 	tp := &f.Topics
 	orDefault(&tp.Requests, f.Name+".requests")
 	orDefault(&tp.Results, f.Name+".results")
@@ -106,10 +119,11 @@ func (f *Flow) setDefaults() {
 	orDefault(&f.Worker.MinInFlightPerTarget, max(1, min(DefaultMinInFlightPerTarget, f.Worker.MaxInFlightPerTarget)))
 	orDefault(&f.Worker.DeadlineGrace.D, DefaultDeadlineGrace)
 	orDefault(&f.Worker.Cancel, CancelDecided)
-	for _, t := range f.Targets {
+	for i, t := range f.Targets {
 		if t == nil {
 			continue
 		}
+		t.Hedge.setDefaults(fmt.Sprintf("%s.targets[%d].hedge", path, i), lines)
 		orDefault(&t.Topic, f.Name+".tasks."+t.Name)
 		orDefault(&t.MaxInFlight, f.Worker.MaxInFlightPerTarget)
 		orDefault(&t.Concurrency, f.Worker.Concurrency)
@@ -130,6 +144,31 @@ func (f *Flow) setDefaults() {
 				h.Breaker.Failures = &n
 			}
 		}
+	}
+}
+
+// setDefaults fills the keys of a hedge section that path does not write.
+// A key written as 0 (or ~) stays 0, for validation to refuse: budget: 0
+// must not hedge 5% of the calls.
+func (h *Hedge) setDefaults(path string, lines map[string]pos) {
+	if h == nil {
+		return
+	}
+	absent := func(key string) bool {
+		_, written := lines[path+"."+key]
+		return !written
+	}
+	if absent("quantile") {
+		h.Quantile = DefaultHedgeQuantile
+	}
+	if absent("budget") {
+		h.Budget = DefaultHedgeBudget
+	}
+	if absent("window") {
+		h.Window = DefaultHedgeWindow
+	}
+	if absent("min_delay") {
+		h.MinDelay.D = DefaultHedgeMinDelay
 	}
 }
 
@@ -382,13 +421,32 @@ func (t *Target) validate(ps *problems, path string) {
 			ps.add(path+".rate_limit.burst", "must be at least 1")
 		}
 	}
+	t.Hedge.validate(ps, path+".hedge")
 	h := t.HTTP
 	if h == nil {
 		return
 	}
 	hp := path + ".http"
-	if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		ps.add(hp+".url", "want an absolute http or https URL, have %q", RedactURL(h.URL))
+	switch {
+	case h.URL == "" && h.Endpoints == nil:
+		ps.add(hp+".url", "required: the provider's URL (or endpoints: a list of them)")
+	case h.URL != "" && h.Endpoints != nil:
+		ps.add(hp+".endpoints", "give url or endpoints, not both")
+	case h.Endpoints != nil:
+		if len(h.Endpoints) == 0 {
+			ps.add(hp+".endpoints", "at least one URL is required")
+		}
+		seen := map[string]int{}
+		for i, e := range h.Endpoints {
+			ep := fmt.Sprintf("%s.endpoints[%d]", hp, i)
+			checkURL(ps, ep, e)
+			if j, dup := seen[e]; dup {
+				ps.add(ep, "the same URL as endpoints[%d]", j)
+			}
+			seen[e] = i
+		}
+	default:
+		checkURL(ps, hp+".url", h.URL)
 	}
 	if !slices.Contains([]string{"POST", "PUT", "GET"}, h.Method) {
 		ps.add(hp+".method", "unknown method %q (one of POST, PUT, GET)", h.Method)
@@ -415,6 +473,33 @@ func (t *Target) validate(ps *problems, path string) {
 		if name == "" || strings.ContainsAny(name, " :\r\n") {
 			ps.add(hp+".headers", "invalid header name %q", name)
 		}
+	}
+}
+
+// checkURL reports at path a URL the HTTP caller cannot call, showing it
+// redacted.
+func checkURL(ps *problems, path, s string) {
+	if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		ps.add(path, "want an absolute http or https URL, have %q", RedactURL(s))
+	}
+}
+
+// validate checks a hedge section with its defaults.
+func (h *Hedge) validate(ps *problems, path string) {
+	if h == nil {
+		return
+	}
+	if !(h.Quantile > 0 && h.Quantile < 1) {
+		ps.add(path+".quantile", "want a number between 0 and 1 (0.95 hedges calls slower than 95%% of the recent ones), have %v", h.Quantile)
+	}
+	if !(h.Budget > 0 && h.Budget <= 1) {
+		ps.add(path+".budget", "want a share of the calls above 0 and at most 1, have %v (leave the hedge section out for no hedging)", h.Budget)
+	}
+	if h.Window < MinHedgeSamples || h.Window > MaxHedgeWindow {
+		ps.add(path+".window", "want %d to %d calls, have %d", MinHedgeSamples, MaxHedgeWindow, h.Window)
+	}
+	if h.MinDelay.D < 0 {
+		ps.add(path+".min_delay", "must not be negative")
 	}
 }
 

@@ -53,6 +53,10 @@ var (
 	// of the task's ERROR result (see Execute), so that tools can count
 	// such results.
 	ErrDecided = errors.New("cancelled: request decided")
+	// ErrHedged is the cause of the context of a call cut short because
+	// the other call of its hedge answered first (see Hedge). The breaker
+	// counts such a call neither as a failure nor as a success.
+	ErrHedged = errors.New("worker: cancelled: the other call of the hedge answered first")
 )
 
 // PermanentError marks an error that retrying will not cure (a 4xx answer,
@@ -79,7 +83,8 @@ func withAttempts(ctx context.Context) (context.Context, *atomic.Int32) {
 }
 
 // CountAttempt records one call to the provider; Retry calls it for each
-// try, and the result's attempts field reports the total. Handlers outside
+// try, Hedge for each backup call, and the result's attempts field reports
+// the total. Handlers outside
 // Retry need not call it: no count means one attempt.
 func CountAttempt(ctx context.Context) {
 	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
@@ -116,14 +121,19 @@ func addWaited(ctx context.Context, d time.Duration) {
 // error that is not permanent and the context lives, sleeping backoff
 // before the first retry and doubling it up to maxBackoff. A
 // RetryAfterError makes it sleep at least what the provider asked for; when
-// that ends after the context's deadline, it gives up at once.
+// that ends after the context's deadline, it gives up at once. Each try
+// goes to the next endpoint (see Endpoint).
 func Retry(retries int, backoff, maxBackoff time.Duration) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
 			wait := backoff
 			for try := 0; ; try++ {
 				CountAttempt(ctx)
-				out, err := next.Handle(ctx, t)
+				tctx := ctx
+				if try > 0 {
+					tctx = withTry(ctx, try)
+				}
+				out, err := next.Handle(tctx, t)
 				var perm *PermanentError
 				if err == nil || try >= retries || errors.As(err, &perm) || errors.Is(err, ErrCircuitOpen) {
 					return out, err
@@ -251,6 +261,12 @@ func (b *Breaker) Middleware() Middleware {
 			// Deferred, so that a panicking call counts as a failure and a
 			// half-open probe never stays pending for ever.
 			defer func() {
+				if !ok && errors.Is(context.Cause(ctx), ErrHedged) {
+					// Cut short because the other call answered: it says
+					// nothing of the provider.
+					b.release()
+					return
+				}
 				if ev := b.record(ok); ev != 0 {
 					b.notify(ev)
 				}
@@ -276,6 +292,14 @@ func (b *Breaker) allow() error {
 	}
 	b.probing = true // half-open: one call decides
 	return nil
+}
+
+// release ends a call that counts neither way, such as a half-open probe
+// cut short by its hedge: the next call probes.
+func (b *Breaker) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
 }
 
 // record counts a call's end and returns the event it causes, or 0.

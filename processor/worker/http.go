@@ -30,8 +30,13 @@ import (
 // pointed, so the configured headers (API keys), the method and the body
 // never go to another host or over plain http. Errors never show the
 // query or the user information of a URL.
+//
+// A target with http.endpoints calls them in turn: each try of a retry
+// goes to the next one, and a hedge's backup call to the one after its
+// primary's (see Endpoint).
 type HTTPCaller struct {
 	cfg    *topology.HTTPTarget
+	urls   []string
 	client *http.Client
 }
 
@@ -60,7 +65,7 @@ func NewHTTPCaller(cfg *topology.HTTPTarget, client *http.Client) *HTTPCaller {
 		// Stop here: Do returns the 3xx answer, which Handle refuses.
 		return http.ErrUseLastResponse
 	}
-	return &HTTPCaller{cfg: cfg, client: &own}
+	return &HTTPCaller{cfg: cfg, urls: cfg.URLs(), client: &own}
 }
 
 // followable reports whether follow_redirects: same_host follows the
@@ -97,7 +102,7 @@ func (c *HTTPCaller) redirectError(resp *http.Response, orig *url.URL) error {
 	if loc, err := resp.Location(); err == nil {
 		to = loc.Scheme + "://" + loc.Host
 	}
-	why := "redirects are not followed (point http.url at the new address)"
+	why := "redirects are not followed (point http.url or http.endpoints at the new address)"
 	if c.cfg.FollowRedirects == topology.RedirectsSameHost {
 		why = "follow_redirects: same_host follows only 307 and 308 to the same host over https"
 		if followable(resp, orig) {
@@ -113,7 +118,7 @@ func (c *HTTPCaller) Handle(ctx context.Context, t *schemas.Task) ([]byte, error
 	if c.cfg.Method != http.MethodGet {
 		body = bytes.NewReader(t.Payload)
 	}
-	req, err := http.NewRequestWithContext(ctx, c.cfg.Method, c.cfg.URL, body)
+	req, err := http.NewRequestWithContext(ctx, c.cfg.Method, c.urls[Endpoint(ctx, len(c.urls))], body)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("worker: build request: %w", redact(err)))
 	}
@@ -193,14 +198,18 @@ func snippet(b []byte) string {
 }
 
 // HTTPHandler returns the built-in HTTP handler of a target with its
-// middleware: retries with backoff, a circuit breaker, then mw (a
-// RateLimiter's, say: each try passes through them), then a per-call
-// timeout, as its topology says. onBreaker, if not nil, is told the
-// breaker's events (see NewBreaker). client nil means a default client.
-func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client, onBreaker func(BreakerEvent), mw ...Middleware) Handler {
+// middleware: retries with backoff, hedge if not nil (each try is hedged),
+// a circuit breaker, then mw (a RateLimiter's, say: each try and each
+// backup call passes through them), then a per-call timeout, as its
+// topology says. onBreaker, if not nil, is told the breaker's events (see
+// NewBreaker). client nil means a default client.
+func HTTPHandler(cfg *topology.HTTPTarget, client *http.Client, onBreaker func(BreakerEvent), hedge *Hedge, mw ...Middleware) Handler {
 	br := NewBreaker(cfg.Breaker.Threshold(), cfg.Breaker.Cooldown.D, onBreaker)
-	chain := []Middleware{Retry(cfg.Retries, cfg.Backoff.D, cfg.MaxBackoff.D), br.Middleware()}
-	chain = append(append(chain, mw...), Timeout(cfg.Timeout.D))
+	chain := []Middleware{Retry(cfg.Retries, cfg.Backoff.D, cfg.MaxBackoff.D)}
+	if hedge != nil {
+		chain = append(chain, hedge.Middleware())
+	}
+	chain = append(append(append(chain, br.Middleware()), mw...), Timeout(cfg.Timeout.D))
 	return Chain(NewHTTPCaller(cfg, client), chain...)
 }
 

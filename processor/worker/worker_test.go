@@ -642,7 +642,7 @@ func TestHTTPHandlerRetries(t *testing.T) {
 			})
 			cfg := httpTarget(p.URL)
 			cfg.Retries = tc.retries
-			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil), task(time.Now().Add(time.Hour)), "w", time.Now)
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil, nil), task(time.Now().Add(time.Hour)), "w", time.Now)
 			if res.Status != tc.status || p.hits.Load() != tc.hits || res.Attempts != tc.attempts {
 				t.Errorf("status %s (%s) hits %d attempts %d, want %s %d %d", res.Status, res.Error, p.hits.Load(), res.Attempts, tc.status, tc.hits, tc.attempts)
 			}
@@ -655,7 +655,7 @@ func TestHTTPHandlerBreaker(t *testing.T) {
 	cfg := httpTarget(p.URL)
 	cfg.Retries = 5
 	cfg.Breaker = topology.Breaker{Failures: new(2), Cooldown: topology.Duration{D: time.Hour}}
-	h := worker.HTTPHandler(cfg, p.Client(), nil)
+	h := worker.HTTPHandler(cfg, p.Client(), nil, nil)
 	// The breaker opens after two failures; the open circuit stops the retries.
 	res := worker.Execute(context.Background(), h, task(time.Now().Add(time.Hour)), "w", time.Now)
 	if res.Status != schemas.StatusError || !strings.HasPrefix(res.Error, "worker: circuit open: 2 calls in a row failed") || p.hits.Load() != 2 || res.Attempts != 3 {
@@ -685,7 +685,7 @@ func TestHTTPHangingProvider(t *testing.T) {
 			})
 			cfg := httpTarget(p.URL)
 			cfg.Timeout.D = tc.timeout
-			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil), task(time.Now().Add(tc.deadline)), "w", time.Now)
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil, nil), task(time.Now().Add(tc.deadline)), "w", time.Now)
 			if res.Status != schemas.StatusError || res.Error != tc.want {
 				t.Errorf("status %s error %q", res.Status, res.Error)
 			}
@@ -765,7 +765,7 @@ func TestBreakerIgnoresPermanentErrors(t *testing.T) {
 	p := newProvider(t, func(w http.ResponseWriter, _ *http.Request, _ int32) { w.WriteHeader(http.StatusBadRequest) })
 	cfg := httpTarget(p.URL)
 	cfg.Breaker = topology.Breaker{Failures: new(2), Cooldown: topology.Duration{D: time.Hour}}
-	h := worker.HTTPHandler(cfg, p.Client(), nil)
+	h := worker.HTTPHandler(cfg, p.Client(), nil, nil)
 	for i := range 5 {
 		res := worker.Execute(context.Background(), h, task(time.Now().Add(time.Hour)), "w", time.Now)
 		if res.Status != schemas.StatusError || !strings.Contains(res.Error, "400") {
@@ -813,7 +813,7 @@ func TestHTTPCallerRedirectsNotFollowed(t *testing.T) {
 			})
 			cfg := httpTarget(p.URL + "/quote")
 			cfg.Retries = 3
-			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil), task(time.Now().Add(time.Hour)), "w", time.Now)
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, p.Client(), nil, nil), task(time.Now().Add(time.Hour)), "w", time.Now)
 			if res.Status != schemas.StatusError || !strings.HasPrefix(res.Error, tc.want) {
 				t.Errorf("%s %q, want an error starting %q", res.Status, res.Error, tc.want)
 			}
@@ -943,7 +943,7 @@ func TestHTTPCallerRedactsURL(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := httpTarget(tc.url + "/price?api_key=" + secret)
 			cfg.Timeout.D = tc.timeout
-			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, tc.client, nil), task(time.Now().Add(time.Hour)), "w", time.Now)
+			res := worker.Execute(context.Background(), worker.HTTPHandler(cfg, tc.client, nil, nil), task(time.Now().Add(time.Hour)), "w", time.Now)
 			if res.Status != schemas.StatusError || strings.Contains(res.Error, secret) || !strings.HasPrefix(res.Error, tc.want) {
 				t.Errorf("%s %q, want an error starting %q without the secret", res.Status, res.Error, tc.want)
 			}
