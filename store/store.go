@@ -200,11 +200,25 @@ type floors struct {
 	deadline, expiry, offset int64
 	// nextDeadline and nextExpiry are lower bounds of the smallest entry
 	// of those indexes (0: unknown, math.MaxInt64: none), so that most
-	// records, which make nothing due, need no scan at all.
+	// records, which make nothing due, need no scan at all. Opening a
+	// request lowers nextDeadline; a scan makes it exact and starts there,
+	// past the tombstones of the requests closed before it.
 	nextDeadline, nextExpiry int64
 }
 
 const none = math.MaxInt64
+
+// deadlineFrom is where a scan of the deadline index starts: no entry is
+// below the deadlines already fired, nor below the smallest entry's lower
+// bound when it is known. Starting at the higher of the two skips the
+// tombstones of the requests that closed before their deadline (most of
+// them), which otherwise every scan steps over until they are compacted.
+func (f *floors) deadlineFrom() int64 {
+	if f.nextDeadline == 0 || f.nextDeadline == none {
+		return f.deadline
+	}
+	return max(f.deadline, f.nextDeadline)
+}
 
 func lower(hint, v int64) int64 {
 	if hint == 0 {
@@ -292,16 +306,7 @@ var _ io.Closer = (*DB)(nil)
 // NextDeadline returns the earliest deadline of an open request in the
 // stored (committed) state.
 func (p *Partition) NextDeadline() (ms int64, ok bool, err error) {
-	lo := p.key(tagDeadline)
-	it, err := p.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p.key(tagDeadline, be64(p.floor.deadline)), UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return 0, false, fmt.Errorf("store: %w", err)
-	}
-	defer it.Close()
-	if !it.First() {
-		return 0, false, it.Error()
-	}
-	return int64(binary.BigEndian.Uint64(it.Key()[len(lo):])), true, nil
+	return nextDeadline(p.db.pdb, p, &p.floor)
 }
 
 // Flush writes the memtable to disk, for measuring the store's size.

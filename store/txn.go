@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -283,7 +282,7 @@ func (t *Txn) DueBefore(ms int64, limit int) ([]Due, error) {
 		return nil, nil
 	}
 	lo := t.p.key(tagDeadline)
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagDeadline, be64(t.floor.deadline)), UpperBound: prefixEnd(lo)})
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagDeadline, be64(t.floor.deadlineFrom())), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -313,14 +312,33 @@ func (t *Txn) FiredBefore(ms int64) { t.floor.deadline = max(t.floor.deadline, m
 
 // NextDeadline returns the earliest deadline of an open request.
 func (t *Txn) NextDeadline() (ms int64, ok bool, err error) {
-	t.floor.nextDeadline = 0 // scan: closing requests leaves the hint low
-	if _, err := t.DueBefore(math.MinInt64+1, 0); err != nil {
-		return 0, false, err
-	}
-	if t.floor.nextDeadline == none {
+	return nextDeadline(t.b, t.p, &t.floor)
+}
+
+// nextDeadline scans r's deadline index of partition p for its smallest
+// entry, from where f says it can be, and records what it found in f.
+func nextDeadline(r pebble.Reader, p *Partition, f *floors) (ms int64, ok bool, err error) {
+	if f.nextDeadline == none {
 		return 0, false, nil
 	}
-	return t.floor.nextDeadline, true, nil
+	lo := p.key(tagDeadline)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p.key(tagDeadline, be64(f.deadlineFrom())), UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	if !it.First() {
+		if err := it.Error(); err != nil {
+			return 0, false, fmt.Errorf("store: %w", err)
+		}
+		f.nextDeadline = none
+		return 0, false, nil
+	}
+	ms = int64(binary.BigEndian.Uint64(it.Key()[len(lo):]))
+	// Exact now; it only grows as requests close, and an opened request
+	// lowers it.
+	f.nextDeadline = ms
+	return ms, true, nil
 }
 
 // OldestOffset returns the smallest manifest offset of an open or
