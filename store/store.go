@@ -121,23 +121,35 @@ const (
 // state lives under its own key prefix. A DB is safe for concurrent use;
 // a Partition and its Txns are not.
 type DB struct {
-	pdb *pebble.DB
+	pdb          *pebble.DB
+	requestCache int64
 }
 
 // Option configures Open.
-type Option func(*pebble.Options)
+type Option func(*options)
+
+type options struct {
+	pebble       pebble.Options
+	requestCache int64
+}
 
 // WithFS makes the store use fs instead of the disk (vfs.NewMem() in tests).
-func WithFS(fs vfs.FS) Option { return func(o *pebble.Options) { o.FS = fs } }
+func WithFS(fs vfs.FS) Option { return func(o *options) { o.pebble.FS = fs } }
 
 // WithCacheSize sets Pebble's block cache size in bytes. Default 64MiB.
 func WithCacheSize(n int64) Option {
-	return func(o *pebble.Options) { o.CacheSize = n }
+	return func(o *options) { o.pebble.CacheSize = n }
+}
+
+// WithRequestCache sets the budget in bytes of each Partition's cache of
+// open requests (0: none). Default DefaultRequestCache.
+func WithRequestCache(n int64) Option {
+	return func(o *options) { o.requestCache = n }
 }
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*DB, error) {
-	o := &pebble.Options{
+	o := &options{requestCache: DefaultRequestCache, pebble: pebble.Options{
 		CacheSize: 64 << 20,
 		Logger:    quietLogger{},
 		// Most requests open and close within seconds: a larger memtable
@@ -149,15 +161,15 @@ func Open(dir string, opts ...Option) (*DB, error) {
 		// that state; the gather then re-folds the tail from the log (or
 		// rebuilds), exactly as when it took a partition from another host.
 		DisableWAL: true,
-	}
+	}}
 	for _, opt := range opts {
 		opt(o)
 	}
-	pdb, err := pebble.Open(dir, o)
+	pdb, err := pebble.Open(dir, &o.pebble)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &DB{pdb: pdb}, nil
+	return &DB{pdb: pdb, requestCache: o.requestCache}, nil
 }
 
 // Close closes the store.
@@ -176,11 +188,14 @@ func (db *DB) Close() error {
 // DiskUsage is the size of the store's files in bytes.
 func (db *DB) DiskUsage() uint64 { return db.pdb.Metrics().DiskSpaceUsage() }
 
-// Partition returns the state of one partition.
+// Partition returns the state of one partition. A partition's state must
+// be changed through one Partition: each keeps bounds of its indexes and a
+// cache of its open requests, which the changes made through another do
+// not update.
 func (db *DB) Partition(p int32) *Partition {
 	var prefix [4]byte
 	binary.BigEndian.PutUint32(prefix[:], uint32(p))
-	return &Partition{db: db, prefix: prefix}
+	return &Partition{db: db, prefix: prefix, cache: newRequestCache(db.requestCache)}
 }
 
 // Partition is one partition's state.
@@ -188,6 +203,10 @@ type Partition struct {
 	db     *DB
 	prefix [4]byte
 	floor  floors // of the committed state
+	// cache holds open requests of the committed state (nil: none), so
+	// that the fold of a result need not read and decode its request and
+	// answers from Pebble.
+	cache *requestCache
 }
 
 // floors are lower bounds of the index scans. The deadline and expiry
@@ -283,6 +302,7 @@ func (p *Partition) Discard() error {
 		return fmt.Errorf("store: discard partition: %w", err)
 	}
 	p.floor = floors{}
+	p.cache.reset()
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -20,6 +21,10 @@ type Txn struct {
 	open  int64
 	buf   []byte
 	floor floors
+	// reqs is the overlay of the partition's request cache: the requests
+	// this Txn opened, changed or closed (nil r), applied to the cache by
+	// Commit.
+	reqs map[string]*cached
 }
 
 // Open is the number of open requests as of this Txn.
@@ -44,6 +49,7 @@ func (t *Txn) Commit(pos Position) error {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	t.p.floor = t.floor
+	t.p.cache.apply(t.reqs)
 	return nil
 }
 
@@ -76,9 +82,17 @@ func checkID(id string) error {
 }
 
 // Request returns the open request id; ok is false when it is not open.
+// The request is the caller's to change (its Tasks and Attributes
+// excepted) and to store again with PutRequest.
 func (t *Txn) Request(id string) (r *Request, ok bool, err error) {
 	if err := checkID(id); err != nil {
 		return nil, false, err
+	}
+	if e := t.lookup(id); e != nil {
+		if e.r == nil {
+			return nil, false, nil // closed by this Txn
+		}
+		return e.r.clone(), true, nil
 	}
 	r = new(Request)
 	ok, err = t.getRaw(t.p.key(tagRequest, idPart(id)), func(v []byte) error {
@@ -86,13 +100,17 @@ func (t *Txn) Request(id string) (r *Request, ok bool, err error) {
 		return err
 	})
 	if !ok {
-		r = nil
+		return nil, ok, err
 	}
+	// Neither the overlay nor the cache has it, so this Txn has not
+	// written it: it is as committed.
+	t.p.cache.set(id, &cached{r: r.clone()})
 	return r, ok, err
 }
 
-// OpenRequest stores a newly opened request with its deadline and manifest
-// offset in the indexes.
+// OpenRequest stores a newly opened request (one not open) with its
+// deadline and manifest offset in the indexes. The Txn keeps r: the caller
+// may change it only to store it again.
 func (t *Txn) OpenRequest(r *Request) error {
 	if err := checkID(r.RequestID); err != nil {
 		return err
@@ -100,6 +118,8 @@ func (t *Txn) OpenRequest(r *Request) error {
 	if err := t.PutRequest(r); err != nil {
 		return err
 	}
+	// A new request has no answers.
+	t.setEntry(r.RequestID, &cached{r: r, known: true})
 	id := idPart(r.RequestID)
 	t.floor.nextDeadline = lower(t.floor.nextDeadline, r.DeadlineMs)
 	if err := t.b.Set(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil, nil); err != nil {
@@ -114,7 +134,8 @@ func (t *Txn) OpenRequest(r *Request) error {
 	return nil
 }
 
-// PutRequest updates an open request's header.
+// PutRequest updates an open request's header. The Txn keeps r: the
+// caller may change it only to store it again.
 func (t *Txn) PutRequest(r *Request) error {
 	var err error
 	t.buf, err = requestSchema.AppendEncode(t.buf[:0], r)
@@ -123,6 +144,12 @@ func (t *Txn) PutRequest(r *Request) error {
 	}
 	if err := t.b.Set(t.p.key(tagRequest, idPart(r.RequestID)), t.buf, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if e := t.own(r.RequestID); e != nil && e.r != nil {
+		e.r = r
+	} else {
+		// Answers unknown: those stored before are in Pebble only.
+		t.setEntry(r.RequestID, &cached{r: r})
 	}
 	return nil
 }
@@ -148,11 +175,21 @@ func (t *Txn) PutAnswer(id string, a *Answer) error {
 	if err := t.b.Set(t.answerKey(id, a.Index), t.buf, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	if e := t.own(id); e != nil && e.known {
+		e.answers = addAnswer(e.answers, *a)
+	}
 	return nil
 }
 
-// Answers returns the answers of request id in task order.
+// Answers returns the answers of request id in task order. They are the
+// caller's to change.
 func (t *Txn) Answers(id string) ([]Answer, error) {
+	if e := t.lookup(id); e != nil && e.r != nil && e.known {
+		if len(e.answers) == 0 {
+			return nil, nil
+		}
+		return slices.Clone(e.answers), nil
+	}
 	prefix := t.p.key(tagAnswer, idPart(id))
 	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
@@ -169,6 +206,9 @@ func (t *Txn) Answers(id string) ([]Answer, error) {
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
+	}
+	if e := t.own(id); e != nil && e.r != nil {
+		e.answers, e.known = slices.Clone(out), true
 	}
 	return out, nil
 }
@@ -189,6 +229,7 @@ func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
 	if err := errors.Join(sets...); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	t.setEntry(r.RequestID, &cached{})
 	t.floor.nextExpiry = lower(t.floor.nextExpiry, expiresMs)
 	t.open--
 	c := Closed{ExpiresMs: expiresMs, ManifestOffset: r.ManifestOffset}
