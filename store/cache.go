@@ -2,7 +2,10 @@ package store
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // DefaultRequestCache is the default budget, in bytes (as estimated), of a
@@ -45,6 +48,13 @@ type requestCache struct {
 	m      map[string]*cached
 	bytes  int64
 	budget int64
+	// loaded: the committed state's open requests were read into the
+	// cache (load), or the state was discarded.
+	loaded bool
+	// complete: every open request of the committed state is in m, so
+	// that a request m does not have is not open. Dropping an entry for
+	// the budget ends it.
+	complete bool
 }
 
 func newRequestCache(budget int64) *requestCache {
@@ -77,6 +87,7 @@ func (c *requestCache) set(id string, e *cached) {
 	c.remove(id)
 	e.size = e.estimate()
 	if e.size > c.budget {
+		c.complete = false
 		return
 	}
 	for id := range c.m {
@@ -84,6 +95,7 @@ func (c *requestCache) set(id string, e *cached) {
 			break
 		}
 		c.remove(id) // an arbitrary one: map order
+		c.complete = false
 	}
 	c.m[id] = e
 	c.bytes += e.size
@@ -103,12 +115,45 @@ func (c *requestCache) apply(overlay map[string]*cached) {
 	}
 }
 
+// reset empties the cache of a state that was discarded: it holds every
+// open request, none.
 func (c *requestCache) reset() {
 	if c == nil {
 		return
 	}
 	clear(c.m)
 	c.bytes = 0
+	c.loaded, c.complete = true, true
+}
+
+// load reads the open requests of p's committed state into the cache,
+// until its budget is spent: it is complete if they all fit.
+func (p *Partition) load() error {
+	c := p.cache
+	if c == nil || c.loaded {
+		return nil
+	}
+	c.loaded = true
+	lo := p.key(tagRequest)
+	it, err := p.db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	c.complete = true
+	for it.First(); it.Valid() && c.complete; it.Next() {
+		r := new(Request)
+		if _, err := requestSchema.Decode(it.Value(), r); err != nil {
+			c.complete = false
+			return fmt.Errorf("store: decode request: %w", err)
+		}
+		c.set(r.RequestID, &cached{r: r})
+	}
+	if err := it.Error(); err != nil {
+		c.complete = false
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
 }
 
 // clone returns a copy of r that can be changed without changing r: the

@@ -14,9 +14,9 @@ import (
 // The cache of open requests changes nothing that can be read: the same
 // changes, committed and discarded at random, read the same through a
 // store with a cache of any size (none, too small for one request, a few
-// requests, the default) as through one without, and what is committed
-// reads the same from Pebble alone (a new Partition, whose cache is
-// empty).
+// requests, the default) as through one without, also after the state is
+// discarded, and what is committed reads the same through a new Partition
+// (whose cache is loaded from Pebble).
 func TestRequestCacheReadsAsPebble(t *testing.T) {
 	for _, budget := range []int64{1, 2000, 5000, store.DefaultRequestCache} {
 		t.Run(fmt.Sprint(budget), func(t *testing.T) {
@@ -104,6 +104,10 @@ func TestRequestCacheReadsAsPebble(t *testing.T) {
 				case op < 9:
 					ptx.Discard()
 					ctx.Discard()
+					if rng.IntN(20) == 0 { // all state discarded
+						must(t, pp.Discard())
+						must(t, cp.Discard())
+					}
 					ptx, ctx = pp.Begin(pos), cp.Begin(pos)
 				}
 				compare(step, ptx, ctx, "the cached store")

@@ -310,6 +310,9 @@ func (p *Partition) Discard() error {
 // overlay of changes that reads its own writes, applied by Commit and
 // dropped by Discard.
 func (p *Partition) Begin(pos Position) *Txn {
+	// A cache that cannot be loaded is incomplete: the Txn reads what it
+	// does not hold from Pebble, which reports the error.
+	_ = p.load()
 	return &Txn{p: p, b: p.db.pdb.NewIndexedBatch(), open: pos.Open, floor: p.floor}
 }
 

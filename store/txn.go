@@ -94,6 +94,9 @@ func (t *Txn) Request(id string) (r *Request, ok bool, err error) {
 		}
 		return e.r.clone(), true, nil
 	}
+	if c := t.p.cache; c != nil && c.complete {
+		return nil, false, nil // the cache holds every open request
+	}
 	r = new(Request)
 	ok, err = t.getRaw(t.p.key(tagRequest, idPart(id)), func(v []byte) error {
 		_, err := requestSchema.Decode(v, r)
