@@ -184,7 +184,11 @@ func (t *Txn) own(id string) *cached {
 	if c == nil {
 		return nil
 	}
-	e := &cached{r: c.r, answers: slices.Clone(c.answers), known: c.known}
+	e := &cached{r: c.r, known: c.known}
+	if c.answers != nil {
+		// Room for all: the answers still to come are added in place.
+		e.answers = append(make([]Answer, 0, max(len(c.r.Tasks), len(c.answers))), c.answers...)
+	}
 	t.setEntry(id, e)
 	return e
 }

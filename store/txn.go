@@ -25,6 +25,28 @@ type Txn struct {
 	// this Txn opened, changed or closed (nil r), applied to the cache by
 	// Commit.
 	reqs map[string]*cached
+	kb   []byte // the key last built by idKey and atKey
+}
+
+// idKey returns the key of tag and request id, in a buffer that the next
+// idKey or atKey reuses: for a read or write that copies it (Get, Set,
+// Delete), not for an iterator's bounds.
+func (t *Txn) idKey(tag byte, id string) []byte { return t.appendKey(tag, false, 0, id) }
+
+// atKey is idKey for the index keys: tag, at, then the request id.
+func (t *Txn) atKey(tag byte, at int64, id string) []byte { return t.appendKey(tag, true, at, id) }
+
+func (t *Txn) appendKey(tag byte, withAt bool, at int64, id string) []byte {
+	k := append(t.kb[:0], t.p.prefix[:]...)
+	k = append(k, tag)
+	if withAt {
+		k = binary.BigEndian.AppendUint64(k, uint64(at))
+	}
+	// As idPart.
+	k = binary.BigEndian.AppendUint16(k, uint16(len(id)))
+	k = append(k, id...)
+	t.kb = k
+	return k
 }
 
 // Open is the number of open requests as of this Txn.
@@ -98,7 +120,7 @@ func (t *Txn) Request(id string) (r *Request, ok bool, err error) {
 		return nil, false, nil // the cache holds every open request
 	}
 	r = new(Request)
-	ok, err = t.getRaw(t.p.key(tagRequest, idPart(id)), func(v []byte) error {
+	ok, err = t.getRaw(t.idKey(tagRequest, id), func(v []byte) error {
 		_, err := requestSchema.Decode(v, r)
 		return err
 	})
@@ -123,14 +145,13 @@ func (t *Txn) OpenRequest(r *Request) error {
 	}
 	// A new request has no answers.
 	t.setEntry(r.RequestID, &cached{r: r, known: true})
-	id := idPart(r.RequestID)
 	t.floor.nextDeadline = lower(t.floor.nextDeadline, r.DeadlineMs)
-	if err := t.b.Set(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil, nil); err != nil {
+	if err := t.b.Set(t.atKey(tagDeadline, r.DeadlineMs, r.RequestID), nil, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	// The offset index holds the stream time once the manifest was folded
 	// (OpenedMs): Position.OldestStreamTime.
-	if err := t.b.Set(t.p.key(tagOffset, be64(r.ManifestOffset), id), be64(r.OpenedMs), nil); err != nil {
+	if err := t.b.Set(t.atKey(tagOffset, r.ManifestOffset, r.RequestID), be64(r.OpenedMs), nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	t.open++
@@ -145,7 +166,7 @@ func (t *Txn) PutRequest(r *Request) error {
 	if err != nil {
 		return fmt.Errorf("store: encode request: %w", err)
 	}
-	if err := t.b.Set(t.p.key(tagRequest, idPart(r.RequestID)), t.buf, nil); err != nil {
+	if err := t.b.Set(t.idKey(tagRequest, r.RequestID), t.buf, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	if e := t.own(r.RequestID); e != nil && e.r != nil {
@@ -157,10 +178,10 @@ func (t *Txn) PutRequest(r *Request) error {
 	return nil
 }
 
+// answerKey is idKey for the key of an answer.
 func (t *Txn) answerKey(id string, index int32) []byte {
-	var ix [4]byte
-	binary.BigEndian.PutUint32(ix[:], uint32(index))
-	return t.p.key(tagAnswer, idPart(id), ix[:])
+	t.kb = binary.BigEndian.AppendUint32(t.idKey(tagAnswer, id), uint32(index))
+	return t.kb
 }
 
 // HasAnswer reports whether task index of request id has answered.
@@ -179,6 +200,9 @@ func (t *Txn) PutAnswer(id string, a *Answer) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	if e := t.own(id); e != nil && e.known {
+		if e.answers == nil {
+			e.answers = make([]Answer, 0, len(e.r.Tasks)) // room for all
+		}
 		e.answers = addAnswer(e.answers, *a)
 	}
 	return nil
@@ -219,10 +243,9 @@ func (t *Txn) Answers(id string) ([]Answer, error) {
 // CloseRequest removes open request r with its answers and index entries,
 // and remembers it as closed until expiresMs (log time).
 func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
-	id := idPart(r.RequestID)
 	sets := []error{
-		t.b.Delete(t.p.key(tagRequest, id), nil),
-		t.b.Delete(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil),
+		t.b.Delete(t.idKey(tagRequest, r.RequestID), nil),
+		t.b.Delete(t.atKey(tagDeadline, r.DeadlineMs, r.RequestID), nil),
 	}
 	// Point deletes, not a range: every read of an indexed batch pays for
 	// the range deletions it holds.
@@ -243,8 +266,8 @@ func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
 	// The offset index entry stays: a remembered closed request is still
 	// needed to rebuild the same state.
 	if err := errors.Join(
-		t.b.Set(t.p.key(tagClosed, id), v, nil),
-		t.b.Set(t.p.key(tagExpiry, be64(expiresMs), id), nil, nil),
+		t.b.Set(t.idKey(tagClosed, r.RequestID), v, nil),
+		t.b.Set(t.atKey(tagExpiry, expiresMs, r.RequestID), nil, nil),
 	); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -256,7 +279,7 @@ func (t *Txn) Closed(id string) (c Closed, ok bool, err error) {
 	if err := checkID(id); err != nil {
 		return c, false, err
 	}
-	ok, err = t.getRaw(t.p.key(tagClosed, idPart(id)), func(v []byte) error {
+	ok, err = t.getRaw(t.idKey(tagClosed, id), func(v []byte) error {
 		_, err := closedSchema.Decode(v, &c)
 		return err
 	})
