@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/avro"
 )
@@ -123,6 +125,9 @@ type Codec struct {
 	byName  map[string]Kind
 	mu      sync.RWMutex
 	readers map[[8]byte]reader
+	// sizes are the lengths of the last encoding of each kind, so that
+	// Encode allocates once rather than growing the buffer step by step.
+	sizes [numKinds]atomic.Int32
 
 	reg registryState
 }
@@ -235,7 +240,19 @@ func (c *Codec) Append(dst []byte, v any) ([]byte, error) {
 }
 
 // Encode returns the single-object encoding of v; see Append.
-func (c *Codec) Encode(v any) ([]byte, error) { return c.Append(nil, v) }
+func (c *Codec) Encode(v any) ([]byte, error) {
+	k := kindOf(v)
+	if k == KindUnknown {
+		return c.Append(nil, v)
+	}
+	// Room for one like the last, and a little more.
+	n := c.sizes[k].Load()
+	out, err := c.Append(make([]byte, 0, n+n/4), v)
+	if err == nil && len(out) < math.MaxInt32 {
+		c.sizes[k].Store(int32(len(out)))
+	}
+	return out, err
+}
 
 // Kind returns the kind of the encoded record b, judged by its fingerprint
 // or schema registry id.

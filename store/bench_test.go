@@ -51,3 +51,66 @@ func BenchmarkBatch(b *testing.B) {
 	}
 	tx.Discard()
 }
+
+// BenchmarkNextDeadline reads the next deadline of a partition's committed
+// state, as the gather does after each transaction, where most requests
+// closed before their deadline: one request opened and closed per
+// millisecond of log time for a minute, with a 30 s timeout, the last few
+// still open, then one more request opened and closed between reads
+// (stream time stays before the open ones' deadlines). The tombstones of
+// the closed requests' deadline entries (30,000 within the timeout) lie
+// between the fired deadlines and the earliest open one.
+func BenchmarkNextDeadline(b *testing.B) {
+	db, err := store.Open("", store.WithFS(vfs.NewMem()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	p := db.Partition(0)
+	const timeout = 30_000
+	now := int64(0)
+	var open int64
+	step := func(tx *store.Txn, close bool) {
+		now++
+		r := &store.Request{RequestID: fmt.Sprintf("req-%09d", now), Strategy: "all", MaxFailures: -1, OpenedMs: now, DeadlineMs: now + timeout, ManifestOffset: now,
+			Tasks: []schemas.TaskRef{{TaskID: "a", Target: "a", Item: -1}}}
+		if err := tx.OpenRequest(r); err != nil {
+			b.Fatal(err)
+		}
+		if close {
+			if err := tx.CloseRequest(r, now+60_000); err != nil {
+				b.Fatal(err)
+			}
+		} else {
+			open++
+		}
+	}
+	tx := p.Begin(store.Position{})
+	for i := range 60_003 {
+		step(tx, i < 60_000) // the last few stay open
+		tx.FiredBefore(now)
+		if i%1000 == 999 {
+			if err := tx.Commit(store.Position{Next: now + 1}); err != nil {
+				b.Fatal(err)
+			}
+			tx = p.Begin(store.Position{Next: now + 1, Open: open})
+		}
+	}
+	if err := tx.Commit(store.Position{Next: now + 1}); err != nil {
+		b.Fatal(err)
+	}
+	if _, ok, err := p.NextDeadline(); !ok || err != nil {
+		b.Fatalf("no next deadline (%v)", err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		tx := p.Begin(store.Position{Next: now + 1, Open: open})
+		step(tx, true)
+		if err := tx.Commit(store.Position{Next: now + 1}); err != nil {
+			b.Fatal(err)
+		}
+		if _, ok, err := p.NextDeadline(); !ok || err != nil {
+			b.Fatalf("no next deadline (%v)", err)
+		}
+	}
+}

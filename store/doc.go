@@ -8,5 +8,8 @@
 // The store is a cache of the fold of the log: Kafka holds the truth. Every
 // change goes through a Txn, an indexed batch that reads its own writes and
 // is applied only after the Kafka transaction that produced its outputs has
-// committed.
+// committed. Each Partition keeps the open requests it opened or read,
+// with their answers, in memory within a budget (WithRequestCache), written
+// through to Pebble: a Txn's changes reach that cache when it commits and
+// are dropped with it.
 package store

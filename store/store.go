@@ -121,23 +121,35 @@ const (
 // state lives under its own key prefix. A DB is safe for concurrent use;
 // a Partition and its Txns are not.
 type DB struct {
-	pdb *pebble.DB
+	pdb          *pebble.DB
+	requestCache int64
 }
 
 // Option configures Open.
-type Option func(*pebble.Options)
+type Option func(*options)
+
+type options struct {
+	pebble       pebble.Options
+	requestCache int64
+}
 
 // WithFS makes the store use fs instead of the disk (vfs.NewMem() in tests).
-func WithFS(fs vfs.FS) Option { return func(o *pebble.Options) { o.FS = fs } }
+func WithFS(fs vfs.FS) Option { return func(o *options) { o.pebble.FS = fs } }
 
 // WithCacheSize sets Pebble's block cache size in bytes. Default 64MiB.
 func WithCacheSize(n int64) Option {
-	return func(o *pebble.Options) { o.CacheSize = n }
+	return func(o *options) { o.pebble.CacheSize = n }
+}
+
+// WithRequestCache sets the budget in bytes of each Partition's cache of
+// open requests (0: none). Default DefaultRequestCache.
+func WithRequestCache(n int64) Option {
+	return func(o *options) { o.requestCache = n }
 }
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*DB, error) {
-	o := &pebble.Options{
+	o := &options{requestCache: DefaultRequestCache, pebble: pebble.Options{
 		CacheSize: 64 << 20,
 		Logger:    quietLogger{},
 		// Most requests open and close within seconds: a larger memtable
@@ -149,15 +161,15 @@ func Open(dir string, opts ...Option) (*DB, error) {
 		// that state; the gather then re-folds the tail from the log (or
 		// rebuilds), exactly as when it took a partition from another host.
 		DisableWAL: true,
-	}
+	}}
 	for _, opt := range opts {
 		opt(o)
 	}
-	pdb, err := pebble.Open(dir, o)
+	pdb, err := pebble.Open(dir, &o.pebble)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &DB{pdb: pdb}, nil
+	return &DB{pdb: pdb, requestCache: o.requestCache}, nil
 }
 
 // Close closes the store.
@@ -176,11 +188,14 @@ func (db *DB) Close() error {
 // DiskUsage is the size of the store's files in bytes.
 func (db *DB) DiskUsage() uint64 { return db.pdb.Metrics().DiskSpaceUsage() }
 
-// Partition returns the state of one partition.
+// Partition returns the state of one partition. A partition's state must
+// be changed through one Partition: each keeps bounds of its indexes and a
+// cache of its open requests, which the changes made through another do
+// not update.
 func (db *DB) Partition(p int32) *Partition {
 	var prefix [4]byte
 	binary.BigEndian.PutUint32(prefix[:], uint32(p))
-	return &Partition{db: db, prefix: prefix}
+	return &Partition{db: db, prefix: prefix, cache: newRequestCache(db.requestCache)}
 }
 
 // Partition is one partition's state.
@@ -188,6 +203,10 @@ type Partition struct {
 	db     *DB
 	prefix [4]byte
 	floor  floors // of the committed state
+	// cache holds open requests of the committed state (nil: none), so
+	// that the fold of a result need not read and decode its request and
+	// answers from Pebble.
+	cache *requestCache
 }
 
 // floors are lower bounds of the index scans. The deadline and expiry
@@ -200,11 +219,25 @@ type floors struct {
 	deadline, expiry, offset int64
 	// nextDeadline and nextExpiry are lower bounds of the smallest entry
 	// of those indexes (0: unknown, math.MaxInt64: none), so that most
-	// records, which make nothing due, need no scan at all.
+	// records, which make nothing due, need no scan at all. Opening a
+	// request lowers nextDeadline; a scan makes it exact and starts there,
+	// past the tombstones of the requests closed before it.
 	nextDeadline, nextExpiry int64
 }
 
 const none = math.MaxInt64
+
+// deadlineFrom is where a scan of the deadline index starts: no entry is
+// below the deadlines already fired, nor below the smallest entry's lower
+// bound when it is known. Starting at the higher of the two skips the
+// tombstones of the requests that closed before their deadline (most of
+// them), which otherwise every scan steps over until they are compacted.
+func (f *floors) deadlineFrom() int64 {
+	if f.nextDeadline == 0 || f.nextDeadline == none {
+		return f.deadline
+	}
+	return max(f.deadline, f.nextDeadline)
+}
 
 func lower(hint, v int64) int64 {
 	if hint == 0 {
@@ -269,6 +302,7 @@ func (p *Partition) Discard() error {
 		return fmt.Errorf("store: discard partition: %w", err)
 	}
 	p.floor = floors{}
+	p.cache.reset()
 	return nil
 }
 
@@ -276,6 +310,9 @@ func (p *Partition) Discard() error {
 // overlay of changes that reads its own writes, applied by Commit and
 // dropped by Discard.
 func (p *Partition) Begin(pos Position) *Txn {
+	// A cache that cannot be loaded is incomplete: the Txn reads what it
+	// does not hold from Pebble, which reports the error.
+	_ = p.load()
 	return &Txn{p: p, b: p.db.pdb.NewIndexedBatch(), open: pos.Open, floor: p.floor}
 }
 
@@ -292,16 +329,7 @@ var _ io.Closer = (*DB)(nil)
 // NextDeadline returns the earliest deadline of an open request in the
 // stored (committed) state.
 func (p *Partition) NextDeadline() (ms int64, ok bool, err error) {
-	lo := p.key(tagDeadline)
-	it, err := p.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p.key(tagDeadline, be64(p.floor.deadline)), UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return 0, false, fmt.Errorf("store: %w", err)
-	}
-	defer it.Close()
-	if !it.First() {
-		return 0, false, it.Error()
-	}
-	return int64(binary.BigEndian.Uint64(it.Key()[len(lo):])), true, nil
+	return nextDeadline(p.db.pdb, p, &p.floor)
 }
 
 // Flush writes the memtable to disk, for measuring the store's size.

@@ -179,6 +179,61 @@ func TestDeadlineIndex(t *testing.T) {
 	}
 }
 
+// A scan of the deadline index starts at the smallest deadline the last one
+// found: a request opened since with an earlier deadline must still be
+// found, in the overlay and, once committed, in the store.
+func TestNextDeadlineAfterTheBoundMoved(t *testing.T) {
+	db := openMem(t)
+	p := db.Partition(0)
+	tx := p.Begin(store.Position{})
+	for i, id := range []string{"a", "b", "c"} {
+		must(t, tx.OpenRequest(request(id, 1000*int64(i+1), int64(i))))
+	}
+	for _, id := range []string{"a", "b"} {
+		r, _, _ := tx.Request(id)
+		must(t, tx.CloseRequest(r, 9000))
+	}
+	if ms, ok, err := tx.NextDeadline(); !ok || ms != 3000 || err != nil {
+		t.Fatalf("overlay: next deadline %d %v %v, want 3000", ms, ok, err)
+	}
+	commit(t, tx, store.Position{Next: 3})
+	if ms, ok, err := p.NextDeadline(); !ok || ms != 3000 || err != nil {
+		t.Fatalf("store: next deadline %d %v %v, want 3000", ms, ok, err)
+	}
+
+	// Below the bound both scans started at.
+	tx = p.Begin(store.Position{Next: 3, Open: 1})
+	must(t, tx.OpenRequest(request("early", 1500, 3)))
+	if ms, ok, err := tx.NextDeadline(); !ok || ms != 1500 || err != nil {
+		t.Errorf("overlay: next deadline %d %v %v after opening one due at 1500", ms, ok, err)
+	}
+	if ms, _, _ := p.NextDeadline(); ms != 3000 {
+		t.Errorf("store: next deadline %d before the overlay commits, want 3000", ms)
+	}
+	commit(t, tx, store.Position{Next: 4})
+	if ms, ok, err := p.NextDeadline(); !ok || ms != 1500 || err != nil {
+		t.Errorf("store: next deadline %d %v %v after opening one due at 1500", ms, ok, err)
+	}
+	tx = p.Begin(store.Position{Next: 4, Open: 2})
+	defer tx.Discard()
+	if ds, err := tx.DueBefore(3001, 10); err != nil || len(ds) != 2 || ds[0].RequestID != "early" || ds[1].RequestID != "c" {
+		t.Errorf("due before 3001: %+v %v", ds, err)
+	}
+
+	// Everything closed, then one opened: none, then that one.
+	for _, id := range []string{"early", "c"} {
+		r, _, _ := tx.Request(id)
+		must(t, tx.CloseRequest(r, 9000))
+	}
+	if _, ok, err := tx.NextDeadline(); ok || err != nil {
+		t.Errorf("a next deadline with nothing open (%v)", err)
+	}
+	must(t, tx.OpenRequest(request("last", 500, 5)))
+	if ms, ok, err := tx.NextDeadline(); !ok || ms != 500 || err != nil {
+		t.Errorf("overlay: next deadline %d %v %v, want 500", ms, ok, err)
+	}
+}
+
 // Ties are ordered by the length-prefixed id: shorter ids first, then bytes.
 func TestDeadlineTiesByEncodedID(t *testing.T) {
 	db := openMem(t)

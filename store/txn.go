@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -21,6 +21,32 @@ type Txn struct {
 	open  int64
 	buf   []byte
 	floor floors
+	// reqs is the overlay of the partition's request cache: the requests
+	// this Txn opened, changed or closed (nil r), applied to the cache by
+	// Commit.
+	reqs map[string]*cached
+	kb   []byte // the key last built by idKey and atKey
+}
+
+// idKey returns the key of tag and request id, in a buffer that the next
+// idKey or atKey reuses: for a read or write that copies it (Get, Set,
+// Delete), not for an iterator's bounds.
+func (t *Txn) idKey(tag byte, id string) []byte { return t.appendKey(tag, false, 0, id) }
+
+// atKey is idKey for the index keys: tag, at, then the request id.
+func (t *Txn) atKey(tag byte, at int64, id string) []byte { return t.appendKey(tag, true, at, id) }
+
+func (t *Txn) appendKey(tag byte, withAt bool, at int64, id string) []byte {
+	k := append(t.kb[:0], t.p.prefix[:]...)
+	k = append(k, tag)
+	if withAt {
+		k = binary.BigEndian.AppendUint64(k, uint64(at))
+	}
+	// As idPart.
+	k = binary.BigEndian.AppendUint16(k, uint16(len(id)))
+	k = append(k, id...)
+	t.kb = k
+	return k
 }
 
 // Open is the number of open requests as of this Txn.
@@ -45,6 +71,7 @@ func (t *Txn) Commit(pos Position) error {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	t.p.floor = t.floor
+	t.p.cache.apply(t.reqs)
 	return nil
 }
 
@@ -77,23 +104,38 @@ func checkID(id string) error {
 }
 
 // Request returns the open request id; ok is false when it is not open.
+// The request is the caller's to change (its Tasks and Attributes
+// excepted) and to store again with PutRequest.
 func (t *Txn) Request(id string) (r *Request, ok bool, err error) {
 	if err := checkID(id); err != nil {
 		return nil, false, err
 	}
+	if e := t.lookup(id); e != nil {
+		if e.r == nil {
+			return nil, false, nil // closed by this Txn
+		}
+		return e.r.clone(), true, nil
+	}
+	if c := t.p.cache; c != nil && c.complete {
+		return nil, false, nil // the cache holds every open request
+	}
 	r = new(Request)
-	ok, err = t.getRaw(t.p.key(tagRequest, idPart(id)), func(v []byte) error {
+	ok, err = t.getRaw(t.idKey(tagRequest, id), func(v []byte) error {
 		_, err := requestSchema.Decode(v, r)
 		return err
 	})
 	if !ok {
-		r = nil
+		return nil, ok, err
 	}
+	// Neither the overlay nor the cache has it, so this Txn has not
+	// written it: it is as committed.
+	t.p.cache.set(id, &cached{r: r.clone()})
 	return r, ok, err
 }
 
-// OpenRequest stores a newly opened request with its deadline and manifest
-// offset in the indexes.
+// OpenRequest stores a newly opened request (one not open) with its
+// deadline and manifest offset in the indexes. The Txn keeps r: the caller
+// may change it only to store it again.
 func (t *Txn) OpenRequest(r *Request) error {
 	if err := checkID(r.RequestID); err != nil {
 		return err
@@ -101,37 +143,45 @@ func (t *Txn) OpenRequest(r *Request) error {
 	if err := t.PutRequest(r); err != nil {
 		return err
 	}
-	id := idPart(r.RequestID)
+	// A new request has no answers.
+	t.setEntry(r.RequestID, &cached{r: r, known: true})
 	t.floor.nextDeadline = lower(t.floor.nextDeadline, r.DeadlineMs)
-	if err := t.b.Set(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil, nil); err != nil {
+	if err := t.b.Set(t.atKey(tagDeadline, r.DeadlineMs, r.RequestID), nil, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	// The offset index holds the stream time once the manifest was folded
 	// (OpenedMs): Position.OldestStreamTime.
-	if err := t.b.Set(t.p.key(tagOffset, be64(r.ManifestOffset), id), be64(r.OpenedMs), nil); err != nil {
+	if err := t.b.Set(t.atKey(tagOffset, r.ManifestOffset, r.RequestID), be64(r.OpenedMs), nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	t.open++
 	return nil
 }
 
-// PutRequest updates an open request's header.
+// PutRequest updates an open request's header. The Txn keeps r: the
+// caller may change it only to store it again.
 func (t *Txn) PutRequest(r *Request) error {
 	var err error
 	t.buf, err = requestSchema.AppendEncode(t.buf[:0], r)
 	if err != nil {
 		return fmt.Errorf("store: encode request: %w", err)
 	}
-	if err := t.b.Set(t.p.key(tagRequest, idPart(r.RequestID)), t.buf, nil); err != nil {
+	if err := t.b.Set(t.idKey(tagRequest, r.RequestID), t.buf, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
+	}
+	if e := t.own(r.RequestID); e != nil && e.r != nil {
+		e.r = r
+	} else {
+		// Answers unknown: those stored before are in Pebble only.
+		t.setEntry(r.RequestID, &cached{r: r})
 	}
 	return nil
 }
 
+// answerKey is idKey for the key of an answer.
 func (t *Txn) answerKey(id string, index int32) []byte {
-	var ix [4]byte
-	binary.BigEndian.PutUint32(ix[:], uint32(index))
-	return t.p.key(tagAnswer, idPart(id), ix[:])
+	t.kb = binary.BigEndian.AppendUint32(t.idKey(tagAnswer, id), uint32(index))
+	return t.kb
 }
 
 // HasAnswer reports whether task index of request id has answered.
@@ -149,11 +199,24 @@ func (t *Txn) PutAnswer(id string, a *Answer) error {
 	if err := t.b.Set(t.answerKey(id, a.Index), t.buf, nil); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	if e := t.own(id); e != nil && e.known {
+		if e.answers == nil {
+			e.answers = make([]Answer, 0, len(e.r.Tasks)) // room for all
+		}
+		e.answers = addAnswer(e.answers, *a)
+	}
 	return nil
 }
 
-// Answers returns the answers of request id in task order.
+// Answers returns the answers of request id in task order. They are the
+// caller's to change.
 func (t *Txn) Answers(id string) ([]Answer, error) {
+	if e := t.lookup(id); e != nil && e.r != nil && e.known {
+		if len(e.answers) == 0 {
+			return nil, nil
+		}
+		return slices.Clone(e.answers), nil
+	}
 	prefix := t.p.key(tagAnswer, idPart(id))
 	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
@@ -171,16 +234,18 @@ func (t *Txn) Answers(id string) ([]Answer, error) {
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if e := t.own(id); e != nil && e.r != nil {
+		e.answers, e.known = slices.Clone(out), true
+	}
 	return out, nil
 }
 
 // CloseRequest removes open request r with its answers and index entries,
 // and remembers it as closed until expiresMs (log time).
 func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
-	id := idPart(r.RequestID)
 	sets := []error{
-		t.b.Delete(t.p.key(tagRequest, id), nil),
-		t.b.Delete(t.p.key(tagDeadline, be64(r.DeadlineMs), id), nil),
+		t.b.Delete(t.idKey(tagRequest, r.RequestID), nil),
+		t.b.Delete(t.atKey(tagDeadline, r.DeadlineMs, r.RequestID), nil),
 	}
 	// Point deletes, not a range: every read of an indexed batch pays for
 	// the range deletions it holds.
@@ -190,6 +255,7 @@ func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
 	if err := errors.Join(sets...); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	t.setEntry(r.RequestID, &cached{})
 	t.floor.nextExpiry = lower(t.floor.nextExpiry, expiresMs)
 	t.open--
 	c := Closed{ExpiresMs: expiresMs, ManifestOffset: r.ManifestOffset}
@@ -200,8 +266,8 @@ func (t *Txn) CloseRequest(r *Request, expiresMs int64) error {
 	// The offset index entry stays: a remembered closed request is still
 	// needed to rebuild the same state.
 	if err := errors.Join(
-		t.b.Set(t.p.key(tagClosed, id), v, nil),
-		t.b.Set(t.p.key(tagExpiry, be64(expiresMs), id), nil, nil),
+		t.b.Set(t.idKey(tagClosed, r.RequestID), v, nil),
+		t.b.Set(t.atKey(tagExpiry, expiresMs, r.RequestID), nil, nil),
 	); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -213,7 +279,7 @@ func (t *Txn) Closed(id string) (c Closed, ok bool, err error) {
 	if err := checkID(id); err != nil {
 		return c, false, err
 	}
-	ok, err = t.getRaw(t.p.key(tagClosed, idPart(id)), func(v []byte) error {
+	ok, err = t.getRaw(t.idKey(tagClosed, id), func(v []byte) error {
 		_, err := closedSchema.Decode(v, &c)
 		return err
 	})
@@ -283,7 +349,7 @@ func (t *Txn) DueBefore(ms int64, limit int) ([]Due, error) {
 		return nil, nil
 	}
 	lo := t.p.key(tagDeadline)
-	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagDeadline, be64(t.floor.deadline)), UpperBound: prefixEnd(lo)})
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: t.p.key(tagDeadline, be64(t.floor.deadlineFrom())), UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -313,14 +379,33 @@ func (t *Txn) FiredBefore(ms int64) { t.floor.deadline = max(t.floor.deadline, m
 
 // NextDeadline returns the earliest deadline of an open request.
 func (t *Txn) NextDeadline() (ms int64, ok bool, err error) {
-	t.floor.nextDeadline = 0 // scan: closing requests leaves the hint low
-	if _, err := t.DueBefore(math.MinInt64+1, 0); err != nil {
-		return 0, false, err
-	}
-	if t.floor.nextDeadline == none {
+	return nextDeadline(t.b, t.p, &t.floor)
+}
+
+// nextDeadline scans r's deadline index of partition p for its smallest
+// entry, from where f says it can be, and records what it found in f.
+func nextDeadline(r pebble.Reader, p *Partition, f *floors) (ms int64, ok bool, err error) {
+	if f.nextDeadline == none {
 		return 0, false, nil
 	}
-	return t.floor.nextDeadline, true, nil
+	lo := p.key(tagDeadline)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p.key(tagDeadline, be64(f.deadlineFrom())), UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, false, fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	if !it.First() {
+		if err := it.Error(); err != nil {
+			return 0, false, fmt.Errorf("store: %w", err)
+		}
+		f.nextDeadline = none
+		return 0, false, nil
+	}
+	ms = int64(binary.BigEndian.Uint64(it.Key()[len(lo):]))
+	// Exact now; it only grows as requests close, and an opened request
+	// lowers it.
+	f.nextDeadline = ms
+	return ms, true, nil
 }
 
 // OldestOffset returns the smallest manifest offset of an open or

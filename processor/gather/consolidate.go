@@ -23,7 +23,9 @@ type Input struct {
 }
 
 // Consolidator builds a request's result from its OK answers.
-// Implementations must be deterministic and safe for concurrent use.
+// Implementations must be deterministic and safe for concurrent use, and
+// must not change the payloads they are given: the fold keeps them in
+// memory, and folds them again when its transaction aborts.
 type Consolidator interface {
 	// Check validates an OK answer when it arrives. An error makes the
 	// answer a failed answer of its target, with the error as reason.
