@@ -305,6 +305,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				stop = true
 				return
 			}
+			slot := worker.NewSlot(local)
 			tp := worker.TopicPartition{Topic: r.Topic, Partition: r.Partition}
 			tracker.Start(tp, r.Offset)
 			running.Add(1)
@@ -313,7 +314,8 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				// Shutting down does not cut a task short: it runs to its
 				// deadline, so the result is an answer, not an artefact.
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, 1) })
-				out, written, sample := w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+				tctx := worker.WithSlot(context.WithoutCancel(ctx), slot)
+				out, written, sample := w.handle(tctx, log, h, tg, r)
 				for backoff := time.Second; out == nil; backoff = min(2*backoff, 30*time.Second) {
 					// The schema registry the task needs is unavailable: the
 					// task waits for it (left unfinished if the worker stops).
@@ -321,11 +323,11 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 					case <-ctx.Done():
 						each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
 						<-w.global
-						local.Release(worker.Sample{})
+						slot.Release(worker.Sample{})
 						return
 					case <-time.After(backoff):
 					}
-					out, written, sample = w.handle(context.WithoutCancel(ctx), log, h, tg, r)
+					out, written, sample = w.handle(tctx, log, h, tg, r)
 				}
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
 				// The slots bound calls to providers, so they are free once the
@@ -334,7 +336,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				// its result is acknowledged. The call's latency moves the
 				// target's limit.
 				<-w.global
-				local.Release(sample)
+				slot.Release(sample)
 				done, err := w.deliver(prod, log, tg, r, out, written)
 				if err != nil {
 					fail(err)

@@ -173,3 +173,79 @@ func (l *ConcurrencyLimiter) update(rtt float64, inFlight int) {
 	next := l.limit*gradient + math.Sqrt(l.limit)
 	l.limit = min(max(l.limit*(1-gradientSmoothing)+next*gradientSmoothing, l.floor), l.ceiling)
 }
+
+// Slot is the place one task holds under its target's ConcurrencyLimiter.
+// A task that waits for its turn under the target's rate limit steps aside
+// while it waits (the RateLimiter's middleware does it, through the
+// task's context: see WithSlot): it gives its place back and takes one
+// again before it calls, so that tasks waiting for turns, which may wait
+// up to their deadlines, do not keep the target's other tasks from being
+// answered (refused at once, when their turn would come too late). Safe
+// for concurrent use.
+type Slot struct {
+	l    *ConcurrencyLimiter
+	mu   sync.Mutex
+	held bool
+	done bool // released for good: a late retake gives its place back
+}
+
+// NewSlot returns the slot of a place already acquired from l.
+func NewSlot(l *ConcurrencyLimiter) *Slot { return &Slot{l: l, held: true} }
+
+// Release gives the place back for good, if the slot holds it, with the
+// task's sample.
+func (s *Slot) Release(sample Sample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	if s.held {
+		s.held = false
+		s.l.Release(sample)
+	}
+}
+
+// stepAside gives the place back, without a sample, while the task waits.
+func (s *Slot) stepAside() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		s.held = false
+		s.l.Release(Sample{})
+	}
+}
+
+// retake takes a place again after stepAside; it fails with the context's
+// cause when ctx ends first.
+func (s *Slot) retake(ctx context.Context) error {
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if held {
+		return nil
+	}
+	if err := s.l.Acquire(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held || s.done {
+		// Another call of the task took it back first, or the task ended.
+		s.l.Release(Sample{})
+		return nil
+	}
+	s.held = true
+	return nil
+}
+
+type slotKey struct{}
+
+// WithSlot returns ctx carrying the task's slot, for the middleware that
+// waits (RateLimiter) to step aside.
+func WithSlot(ctx context.Context, s *Slot) context.Context {
+	return context.WithValue(ctx, slotKey{}, s)
+}
+
+func slotFrom(ctx context.Context) *Slot {
+	s, _ := ctx.Value(slotKey{}).(*Slot)
+	return s
+}

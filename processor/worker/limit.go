@@ -202,8 +202,14 @@ func (l *RateLimiter) Middleware() Middleware {
 			if wait > 0 {
 				l.notify(RateDelayed)
 			}
-			// A pause asked for while this call waited holds it too.
+			// A pause asked for while this call waited holds it too. The
+			// task steps aside from its target's concurrency limit while
+			// it waits (see Slot).
 			waitStart := time.Now()
+			slot := slotFrom(ctx)
+			if wait > 0 && slot != nil {
+				slot.stepAside()
+			}
 			for ; wait > 0; wait = l.wait(turn, shift) {
 				timer := time.NewTimer(wait)
 				select {
@@ -212,6 +218,12 @@ func (l *RateLimiter) Middleware() Middleware {
 					uncountAttempt(ctx)
 					return nil, fmt.Errorf("%w: waited for a turn under the target's rate_limit: %w", ErrRateLimited, context.Cause(ctx))
 				case <-timer.C:
+				}
+			}
+			if slot != nil {
+				if err := slot.retake(ctx); err != nil {
+					uncountAttempt(ctx)
+					return nil, fmt.Errorf("%w: waited for a place under the target's concurrency limit: %w", ErrRateLimited, err)
 				}
 			}
 			addWaited(ctx, time.Since(waitStart))

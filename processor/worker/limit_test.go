@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -157,4 +158,46 @@ func TestHTTPCallerRetryAfter(t *testing.T) {
 			t.Errorf("%d Retry-After %q: %v (retry after: %v), want %v %s", tc.status, tc.header, err, ok, tc.ok, tc.want)
 		}
 	}
+}
+
+// A task waiting for its turn under the rate limit gives its place under
+// the concurrency limit back while it waits, and takes one again to call.
+func TestRateLimitWaitStepsAsideFromTheConcurrencyLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conc := worker.NewFixedLimiter(1)
+		var calls atomic.Int32
+		h := worker.NewRateLimiter(1, 1, nil).Middleware()(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+			calls.Add(1)
+			return []byte("{}"), nil
+		}))
+		run := func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := conc.Acquire(ctx); err != nil {
+				return err
+			}
+			slot := worker.NewSlot(conc)
+			defer slot.Release(worker.Sample{})
+			_, err := h.Handle(worker.WithSlot(ctx, slot), &schemas.Task{})
+			return err
+		}
+		if err := run(); err != nil { // the burst's call, at once
+			t.Fatal(err)
+		}
+		errs := make(chan error, 1)
+		go func() { errs <- run() }()
+		synctest.Wait() // the second call waits for its turn, a second away
+		if n := conc.InFlight(); n != 0 {
+			t.Errorf("%d places held while the only task waits for its turn, want 0", n)
+		}
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if n := calls.Load(); n != 2 {
+			t.Errorf("%d calls, want 2", n)
+		}
+		if n := conc.InFlight(); n != 0 {
+			t.Errorf("%d places held after both tasks, want 0", n)
+		}
+	})
 }
