@@ -228,8 +228,9 @@ type Hedge struct {
 // worker instance takes the share of the limit that it owns of the task
 // topic's partitions (which is how the tasks are spread), so the group
 // stays within the limit without talking to each other; every try of a
-// retry is a call. A task whose turn would come after its deadline is
-// answered ERROR "rate limited" at once, without a call.
+// retry is a call. A task whose turn would come after half the time it has
+// left before its deadline (too late to answer in time) is answered ERROR
+// "rate limited" at once, without a call.
 type RateLimit struct {
 	// PerSecond is the calls a second; required, positive.
 	PerSecond float64 `yaml:"per_second"`

@@ -13,7 +13,8 @@ import (
 )
 
 // ErrRateLimited: the target's rate limit would let the call start only
-// after the task's deadline; the provider was not called. The text of the
+// too close to the task's deadline to answer in time (after half the time
+// the task had left); the provider was not called. The text of the
 // ERROR results it makes starts with "rate limited".
 var ErrRateLimited = errors.New("rate limited")
 
@@ -78,7 +79,8 @@ func (e RateLimitEvent) String() string {
 // RateLimiter is a token bucket for the calls of one target: perSecond
 // calls a second times the share, in bursts of up to burst. A call takes
 // its turn at once (turns are handed out in order, as reservations), waits
-// for it, or, when the turn comes after the task's deadline, is refused
+// for it, or, when the turn comes after half the time the task has left
+// before its deadline (too late to answer in time), is refused
 // with ErrRateLimited without waiting. A provider's Retry-After pauses
 // every call until it ends and moves the turns handed out by as much.
 // Safe for concurrent use.
@@ -190,12 +192,21 @@ func (l *RateLimiter) Pause(d time.Duration) {
 func (l *RateLimiter) Middleware() Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, t *schemas.Task) ([]byte, error) {
-			deadline, _ := ctx.Deadline()
-			turn, shift, ok := l.reserve(deadline)
+			// A turn is worth taking only if it leaves the call time to
+			// answer before the deadline: half of what the task has left.
+			// Under a demand above the limit, a task that waited until its
+			// deadline would answer too late for the gather, and its turn
+			// would be lost to the tasks behind it.
+			latest, _ := ctx.Deadline()
+			if !latest.IsZero() {
+				now := l.now()
+				latest = now.Add(latest.Sub(now) / 2)
+			}
+			turn, shift, ok := l.reserve(latest)
 			if !ok {
 				uncountAttempt(ctx)
 				l.notify(RateRefused)
-				return nil, Permanent(fmt.Errorf("%w: the target's rate_limit gives the next call a turn at %s, after the task's deadline",
+				return nil, Permanent(fmt.Errorf("%w: the target's rate_limit gives the next call a turn at %s, too close to the task's deadline to answer in time",
 					ErrRateLimited, turn.UTC().Format(time.RFC3339Nano)))
 			}
 			wait := l.wait(turn, shift)

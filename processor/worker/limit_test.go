@@ -201,3 +201,34 @@ func TestRateLimitWaitStepsAsideFromTheConcurrencyLimit(t *testing.T) {
 		}
 	})
 }
+
+// A turn that leaves the call less than half the time the task has left
+// is refused at once: waited for, the answer would come too late.
+func TestRateLimitRefusesATurnTooCloseToTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := worker.NewRateLimiter(1, 1, nil).Middleware()(worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
+			return []byte("{}"), nil
+		}))
+		call := func(left time.Duration) error {
+			ctx, cancel := context.WithTimeout(context.Background(), left)
+			defer cancel()
+			_, err := h.Handle(ctx, &schemas.Task{})
+			return err
+		}
+		if err := call(1500 * time.Millisecond); err != nil { // the burst's turn, now
+			t.Fatal(err)
+		}
+		start := time.Now()
+		// The next turn is a second away: after 0.75 s, half of 1.5 s.
+		if err := call(1500 * time.Millisecond); !errors.Is(err, worker.ErrRateLimited) {
+			t.Fatalf("err %v, want ErrRateLimited", err)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("refused after %s, want at once", waited)
+		}
+		// With 3 s left, a turn a second away is worth the wait.
+		if err := call(3 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
