@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -48,5 +49,44 @@ func TestTaskPoolIdleGoroutinesEnd(t *testing.T) {
 			t.Errorf("%d goroutines started, want 2 (the first ended when idle)", got)
 		}
 		p.Close()
+	})
+}
+
+// deepWork grows a goroutine's stack as encoding a record does (a few
+// KiB of frames), then returns.
+//
+//go:noinline
+func deepWork(n int) int {
+	var buf [256]byte
+	buf[n%256] = byte(n)
+	if n == 0 {
+		return int(buf[0])
+	}
+	return deepWork(n-1) + int(buf[n%256])
+}
+
+// BenchmarkTasks compares a goroutine per task with the pool's reused
+// goroutines, for tasks that grow their stacks to about 16 KiB and run 64
+// at a time.
+func BenchmarkTasks(b *testing.B) {
+	run := func(b *testing.B, spawn func(func())) {
+		sem := make(chan struct{}, 64)
+		var wg sync.WaitGroup
+		for i := 0; b.Loop(); i++ {
+			sem <- struct{}{}
+			wg.Add(1)
+			spawn(func() {
+				deepWork(48)
+				<-sem
+				wg.Done()
+			})
+		}
+		wg.Wait()
+	}
+	b.Run("goroutine per task", func(b *testing.B) { run(b, func(f func()) { go f() }) })
+	b.Run("pool", func(b *testing.B) {
+		p := newTaskPool(30 * time.Second)
+		defer p.Close()
+		run(b, p.Go)
 	})
 }
