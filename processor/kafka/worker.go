@@ -260,10 +260,6 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 	}
 	consumerLag := lag{}
 	var running sync.WaitGroup
-	// Tasks run on reused goroutines (see taskPool); the pool ends after
-	// the deferred wait for the running tasks below.
-	pool := newTaskPool(30 * time.Second)
-	defer pool.Close()
 	defer func() {
 		running.Wait()
 		for tp, off := range tracker.Committable() {
@@ -309,7 +305,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 			tp := worker.TopicPartition{Topic: r.Topic, Partition: r.Partition}
 			tracker.Start(tp, r.Offset)
 			running.Add(1)
-			pool.Go(func() {
+			go func() {
 				defer running.Done()
 				// Shutting down does not cut a task short: it runs to its
 				// deadline, so the result is an answer, not an artefact.
@@ -349,7 +345,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				if off, ok := tracker.Finish(tp, r.Offset); ok {
 					mark(tp, off)
 				}
-			})
+			}()
 		})
 		if stop {
 			return stopped()
