@@ -64,6 +64,10 @@ func DefaultScenarios() []Scenario {
 				// limits adapted.
 				out = append(out, Scenario{Name: "fanout 3, all, 5-50ms, fixed 64", Fanout: n, Strategy: s, MinLatency: 5 * time.Millisecond, MaxLatency: 50 * time.Millisecond,
 					Calls: &CallShape{Worker: "{concurrency: fixed, max_in_flight_per_target: 64}"}})
+				// And behind a fixed cap of 1024, the default ceiling: the
+				// rate a limit that never binds gives.
+				out = append(out, Scenario{Name: "fanout 3, all, 5-50ms, fixed 1024", Fanout: n, Strategy: s, MinLatency: 5 * time.Millisecond, MaxLatency: 50 * time.Millisecond,
+					Calls: &CallShape{Worker: "{concurrency: fixed}"}})
 			}
 		}
 	}
