@@ -464,18 +464,30 @@ func (r *runner) await(ctx context.Context, deadline time.Time, ids []string) er
 	return ctx.Err()
 }
 
+// startWithSender starts the scenario's pipeline with cfg's defaults and
+// a sender of its requests.
+func startWithSender(ctx context.Context, cfg Config, sc Scenario) (*runner, *admin.Sender, error) {
+	cfg.defaults()
+	r, err := startScenario(ctx, &cfg, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := admin.NewSender(r.topo, kafka.WithLogger(cfg.Logger))
+	if err != nil {
+		r.stop()
+		return nil, nil, err
+	}
+	return r, s, nil
+}
+
 // RunScenario sweeps one scenario.
 func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*ScenarioResult, error) {
 	cfg.defaults()
-	r, err := startScenario(ctx, &cfg, sc)
+	r, s, err := startWithSender(ctx, cfg, sc)
 	if err != nil {
 		return nil, err
 	}
 	defer r.stop()
-	s, err := admin.NewSender(r.topo, kafka.WithLogger(cfg.Logger))
-	if err != nil {
-		return nil, err
-	}
 	defer s.Close()
 	res := &ScenarioResult{Scenario: sc, Instances: cfg.Instances}
 	run := func(rate float64) (Step, error) {

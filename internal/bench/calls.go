@@ -9,9 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/scattergather/scattergather/processor/admin"
-	"github.com/scattergather/scattergather/processor/kafka"
 )
 
 // CallShape is what a provider-calls scenario changes: the providers'
@@ -101,16 +98,11 @@ func RunCalls(ctx context.Context, cfg Config, sc Scenario) (*CallResult, error)
 	if sc.Calls.Window > 0 {
 		cfg.Window = sc.Calls.Window
 	}
-	cfg.defaults()
-	r, err := startScenario(ctx, &cfg, sc)
+	r, s, err := startWithSender(ctx, cfg, sc)
 	if err != nil {
 		return nil, err
 	}
 	defer r.stop()
-	s, err := admin.NewSender(r.topo, kafka.WithLogger(cfg.Logger))
-	if err != nil {
-		return nil, err
-	}
 	defer s.Close()
 	st, err := r.step(ctx, s, sc.Calls.Rate)
 	if err != nil {

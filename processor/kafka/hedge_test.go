@@ -59,22 +59,37 @@ func (p *straggler) counts() (calls map[string]int, cut int) {
 	return calls, len(p.cut)
 }
 
-type hedgeHook struct {
-	mu     sync.Mutex
-	events map[string]int
+// events counts the events a test hook is told, by "target/event".
+type events struct {
+	mu sync.Mutex
+	n  map[string]int
 }
 
-func (h *hedgeHook) OnHedge(_, target, event string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events[target+"/"+event]++
+func (e *events) add(target, event string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == nil {
+		e.n = map[string]int{}
+	}
+	e.n[target+"/"+event]++
 }
 
-func (h *hedgeHook) count(key string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.events[key]
+// String lists the counts.
+func (e *events) String() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return fmt.Sprint(e.n)
 }
+
+func (e *events) count(key string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n[key]
+}
+
+type hedgeHook struct{ events }
+
+func (h *hedgeHook) OnHedge(_, target, event string) { h.add(target, event) }
 
 // runHedge: a target with two endpoints whose first hangs for 2s on every
 // 25th request. Once the hedge has seen enough calls, each hanging call
@@ -103,7 +118,7 @@ targets:
 strategy: {type: all}
 `, a.URL, b.URL))
 	processortest.CreateTopics(t, topo, f)
-	hook := &hedgeHook{events: map[string]int{}}
+	hook := &hedgeHook{}
 	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHooks(hook))
 	if err != nil {
 		t.Fatal(err)
@@ -147,10 +162,10 @@ strategy: {type: all}
 		return cut == stragglers
 	})
 	calls, _ := p.counts()
-	t.Logf("hedge events %v, calls %v", hook.events, calls)
+	t.Logf("hedge events %v, calls %v", hook.String(), calls)
 	sent, won := hook.count("hedged/sent"), hook.count("hedged/won")
 	if sent < stragglers || won < stragglers || hook.count("hedged/budget_exhausted") != 0 {
-		t.Errorf("hedge events %v, want at least %d sent and won, none budget_exhausted", hook.events, stragglers)
+		t.Errorf("hedge events %v, want at least %d sent and won, none budget_exhausted", hook.String(), stragglers)
 	}
 	// Only backups go to b (a backup cut short before it left may not
 	// reach it).

@@ -58,22 +58,9 @@ func (p *quotaProvider) counts() (calls, over int) {
 	return len(p.calls), p.over
 }
 
-type rateHook struct {
-	mu     sync.Mutex
-	events map[string]int
-}
+type rateHook struct{ events }
 
-func (h *rateHook) OnRateLimit(_, target, event string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events[target+"/"+event]++
-}
-
-func (h *rateHook) count(key string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.events[key]
-}
+func (h *rateHook) OnRateLimit(_, target, event string) { h.add(target, event) }
 
 // runRateLimit: under load, the calls to a provider with a quota stay
 // within the target's rate_limit, its 429 with Retry-After holds the
@@ -91,7 +78,7 @@ targets:
 strategy: {type: all}
 `, srv.URL))
 	processortest.CreateTopics(t, topo, f)
-	hook := &rateHook{events: map[string]int{}}
+	hook := &rateHook{}
 	runners, err := kafka.Roles(topo, topo.Flows, kafka.RoleAll, t.TempDir(), kafka.WithHooks(hook))
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +96,7 @@ strategy: {type: all}
 		t.Errorf("provider: %d calls for %d tasks, %d beyond its quota or its Retry-After; want %d and none", calls, n, over, n+1)
 	}
 	if hook.count("quota/retry_after") != 1 || hook.count("quota/delayed") == 0 {
-		t.Errorf("rate limit events %v, want one retry_after and some delayed", hook.events)
+		t.Errorf("rate limit events %v, want one retry_after and some delayed", hook.String())
 	}
 }
 
