@@ -38,24 +38,16 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
-	var counts []int
-	for _, c := range strings.Split(*instances, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n < 1 {
-			return f.usageError("--instances wants positive counts, have %q", c)
-		}
-		counts = append(counts, n)
+	counts, bad := positiveCounts(*instances)
+	if bad != "" {
+		return f.usageError("--instances wants positive counts, have %q", bad)
 	}
 	if *rawRepeats < 1 {
 		return f.usageError("--raw-repeats wants at least 1, have %d", *rawRepeats)
 	}
-	var clients []int
-	for _, c := range strings.Split(*gwClients, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n < 1 {
-			return f.usageError("--gateway-clients wants positive counts, have %q", c)
-		}
-		clients = append(clients, n)
+	clients, bad := positiveCounts(*gwClients)
+	if bad != "" {
+		return f.usageError("--gateway-clients wants positive counts, have %q", bad)
 	}
 	var scenarios []bench.Scenario
 	for _, sc := range append(bench.DefaultScenarios(), bench.CallScenarios()...) {
@@ -182,4 +174,17 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	return exitOK
+}
+
+// positiveCounts parses a comma-separated list of positive integers; bad
+// is the first item that is none.
+func positiveCounts(list string) (counts []int, bad string) {
+	for _, c := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return nil, c
+		}
+		counts = append(counts, n)
+	}
+	return counts, ""
 }

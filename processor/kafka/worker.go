@@ -295,14 +295,14 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				stop = true
 				return
 			}
+			slot := worker.NewSlot(local)
 			select {
 			case w.global <- struct{}{}:
 			case <-ctx.Done():
-				local.Release(worker.Sample{})
+				slot.Release(worker.Sample{})
 				stop = true
 				return
 			}
-			slot := worker.NewSlot(local)
 			tp := worker.TopicPartition{Topic: r.Topic, Partition: r.Partition}
 			tracker.Start(tp, r.Offset)
 			running.Add(1)

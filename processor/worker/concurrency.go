@@ -194,23 +194,18 @@ func NewSlot(l *ConcurrencyLimiter) *Slot { return &Slot{l: l, held: true} }
 
 // Release gives the place back for good, if the slot holds it, with the
 // task's sample.
-func (s *Slot) Release(sample Sample) {
+func (s *Slot) Release(sample Sample) { s.giveBack(sample, true) }
+
+// stepAside gives the place back, without a sample, while the task waits.
+func (s *Slot) stepAside() { s.giveBack(Sample{}, false) }
+
+func (s *Slot) giveBack(sample Sample, done bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.done = true
+	s.done = s.done || done
 	if s.held {
 		s.held = false
 		s.l.Release(sample)
-	}
-}
-
-// stepAside gives the place back, without a sample, while the task waits.
-func (s *Slot) stepAside() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.held {
-		s.held = false
-		s.l.Release(Sample{})
 	}
 }
 
