@@ -30,6 +30,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	brokerPID := f.Int("broker-pid", 0, "pid of the broker on this machine, to report its CPU per request too (scripts/kafka.sh writes it to $SG_KAFKA_DIR/kafka.pid)")
 	jsonOut := f.String("json", "", "write the report as JSON to this file")
 	cpuProfile := f.String("cpuprofile", "", "write a CPU profile of the scenarios to this file")
+	profileDir := f.String("profile-dir", "", "keep each measured window's CPU profile in this directory (labelled by role; not with --cpuprofile)")
 	memProfile := f.String("memprofile", "", "write an allocation profile to this file at the end")
 	gw := f.Bool("gateway", false, "also measure each scenario through the HTTP gateway: open loop at --low-rate, closed loop with --gateway-clients, then (without --low-only) an open-loop sweep for the knee")
 	gwClients := f.String("gateway-clients", "1,8,32", "comma-separated client counts of the gateway's closed-loop steps")
@@ -93,10 +94,18 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		return code
 	}
 	cfg := bench.Config{Brokers: seeds, Warmup: *warmup, Window: *window, StartRate: *start, LowRate: *low,
-		Refine: *refine, KneeP99: *kneeP99, BrokerPID: *brokerPID, ProfileCPU: *cpuProfile == "",
+		Refine: *refine, KneeP99: *kneeP99, BrokerPID: *brokerPID, ProfileCPU: *cpuProfile == "", ProfileDir: *profileDir,
 		Partitions: *partitions, Progress: out, LowOnly: *lowOnly, ReplicationFactor: *rf}
 	if *refine == 0 {
 		cfg.Refine = -1
+	}
+	if *profileDir != "" {
+		if *cpuProfile != "" {
+			return f.usageError("--profile-dir and --cpuprofile both want the profiler: give one")
+		}
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			return fail(e, "bench", err)
+		}
 	}
 	if *cpuProfile != "" {
 		fh, err := os.Create(*cpuProfile)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,9 @@ type Config struct {
 	// ProfileCPU profiles each step's window to split its CPU by role;
 	// leave it false when the process runs a CPU profile of its own.
 	ProfileCPU bool
+	// ProfileDir, when set with ProfileCPU, keeps each measured window's
+	// CPU profile there, named after the scenario and the rate.
+	ProfileDir string
 	// BrokerPID, when set, is the broker's process on this machine: each
 	// step reports its CPU too.
 	BrokerPID int
@@ -273,6 +277,7 @@ func (t *tracker) arrived(id string, at time.Time, a *schemas.Aggregate) {
 // broker.
 type runner struct {
 	cfg   *Config
+	sc    Scenario
 	topo  *topology.Topology
 	flow  *topology.Flow
 	track *tracker
@@ -333,7 +338,7 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 		}
 		runners = append(runners, rs...)
 	}
-	r := &runner{cfg: cfg, topo: topo, flow: f, track: &tracker{}, calls: counts}
+	r := &runner{cfg: cfg, sc: sc, topo: topo, flow: f, track: &tracker{}, calls: counts}
 	r.track.begin(0)
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -433,7 +438,7 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 	start := time.Now()
 	m := startMeter(r.cfg.ProfileCPU, r.cfg.BrokerPID)
 	ids, behind, err := send(r.cfg.Window, true)
-	cpu := m.stop(len(ids))
+	cpu := m.stop(len(ids), r.profilePath(rate))
 	if err != nil {
 		return Step{}, err
 	}
@@ -453,6 +458,20 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 	st.Sustainable = st.Received == st.Sent && behind < 200*time.Millisecond && st.Latency.P99 < 2000
 	// Let the stragglers of an overloaded step go before the next one.
 	return st, r.await(ctx, drain.Add(20*time.Second), ids)
+}
+
+// profilePath is where the profile of the window at rate is kept, "" when
+// profiles are not kept: Config.ProfileDir/<scenario>-<instances>x-<rate>.pprof,
+// the scenario's name with every run of other characters than letters and
+// digits made one dash.
+func (r *runner) profilePath(rate float64) string {
+	if r.cfg.ProfileDir == "" {
+		return ""
+	}
+	slug := strings.Trim(strings.Join(strings.FieldsFunc(strings.ToLower(r.sc.Name), func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9')
+	}), "-"), "-")
+	return filepath.Join(r.cfg.ProfileDir, fmt.Sprintf("%s-%dx-%.0f.pprof", slug, max(r.cfg.Instances, 1), rate))
 }
 
 // await waits until ids have their aggregates or until deadline; only the

@@ -25,6 +25,9 @@ type CPU struct {
 	// roles' time; false when another profile held the profiler
 	// (--cpuprofile).
 	Profiled bool `json:"profiled"`
+	// ProfileError says why the window's profile could not be kept
+	// (Config.ProfileDir).
+	ProfileError string `json:"profile_error,omitempty"`
 	// Each role's time, by the profiler label role that the roles run
 	// under; Other is the rest of the bench process: the load generator,
 	// the consumer that measures and the runtime's background work
@@ -108,8 +111,9 @@ func startMeter(profile bool, brokerPID int) *meter {
 	return m
 }
 
-// stop ends the measurement of requests sent in the window.
-func (m *meter) stop(requests int) *CPU {
+// stop ends the measurement of requests sent in the window and writes the
+// window's profile to keep, unless it is empty.
+func (m *meter) stop(requests int, keep string) *CPU {
 	elapsed := time.Since(m.start)
 	self, _ := procCPU("self")
 	c := &CPU{Requests: requests, Seconds: elapsed.Seconds()}
@@ -127,6 +131,11 @@ func (m *meter) stop(requests int) *CPU {
 	}
 	if m.prof != nil {
 		pprof.StopCPUProfile()
+		if keep != "" {
+			if err := os.WriteFile(keep, m.prof.Bytes(), 0o644); err != nil {
+				c.ProfileError = err.Error()
+			}
+		}
 		if p, err := profile.Parse(m.prof); err == nil {
 			if by, err := splitByRole(p); err == nil {
 				c.Profiled = true

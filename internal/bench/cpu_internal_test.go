@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sync"
 	"testing"
@@ -81,7 +83,8 @@ func TestMeterSplitsInheritedLabels(t *testing.T) {
 		})
 	})
 	wg.Wait()
-	c := m.stop(10)
+	kept := filepath.Join(t.TempDir(), "window.pprof")
+	c := m.stop(10, kept)
 	if !c.Profiled || c.Gather <= 0 || c.Process <= 0 {
 		t.Fatalf("cpu %+v, want the gather's share and the process's time", c)
 	}
@@ -90,6 +93,34 @@ func TestMeterSplitsInheritedLabels(t *testing.T) {
 	}
 	if _, _, g := c.Shares(); g != 1 {
 		t.Errorf("gather's share of the roles = %v, want 1", g)
+	}
+	// The window's profile is kept as it was split.
+	fh, err := os.Open(kept)
+	if err != nil {
+		t.Fatalf("the window's profile was not kept: %v (%s)", err, c.ProfileError)
+	}
+	defer fh.Close()
+	p, err := profile.Parse(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by, err := splitByRole(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := float64(by["gather"].Microseconds()) / 10; got != c.Gather {
+		t.Errorf("the kept profile has %v µs/request of gather, the split %v", got, c.Gather)
+	}
+}
+
+func TestProfilePath(t *testing.T) {
+	r := &runner{cfg: &Config{ProfileDir: "/p", Instances: 2}, sc: Scenario{Name: "fanout 3, all, 5-50ms, fixed 64"}}
+	if got, want := r.profilePath(1500), "/p/fanout-3-all-5-50ms-fixed-64-2x-1500.pprof"; got != want {
+		t.Errorf("profilePath = %q, want %q", got, want)
+	}
+	r.cfg.ProfileDir = ""
+	if got := r.profilePath(1500); got != "" {
+		t.Errorf("without a directory, profilePath = %q, want none", got)
 	}
 }
 
