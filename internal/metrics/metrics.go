@@ -38,6 +38,9 @@ type Metrics struct {
 	rebuild       *prometheus.CounterVec
 	rebuilding    *prometheus.GaugeVec
 	transactions  *prometheus.CounterVec
+	txnSeconds    *prometheus.HistogramVec
+	txnEnd        *prometheus.HistogramVec
+	txnRecords    *prometheus.HistogramVec
 	inFlight      *prometheus.GaugeVec
 	limit         *prometheus.GaugeVec
 	ticks         *prometheus.CounterVec
@@ -76,6 +79,7 @@ func New() *Metrics {
 		return v
 	}
 	secs := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	txnSecs := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &Metrics{
 		Registry:     r,
 		requests:     f("requests_scattered_total", "Requests the scatter turned into tasks.", "flow"),
@@ -93,9 +97,15 @@ func New() *Metrics {
 		rebuild:      f("state_rebuild_records_total", "Records re-folded silently to rebuild the gather's state.", "flow"),
 		rebuilding:   g("state_rebuilding", "Partitions whose state is being rebuilt.", "flow"),
 		transactions: f("transactions_total", "Kafka transactions ended, by role and result (committed or aborted).", "flow", "role", "result"),
-		inFlight:     g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
-		limit:        g("worker_concurrency_limit", "The most tasks of a target a worker runs at once: its adaptive limit now, or max_in_flight when fixed.", "flow", "target"),
-		ticks:        f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
+		txnSeconds: h("transaction_seconds", "Time a transaction of the scatter or the gather lasted, from its begin to the brokers' answer to its end.",
+			txnSecs, "flow", "role"),
+		txnEnd: h("transaction_end_seconds", "Time the end of a transaction took: waiting for its outputs to be acknowledged, adding its offsets and ending it.",
+			txnSecs, "flow", "role"),
+		txnRecords: h("transaction_records", "Records of its input one transaction of the scatter or the gather carried.",
+			[]float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}, "flow", "role"),
+		inFlight: g("worker_tasks_in_flight", "Tasks a worker is running, by target.", "flow", "target"),
+		limit:    g("worker_concurrency_limit", "The most tasks of a target a worker runs at once: its adaptive limit now, or max_in_flight when fixed.", "flow", "target"),
+		ticks:    f("ticks_total", "Clock records the gather wrote to quiet partitions.", "flow"),
 		deadlineLate: h("deadline_lateness_seconds", "How far stream time had passed a request's deadline when the deadline ended it (outcomes timeout and deadline): ticks written late or a quiet partition.",
 			[]float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}, "flow"),
 		tickErrors:    f("tick_errors_total", "Ticks the gather could not write to a quiet partition of the results topic: its deadlines wait until one is written.", "flow"),
@@ -120,6 +130,7 @@ func New() *Metrics {
 var (
 	_ kafka.HookLag              = (*Metrics)(nil)
 	_ kafka.HookTransactionEnd   = (*Metrics)(nil)
+	_ kafka.HookTransactionTimed = (*Metrics)(nil)
 	_ kafka.HookDeadLetter       = (*Metrics)(nil)
 	_ kafka.HookRoleRestart      = (*Metrics)(nil)
 	_ kafka.HookClient           = (*Metrics)(nil)
@@ -252,6 +263,14 @@ func (m *Metrics) OnTransactionEnd(flow, role string, committed bool) {
 		result = "aborted"
 	}
 	m.transactions.WithLabelValues(flow, role, result).Inc()
+}
+
+// OnTransactionTimed observes an ended transaction's length, its end's and
+// its records.
+func (m *Metrics) OnTransactionTimed(flow, role string, records int, took, end time.Duration) {
+	m.txnSeconds.WithLabelValues(flow, role).Observe(took.Seconds())
+	m.txnEnd.WithLabelValues(flow, role).Observe(end.Seconds())
+	m.txnRecords.WithLabelValues(flow, role).Observe(float64(records))
 }
 
 // OnTaskInFlight adds delta to a target's running tasks.

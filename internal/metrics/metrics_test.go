@@ -123,3 +123,35 @@ func TestGatewayHooks(t *testing.T) {
 		}
 	}
 }
+
+func TestTransactionTimed(t *testing.T) {
+	m := New()
+	m.OnTransactionTimed("flights", "gather", 120, 30*time.Millisecond, 12*time.Millisecond)
+	m.OnTransactionTimed("flights", "gather", 80, 50*time.Millisecond, 20*time.Millisecond)
+	m.OnTransactionTimed("flights", "scatter", 7, 4*time.Millisecond, 3*time.Millisecond)
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]float64{}
+	counts := map[string]uint64{}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "role" && l.GetValue() == "gather" && s.Histogram != nil {
+					sums[mf.GetName()] = s.Histogram.GetSampleSum()
+					counts[mf.GetName()] = s.Histogram.GetSampleCount()
+				}
+			}
+		}
+	}
+	for name, want := range map[string]float64{
+		"scattergather_transaction_seconds":     0.080,
+		"scattergather_transaction_end_seconds": 0.032,
+		"scattergather_transaction_records":     200,
+	} {
+		if counts[name] != 2 || sums[name] < want-1e-9 || sums[name] > want+1e-9 {
+			t.Errorf("%s{role=gather}: %d observations summing to %v, want 2 summing to %v", name, counts[name], sums[name], want)
+		}
+	}
+}

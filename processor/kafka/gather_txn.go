@@ -38,6 +38,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	}
 	g.transaction(true)
 	defer g.transaction(false)
+	clock := beginTxnClock()
 	if err := sess.Begin(); err != nil {
 		return errorf("gather begin: %w", err)
 	}
@@ -59,6 +60,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	})
 	wg.Wait()
 	commit := kgo.TryCommit
+	clock.end()
 	if err := sess.Client().Flush(ctx); err != nil {
 		commit = kgo.TryAbort
 	}
@@ -70,6 +72,9 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	txn.mu.Unlock()
 	var metaErr error
 	committed, err := sess.End(g.withCommitMeta(ctx, &metaErr), commit)
+	if err == nil {
+		clock.tell(g.o.hooks, g.flow.Name, RoleGather, fetches.NumRecords())
+	}
 	if !committed || err != nil {
 		for _, gp := range txn.touched {
 			gp.fold.Abort()

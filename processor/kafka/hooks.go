@@ -29,6 +29,14 @@ type (
 	HookTransactionEnd interface {
 		OnTransactionEnd(flow, role string, committed bool)
 	}
+	// HookTransactionTimed is told, for each ended transaction of the
+	// scatter and the gather, the records of its input it carried, how
+	// long it lasted from its begin to the brokers' answer to its end, and
+	// how much of that was the end: waiting for its outputs to be
+	// acknowledged, adding its offsets and ending it.
+	HookTransactionTimed interface {
+		OnTransactionTimed(flow, role string, records int, took, end time.Duration)
+	}
 	// HookDeadLetter is told each record written to the dead-letter
 	// topic, with its stage and its kind of reason (schemas' kinds).
 	HookDeadLetter interface {

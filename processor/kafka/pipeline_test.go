@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +43,9 @@ strategy: {type: all}
 consolidate: {type: min, field: price}
 `)
 	processortest.CreateTopics(t, topo, f)
+	txns := &txnRecorder{records: map[string]int{}}
 	opts := []kafka.RoleOpt{
+		kafka.WithHooks(txns),
 		kafka.WithHandler("a", priceHandler(100)),
 		kafka.WithHandler("b", priceHandler(95)),
 		kafka.WithHandler("c", priceHandler(105)),
@@ -66,6 +69,29 @@ consolidate: {type: min, field: price}
 				t.Errorf("gather aborted %d of %d transactions", st.Aborted, st.Aborted+st.Committed)
 			}
 		}
+	}
+	// Every request passed a timed transaction of the scatter, and its
+	// manifest and three results one of the gather.
+	txns.mu.Lock()
+	defer txns.mu.Unlock()
+	if txns.records["scatter"] < n || txns.records["gather"] < 4*n || txns.bad != "" {
+		t.Errorf("timed transactions carried %v records, want at least %d of the scatter and %d of the gather; %s", txns.records, n, 4*n, txns.bad)
+	}
+}
+
+// txnRecorder sums the records of the timed transactions by role.
+type txnRecorder struct {
+	mu      sync.Mutex
+	records map[string]int
+	bad     string // a transaction whose times do not add up
+}
+
+func (r *txnRecorder) OnTransactionTimed(flow, role string, records int, took, end time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records[role] += records
+	if end < 0 || took < end {
+		r.bad = fmt.Sprintf("a transaction of the %s took %v, %v of it its end", role, took, end)
 	}
 }
 

@@ -93,6 +93,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 			continue
 		}
 		s.transaction(true)
+		clock := beginTxnClock()
 		if err := sess.Begin(); err != nil {
 			return errorf("scatter begin: %w", err)
 		}
@@ -150,6 +151,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 			}
 		})
 		commit := kgo.TryCommit
+		clock.end()
 		_ = sess.Client().Flush(tctx)
 		mu.Lock()
 		if unavailable != nil {
@@ -166,6 +168,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err != nil {
 			return errorf("scatter end transaction: %w", err)
 		}
+		clock.tell(s.o.hooks, f.Name, RoleScatter, fetches.NumRecords())
 		if unavailable != nil {
 			// The role restarts after a backoff and reads the requests again.
 			return unavailable

@@ -65,6 +65,24 @@ func transactionContext(ctx context.Context, t *topology.Topology) (context.Cont
 	return context.WithTimeout(context.WithoutCancel(ctx), t.Kafka.TransactionTimeout.D)
 }
 
+// txnClock times one transaction for HookTransactionTimed.
+type txnClock struct {
+	began, ending time.Time
+}
+
+func beginTxnClock() txnClock { return txnClock{began: time.Now()} }
+
+// end marks the moment the transaction starts to end.
+func (c *txnClock) end() { c.ending = time.Now() }
+
+// tell tells the hooks the transaction ended, with records of input.
+func (c *txnClock) tell(hs hooks, flow, role string, records int) {
+	now := time.Now()
+	each(hs, func(h HookTransactionTimed) {
+		h.OnTransactionTimed(flow, role, records, now.Sub(c.began), now.Sub(c.ending))
+	})
+}
+
 // txnOpts are the options of the transactional sessions (scatter, gather).
 //
 // They keep the transactions on the pre-KIP-890 path (TxnOffsetCommit
