@@ -16,9 +16,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,6 +189,9 @@ type Step struct {
 	StagesP99 Stages `json:"stages_p99"`
 	// CPU is the window's processor time per request.
 	CPU *CPU `json:"cpu,omitempty"`
+	// Transactions are the scatter's and the gather's in the window, by
+	// role.
+	Transactions map[string]*Transactions `json:"transactions,omitempty"`
 }
 
 // Stages are median stage latencies in milliseconds.
@@ -286,6 +289,8 @@ type runner struct {
 	stop  func()
 	// calls counts the provider calls of the measured window's requests.
 	calls *callCounts
+	// txns measures the roles' transactions in the window.
+	txns *txnMeter
 }
 
 func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, error) {
@@ -326,9 +331,10 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 		return nil, err
 	}
 	counts := newCallCounts(sc.Fanout)
+	txns := &txnMeter{}
 	var runners []kafka.Runner
 	for n := range cfg.Instances {
-		opts := []kafka.RoleOpt{kafka.WithLogger(cfg.Logger), kafka.WithInstance(fmt.Sprintf("bench-%d", n))}
+		opts := []kafka.RoleOpt{kafka.WithLogger(cfg.Logger), kafka.WithInstance(fmt.Sprintf("bench-%d", n)), kafka.WithHooks(txns)}
 		for i := range sc.Fanout {
 			opts = append(opts, kafka.WithHandler(fmt.Sprintf("t%d", i), provider(sc, i, counts)))
 		}
@@ -338,7 +344,7 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 		}
 		runners = append(runners, rs...)
 	}
-	r := &runner{cfg: cfg, sc: sc, topo: topo, flow: f, track: &tracker{}, calls: counts}
+	r := &runner{cfg: cfg, sc: sc, topo: topo, flow: f, track: &tracker{}, calls: counts, txns: txns}
 	r.track.begin(0)
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -437,7 +443,9 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 	r.calls.begin(r.seq.Load())
 	start := time.Now()
 	m := startMeter(r.cfg.ProfileCPU, r.cfg.BrokerPID)
+	r.txns.begin()
 	ids, behind, err := send(r.cfg.Window, true)
+	txns := r.txns.stop()
 	cpu := m.stop(len(ids), r.profilePath(rate))
 	if err != nil {
 		return Step{}, err
@@ -453,7 +461,7 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 		BehindMs: float64(behind.Microseconds()) / 1000, Latency: summarize(r.track.hist),
 		Stages:    Stages{float64(r.track.stages[0].ValueAtQuantile(50)), float64(r.track.stages[1].ValueAtQuantile(50)), float64(r.track.stages[2].ValueAtQuantile(50))},
 		StagesP99: Stages{float64(r.track.stages[0].ValueAtQuantile(99)), float64(r.track.stages[1].ValueAtQuantile(99)), float64(r.track.stages[2].ValueAtQuantile(99))},
-		CPU:       cpu}
+		CPU:       cpu, Transactions: txns}
 	r.track.mu.Unlock()
 	st.Sustainable = st.Received == st.Sent && behind < 200*time.Millisecond && st.Latency.P99 < 2000
 	// Let the stragglers of an overloaded step go before the next one.
@@ -687,6 +695,7 @@ func (r *Report) WriteTable(w io.Writer) {
 			fmt.Fprintf(w, "(saturation: every request aggregated, sender on schedule, p99 < 2 s; knee: the same with p99 <= %.0f ms)\n", r.Scenarios[0].KneeP99Ms)
 		}
 		r.writeCPU(w)
+		r.writeTransactions(w)
 	}
 	WriteGatewayTable(w, r.Gateway)
 	WriteCallsTable(w, r.Calls)
@@ -725,23 +734,34 @@ func (r *Report) writeLimit(w io.Writer) {
 	fmt.Fprintln(w)
 }
 
-// writeCPU writes the CPU per request at the knee and at the saturation.
-func (r *Report) writeCPU(w io.Writer) {
-	type row struct {
-		name string
-		st   *Step
-	}
-	var rows []row
+// stepRow is a step of the tables by step: a scenario at its knee or at
+// its saturation.
+type stepRow struct {
+	name string
+	st   *Step
+}
+
+// kneeAndSaturation returns the knee and saturation steps of every
+// scenario that have what has(step) asks for.
+func (r *Report) kneeAndSaturation(has func(*Step) bool) []stepRow {
+	var rows []stepRow
 	for _, s := range r.Scenarios {
-		for _, at := range []struct {
-			name string
-			st   *Step
-		}{{"knee", s.AtKnee}, {"saturation", s.Saturation}} {
-			if at.st != nil && at.st.CPU != nil && at.st.CPU.Requests > 0 {
-				rows = append(rows, row{s.Scenario.Name + ", " + at.name, at.st})
+		name := s.Scenario.Name
+		if s.Instances > 1 {
+			name = fmt.Sprintf("%s ×%d", name, s.Instances)
+		}
+		for _, at := range []stepRow{{"knee", s.AtKnee}, {"saturation", s.Saturation}} {
+			if at.st != nil && has(at.st) {
+				rows = append(rows, stepRow{name + ", " + at.name, at.st})
 			}
 		}
 	}
+	return rows
+}
+
+// writeCPU writes the CPU per request at the knee and at the saturation.
+func (r *Report) writeCPU(w io.Writer) {
+	rows := r.kneeAndSaturation(func(st *Step) bool { return st.CPU != nil && st.CPU.Requests > 0 })
 	if len(rows) == 0 {
 		return
 	}
@@ -756,6 +776,25 @@ func (r *Report) writeCPU(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%-40s %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f  %s\n",
 			row.name, row.st.Rate, c.Process, c.Scatter, c.Workers, c.Gather, c.Other, c.Roles(), c.Broker, shares)
+	}
+}
+
+// writeTransactions writes the scatter's and the gather's transactions at
+// the knee and at the saturation.
+func (r *Report) writeTransactions(w io.Writer) {
+	rows := r.kneeAndSaturation(func(st *Step) bool { return len(st.Transactions) > 0 })
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\ntransactions (from begin to the brokers' answer to the end; end: outputs acknowledged, offsets added, transaction ended):\n")
+	fmt.Fprintf(w, "%-40s %8s %-8s %8s %12s %8s %8s %8s\n", "scenario, at", "req/s", "role", "txn/s", "records/txn", "p50", "p99", "end p50")
+	for _, row := range rows {
+		for _, role := range []string{kafka.RoleScatter, kafka.RoleGather} {
+			if t := row.st.Transactions[role]; t != nil {
+				fmt.Fprintf(w, "%-40s %8.0f %-8s %8.0f %12.1f %6.1fms %6.1fms %6.1fms\n",
+					row.name, row.st.Rate, role, t.PerSecond, t.Records, t.P50Ms, t.P99Ms, t.EndP50Ms)
+			}
+		}
 	}
 }
 

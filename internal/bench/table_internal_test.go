@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTableShowsKneeAndSaturation(t *testing.T) {
 	low := &Step{Rate: 20, Sustainable: true, Latency: Latency{P50: 18, P99: 40}}
 	knee := &Step{Rate: 1131, Sustainable: true, Latency: Latency{P50: 30, P99: 95},
 		CPU: &CPU{Requests: 5655, Profiled: true, Scatter: 20, Workers: 30, Gather: 50, Other: 40, Process: 150, Broker: 90}}
-	sat := &Step{Rate: 4525, Sustainable: true, Latency: Latency{P50: 400, P99: 1500}, CPU: &CPU{Requests: 22625, Process: 120}}
+	sat := &Step{Rate: 4525, Sustainable: true, Latency: Latency{P50: 400, P99: 1500}, CPU: &CPU{Requests: 22625, Process: 120},
+		Transactions: map[string]*Transactions{"gather": {PerSecond: 61, Records: 297.5, P50Ms: 14.2, P99Ms: 40, EndP50Ms: 9.5}}}
 	r := &Report{Scenarios: []*ScenarioResult{
 		{Scenario: Scenario{Name: "a"}, Steps: []Step{*low, *knee, *sat}, MaxSustainable: 4525, Knee: 1131, KneeP99Ms: 100, LowLoad: low, AtKnee: knee, Saturation: sat, Efficiency: 0.25},
 		{Scenario: Scenario{Name: "b"}, Steps: []Step{*sat}, MaxSustainable: 200, KneeP99Ms: 100, LowLoad: low, Saturation: sat},
@@ -27,9 +29,34 @@ func TestTableShowsKneeAndSaturation(t *testing.T) {
 		"low only                              -          -     18.0ms     40.0ms          -          -       0.00",
 		"a, knee                                      1131      150       20       30       50       40      100       90  20/30/50 %",
 		"a, saturation                                4525      120        0        0        0        0        0        0  (no profile)",
+		"a, saturation                                4525 gather         61        297.5   14.2ms   40.0ms    9.5ms",
+		"b, saturation                                4525 gather ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestTxnMeterMeasuresTheWindowOnly(t *testing.T) {
+	m := &txnMeter{}
+	m.OnTransactionTimed("f", "gather", 1000, time.Second, time.Second) // before the window
+	m.begin()
+	for i := range 100 {
+		took := time.Duration(i+1) * time.Millisecond
+		m.OnTransactionTimed("f", "gather", 10+i%2*20, took, took/2)
+	}
+	m.OnTransactionTimed("f", "scatter", 7, 3*time.Millisecond, 2*time.Millisecond)
+	got := m.stop()
+	m.OnTransactionTimed("f", "gather", 1000, time.Second, time.Second) // after it
+	g, sc := got["gather"], got["scatter"]
+	if g == nil || sc == nil || len(got) != 2 {
+		t.Fatalf("roles %v, want gather and scatter", got)
+	}
+	if g.Records != 20 || g.P50Ms < 49 || g.P50Ms > 51 || g.P99Ms < 98 || g.P99Ms > 100 || g.EndP50Ms < 24 || g.EndP50Ms > 26 {
+		t.Errorf("gather %+v, want 20 records a transaction, p50 50 ms, p99 99 ms, end p50 25 ms", *g)
+	}
+	if g.PerSecond <= 0 || sc.Records != 7 {
+		t.Errorf("gather %v/s, scatter %v records a transaction; want a rate and 7", g.PerSecond, sc.Records)
 	}
 }
