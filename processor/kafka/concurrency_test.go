@@ -3,6 +3,9 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,13 +84,10 @@ func (p *slowingProvider) Handle(ctx context.Context, _ *schemas.Task) ([]byte, 
 // under a backlog, its limit shrinks below where it started; the other
 // target keeps answering meanwhile, and every request still gets exactly
 // one complete aggregate.
-func runAdaptiveConcurrency(t *testing.T, brokers []string) {
-	topo, f := processortest.Topology(t, brokers, `
-timeout: 120s
-targets: [{name: fast}, {name: slow, min_in_flight: 2, max_in_flight: 64}]
-strategy: {type: all}
-`)
-	processortest.CreateTopics(t, topo, f)
+//
+// With viaHTTP the providers are local HTTP servers that the worker's
+// built-in HTTP handler calls; otherwise Go handlers.
+func runAdaptiveConcurrency(t *testing.T, brokers []string, viaHTTP bool) {
 	slow := &slowingProvider{after: 100, fast: 10 * time.Millisecond, slow: 100 * time.Millisecond}
 	hook := &limitHook{slowing: slow, limits: map[string][]int{}}
 
@@ -104,6 +104,21 @@ strategy: {type: all}
 		}
 		return []byte(`{"price": 1}`), nil
 	})
+	var fastHTTP, slowHTTP string
+	handlers := []kafka.WorkerOpt{kafka.WithHandler("fast", fast), kafka.WithHandler("slow", slow)}
+	if viaHTTP {
+		fs, ss := httptest.NewServer(serveTasks(fast)), httptest.NewServer(serveTasks(slow))
+		t.Cleanup(fs.Close)
+		t.Cleanup(ss.Close)
+		fastHTTP, slowHTTP = fmt.Sprintf(", http: {url: %q}", fs.URL), fmt.Sprintf(", http: {url: %q}", ss.URL)
+		handlers = nil
+	}
+	topo, f := processortest.Topology(t, brokers, fmt.Sprintf(`
+timeout: 120s
+targets: [{name: fast%s}, {name: slow, min_in_flight: 2, max_in_flight: 64%s}]
+strategy: {type: all}
+`, fastHTTP, slowHTTP))
+	processortest.CreateTopics(t, topo, f)
 
 	// A backlog first, so that the worker keeps the slow target full.
 	dir := t.TempDir()
@@ -116,7 +131,7 @@ strategy: {type: all}
 	}
 	processortest.Send(t, topo, requests(f.Name, first)...)
 	processortest.Records(t, topo, f.Target("slow").Topic, first, 2*time.Minute)
-	w, err := kafka.NewWorker(topo, f, kafka.WithHooks(hook), kafka.WithHandler("fast", fast), kafka.WithHandler("slow", slow))
+	w, err := kafka.NewWorker(topo, f, append(handlers, kafka.WithHooks(hook))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,10 +164,34 @@ strategy: {type: all}
 	}
 }
 
+// serveTasks serves h over HTTP as a provider: the task is the request
+// the worker's HTTP handler sends (its id in X-Request-Id).
+func serveTasks(h worker.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		payload, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		out, err := h.Handle(r.Context(), &schemas.Task{RequestID: r.Header.Get("X-Request-Id"), Payload: payload})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+	})
+}
+
 func TestWorkerAdaptiveConcurrencyFake(t *testing.T) {
-	runAdaptiveConcurrency(t, processortest.Fake(t))
+	runAdaptiveConcurrency(t, processortest.Fake(t), false)
 }
 
 func TestIntegrationWorkerAdaptiveConcurrency(t *testing.T) {
-	runAdaptiveConcurrency(t, processortest.Brokers(t))
+	runAdaptiveConcurrency(t, processortest.Brokers(t), false)
+}
+
+// The same with providers over HTTP: the limit follows the latency the
+// HTTP handler measures.
+func TestIntegrationWorkerAdaptiveConcurrencyHTTP(t *testing.T) {
+	runAdaptiveConcurrency(t, processortest.Brokers(t), true)
 }
