@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scattergather/scattergather/internal/bench"
+	"github.com/scattergather/scattergather/internal/gctune"
 )
 
 func cmdBench(ctx context.Context, e *env, args []string) int {
@@ -65,6 +66,8 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	}
 	seeds := strings.Split(*brokers, ",")
 	rep := &bench.Report{Started: time.Now().UTC(), Machine: bench.ThisMachine(bench.KafkaVersion(ctx, seeds))}
+	// The roles run here as run runs them: with its collector settings.
+	rep.Machine.GC = gctune.Apply()
 	out := e.stdout
 	fmt.Fprintf(out, "scattergather bench against %s (Kafka %s), %d cores\n", *brokers, rep.Machine.Kafka, rep.Machine.Cores)
 	rawCfg := bench.RawConfig{Brokers: seeds, Partitions: *partitions, ReplicationFactor: *rf, Each: *rawEach, Repeats: *rawRepeats,

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scattergather/scattergather/internal/gctune"
 	"github.com/scattergather/scattergather/internal/metrics"
 	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/gateway"
@@ -116,6 +117,8 @@ func cmdRun(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return f.usageError("%v", err)
 	}
+	gc := gctune.Apply()
+	log.Info("garbage collector", "gogc", gc.Percent, "gogc_from", gc.PercentFrom, "memory_limit_bytes", gc.Limit, "memory_limit_from", gc.LimitFrom)
 	t, err := f.load(e)
 	if err != nil {
 		return fail(e, "run", err)

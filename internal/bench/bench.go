@@ -11,6 +11,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/internal/collect"
+	"github.com/scattergather/scattergather/internal/gctune"
 	"github.com/scattergather/scattergather/internal/load"
 	"github.com/scattergather/scattergather/processor/admin"
 	"github.com/scattergather/scattergather/processor/kafka"
@@ -233,7 +235,13 @@ type tracker struct {
 	// rateLimited counts the answers of the step's requests that were
 	// refused by a rate limit without a call.
 	rateLimited int
+	// all counts the aggregates of every request, of any step or
+	// warm-up; arrival is signalled on each.
+	all     atomic.Int64
+	arrival chan struct{}
 }
+
+func newTracker() *tracker { return &tracker{arrival: make(chan struct{}, 1)} }
 
 func (t *tracker) begin(ids int) {
 	t.mu.Lock()
@@ -253,6 +261,11 @@ func (t *tracker) expect(id string, intended time.Time) {
 }
 
 func (t *tracker) arrived(id string, at time.Time, a *schemas.Aggregate) {
+	t.all.Add(1)
+	select {
+	case t.arrival <- struct{}{}:
+	default:
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	intended, ok := t.pending[id]
@@ -344,7 +357,7 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 		}
 		runners = append(runners, rs...)
 	}
-	r := &runner{cfg: cfg, sc: sc, topo: topo, flow: f, track: &tracker{}, calls: counts, txns: txns}
+	r := &runner{cfg: cfg, sc: sc, topo: topo, flow: f, track: newTracker(), calls: counts, txns: txns}
 	r.track.begin(0)
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -413,6 +426,11 @@ func provider(sc Scenario, i int, counts *callCounts) worker.Handler {
 
 // step sends at rate for warmup+window and measures the window.
 func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step, error) {
+	// An overloaded step leaves a backlog: the next one starts once it is
+	// worked off, or not at all.
+	if err := r.drained(ctx, backlogWait); err != nil {
+		return Step{}, err
+	}
 	payload := []byte(`{"q":"` + strings.Repeat("x", max(r.cfg.PayloadBytes-8, 0)) + `"}`)
 	send := func(d time.Duration, track bool) (ids []string, behind time.Duration, err error) {
 		sched := load.NewSchedule(rate)
@@ -466,6 +484,34 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 	st.Sustainable = st.Received == st.Sent && behind < 200*time.Millisecond && st.Latency.P99 < 2000
 	// Let the stragglers of an overloaded step go before the next one.
 	return st, r.await(ctx, drain.Add(20*time.Second), ids)
+}
+
+// errBacklog says the pipeline did not work off the requests of the steps
+// before within backlogWait: a step now would measure the backlog.
+var errBacklog = errors.New("bench: the pipeline did not work off the earlier steps' requests")
+
+// backlogWait bounds the wait for the earlier steps' requests before a
+// step.
+const backlogWait = 2 * time.Minute
+
+// drained waits until every request sent so far has its aggregate, up to
+// bound; errBacklog if they do not.
+func (r *runner) drained(ctx context.Context, bound time.Duration) error {
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	for {
+		sent, got := r.seq.Load(), r.track.all.Load()
+		if got >= sent {
+			return nil
+		}
+		select {
+		case <-r.track.arrival:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return fmt.Errorf("%w within %v: %d of %d aggregated", errBacklog, bound, got, sent)
+		}
+	}
 }
 
 // profilePath is where the profile of the window at rate is kept, "" when
@@ -522,6 +568,9 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 		if err == nil {
 			fmt.Fprintf(cfg.Progress, "  %-28s %7.0f req/s: achieved %7.0f, received %d/%d, p50 %6.1f ms, p99 %7.1f ms (stages p50 %.0f/%.0f/%.0f, p99 %.0f/%.0f/%.0f ms)%s, sustainable %v\n",
 				sc.Name, rate, st.Achieved, st.Received, st.Sent, st.Latency.P50, st.Latency.P99, st.Stages.Scatter, st.Stages.Workers, st.Stages.Gather, st.StagesP99.Scatter, st.StagesP99.Workers, st.StagesP99.Gather, cpuBrief(st.CPU), st.Sustainable)
+		}
+		if errors.Is(err, errBacklog) {
+			fmt.Fprintf(cfg.Progress, "  %-28s %7.0f req/s: not measured, the sweep ends: %v\n", sc.Name, rate, err)
 		}
 		return st, err
 	}
@@ -583,6 +632,8 @@ type Machine struct {
 	GoVersion string `json:"go"`
 	OS        string `json:"os"`
 	Kafka     string `json:"kafka"`
+	// GC is the garbage collector's settings the roles ran with.
+	GC gctune.Settings `json:"gc"`
 }
 
 // Report is a whole run.
@@ -662,7 +713,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // WriteTable writes the report as a readable table.
 func (r *Report) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "machine: %d cores, %s, %s; Kafka %s\n", r.Machine.Cores, r.Machine.OS, r.Machine.GoVersion, r.Machine.Kafka)
+	fmt.Fprintf(w, "machine: %d cores, %s, %s; Kafka %s; %s\n", r.Machine.Cores, r.Machine.OS, r.Machine.GoVersion, r.Machine.Kafka, r.Machine.GC)
 	r.writeLimit(w)
 	if len(r.Scenarios) > 0 {
 		fmt.Fprintf(w, "%-28s %10s %10s %10s %10s %10s %10s %10s\n", "scenario", "saturation", "knee", "low p50", "low p99", "knee p50", "knee p99", "efficiency")
