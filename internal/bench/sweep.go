@@ -1,6 +1,9 @@
 package bench
 
-import "math"
+import (
+	"errors"
+	"math"
+)
 
 // maxSweepRate ends the doubling even when every step is sustainable.
 const maxSweepRate = 1e6
@@ -28,12 +31,17 @@ func bracket(steps []Step, ok func(Step) bool) (good, bad float64) {
 // bracket's ends, which halves the bracket's ratio (three steps narrow a
 // doubling to 9 %). known are steps measured before (the low-load step):
 // they count for the brackets but are not returned. A bracket already
-// within 5 % is not refined further.
+// within 5 % is not refined further. A step that cannot start because the
+// pipeline did not work off the steps before (errBacklog) ends the sweep
+// with the steps measured.
 func sweep(start float64, refine int, known []Step, atKnee func(Step) bool, run func(rate float64) (Step, error)) ([]Step, error) {
 	var steps []Step
 	all := func() []Step { return append(append([]Step(nil), known...), steps...) }
 	for rate := start; ; rate *= 2 {
 		st, err := run(rate)
+		if errors.Is(err, errBacklog) {
+			return steps, nil
+		}
 		if err != nil {
 			return steps, err
 		}
@@ -50,6 +58,9 @@ func sweep(start float64, refine int, known []Step, atKnee func(Step) bool, run 
 				break
 			}
 			st, err := run(math.Round(math.Sqrt(good * bad)))
+			if errors.Is(err, errBacklog) {
+				return steps, nil
+			}
 			if err != nil {
 				return steps, err
 			}

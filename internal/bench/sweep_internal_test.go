@@ -1,9 +1,14 @@
 package bench
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/scattergather/scattergather/schemas"
 )
 
 // fakePipeline answers a step as a pipeline whose p99 stays at 50 ms up
@@ -123,5 +128,44 @@ func TestBracketTakesTheHighestGoodRate(t *testing.T) {
 	}
 	if good, bad := bracket(steps[:1], func(st Step) bool { return st.Sustainable }); good != 100 || bad != 0 {
 		t.Errorf("bracket of good steps only = [%v, %v), want [100, 0)", good, bad)
+	}
+}
+
+func TestSweepEndsOnABacklog(t *testing.T) {
+	var rates []float64
+	base := fakePipeline(1500, 5000, &rates)
+	n := 0
+	steps, err := sweep(100, 3, nil, atKnee100, func(rate float64) (Step, error) {
+		n++
+		if n == 4 {
+			return Step{}, errBacklog
+		}
+		return base(rate)
+	})
+	if err != nil || len(steps) != 3 || len(rates) != 3 {
+		t.Errorf("sweep = %d steps (rates %v), %v; want the 3 before the backlog, no more, and no error", len(steps), rates, err)
+	}
+}
+
+func TestDrainedWaitsForEveryRequest(t *testing.T) {
+	r := &runner{track: newTracker()}
+	r.seq.Store(3)
+	for i := range 2 {
+		r.track.arrived(fmt.Sprint(i), time.Now(), &schemas.Aggregate{})
+	}
+	if err := r.drained(context.Background(), time.Millisecond); !errors.Is(err, errBacklog) {
+		t.Errorf("drained = %v with 2 of 3 aggregated, want errBacklog", err)
+	}
+	r.track.arrived("2", time.Now(), &schemas.Aggregate{})
+	if err := r.drained(context.Background(), time.Millisecond); err != nil {
+		t.Errorf("drained = %v once all 3 arrived", err)
+	}
+	// Waiting, it wakes up on the arrival of the last one.
+	r.seq.Store(4)
+	done := make(chan error, 1)
+	go func() { done <- r.drained(context.Background(), time.Hour) }()
+	r.track.arrived("3", time.Now(), &schemas.Aggregate{})
+	if err := <-done; err != nil {
+		t.Errorf("drained = %v once all 4 arrived", err)
 	}
 }
