@@ -9,16 +9,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scattergather/scattergather/internal/processortest"
-	"github.com/scattergather/scattergather/processor/admin"
-	"github.com/scattergather/scattergather/processor/kafka"
-	"github.com/scattergather/scattergather/processor/worker"
-	"github.com/scattergather/scattergather/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+
+	"github.com/scattergather/scattergather/internal/processortest"
+	"github.com/scattergather/scattergather/processor/admin"
+	"github.com/scattergather/scattergather/processor/kafka"
+	"github.com/scattergather/scattergather/processor/worker"
+	"github.com/scattergather/scattergather/schemas"
 )
 
 // mixed answers some requests, fails some and hangs on others, so that a
