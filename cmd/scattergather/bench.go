@@ -16,7 +16,7 @@ import (
 func cmdBench(ctx context.Context, e *env, args []string) int {
 	f := newFlags(e, "bench", "[--brokers HOST:PORT] [--scenarios SUBSTRINGS] [--json FILE]")
 	brokers := f.String("brokers", "127.0.0.1:9092", "seed brokers of the Kafka cluster to measure")
-	only := f.String("scenarios", "", "semicolon-separated substrings: run only the scenarios whose name contains one, e.g. 'fanout 3, all' (default: all)")
+	only := f.String("scenarios", "", "semicolon-separated substrings: run only the scenarios whose name contains one, e.g. 'fanout 3, all', or is one exactly, with = before it: '=fanout 3, all, 5-50ms' (default: all)")
 	lowOnly := f.Bool("low-only", false, "measure only the low-load latency of each scenario, no sweep")
 	warmup := f.Duration("warmup", 2*time.Second, "warm-up before each measured step")
 	window := f.Duration("window", 5*time.Second, "measurement window of each step")
@@ -51,19 +51,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	if bad != "" {
 		return f.usageError("--gateway-clients wants positive counts, have %q", bad)
 	}
-	var scenarios []bench.Scenario
-	for _, sc := range append(bench.DefaultScenarios(), bench.CallScenarios()...) {
-		if *only == "" {
-			scenarios = append(scenarios, sc)
-			continue
-		}
-		for _, s := range strings.Split(*only, ";") {
-			if strings.Contains(sc.Name, strings.TrimSpace(s)) {
-				scenarios = append(scenarios, sc)
-				break
-			}
-		}
-	}
+	scenarios := selectScenarios(*only, append(bench.DefaultScenarios(), bench.CallScenarios()...))
 	seeds := strings.Split(*brokers, ",")
 	rep := &bench.Report{Started: time.Now().UTC(), Machine: bench.ThisMachine(bench.KafkaVersion(ctx, seeds))}
 	// The roles run here as run runs them: with its collector settings.
@@ -199,4 +187,24 @@ func positiveCounts(list string) (counts []int, bad string) {
 		counts = append(counts, n)
 	}
 	return counts, ""
+}
+
+// selectScenarios returns the scenarios of all that only names: every one
+// when only is empty, else those whose name contains one of its
+// semicolon-separated substrings or, for a substring after "=", is it.
+func selectScenarios(only string, all []bench.Scenario) []bench.Scenario {
+	if only == "" {
+		return all
+	}
+	var out []bench.Scenario
+	for _, sc := range all {
+		for _, s := range strings.Split(only, ";") {
+			s = strings.TrimSpace(s)
+			if name, exact := strings.CutPrefix(s, "="); exact && sc.Name == name || !exact && strings.Contains(sc.Name, s) {
+				out = append(out, sc)
+				break
+			}
+		}
+	}
+	return out
 }

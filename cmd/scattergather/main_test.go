@@ -11,11 +11,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scattergather/scattergather/internal/bench"
 
 	"github.com/scattergather/scattergather/internal/processortest"
 	"github.com/scattergather/scattergather/schemas"
@@ -348,5 +351,28 @@ func TestReplayCommandQuotes(t *testing.T) {
 	}
 	if got := replayCommand("t.yaml", "b1:9092,b2:9092", "f", "scatter", "earliest", []string{"s"}); got != "scattergather replay --topology t.yaml --brokers b1:9092,b2:9092 --flow f --stage scatter --to earliest --remove-static s" {
 		t.Errorf("got %s", got)
+	}
+}
+
+func TestSelectScenarios(t *testing.T) {
+	all := []bench.Scenario{{Name: "fanout 3, all, 5-50ms"}, {Name: "fanout 3, all, 5-50ms, fixed 64"}, {Name: "fanout 8, all, instant"}}
+	names := func(scs []bench.Scenario) (out []string) {
+		for _, sc := range scs {
+			out = append(out, sc.Name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		only string
+		want []string
+	}{
+		{"", []string{"fanout 3, all, 5-50ms", "fanout 3, all, 5-50ms, fixed 64", "fanout 8, all, instant"}},
+		{"5-50ms", []string{"fanout 3, all, 5-50ms", "fanout 3, all, 5-50ms, fixed 64"}},
+		{"=fanout 3, all, 5-50ms; fanout 8", []string{"fanout 3, all, 5-50ms", "fanout 8, all, instant"}},
+		{"=fanout 3", nil},
+	} {
+		if got := names(selectScenarios(tc.only, all)); !slices.Equal(got, tc.want) {
+			t.Errorf("selectScenarios(%q) = %q, want %q", tc.only, got, tc.want)
+		}
 	}
 }
