@@ -23,7 +23,8 @@ import (
 // reads tasks read_committed, keeps up to the target's concurrency limit
 // of them running (adaptive between its min_in_flight and max_in_flight,
 // or fixed at max_in_flight; and at most the flow's worker.max_in_flight
-// over all targets), writes each result to the partition its task names
+// over all targets, each counted until its result is acknowledged), writes
+// each result to the partition its task names
 // as soon as it is ready, and commits offsets up to the oldest unfinished
 // task.
 type Worker struct {
@@ -328,14 +329,17 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 					out, written, sample = w.handle(tctx, log, h, tg, r)
 				}
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
-				// The slots bound calls to providers, so they are free once the
-				// handler returns; the producer's buffer bounds what waits for
-				// the broker, and the tracker keeps the task uncommitted until
-				// its result is acknowledged. The call's latency moves the
-				// target's limit.
-				<-w.global
+				// The target's slot bounds calls to its provider, so it is
+				// free once the handler returns, and the call's latency moves
+				// the target's limit. The global slot is held until the result
+				// is acknowledged: it bounds what the worker holds, so that a
+				// broker slower than the providers stops the polling instead
+				// of a goroutine, task and result piling up for every task of
+				// the backlog. The tracker keeps the task uncommitted until
+				// then.
 				slot.Release(sample)
 				done, err := w.deliver(prod, log, tg, r, out, written)
+				<-w.global
 				if err != nil {
 					fail(err)
 					return

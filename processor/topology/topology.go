@@ -392,8 +392,9 @@ type GatherOpts struct {
 
 // WorkerOpts tunes the workers.
 type WorkerOpts struct {
-	// MaxInFlight bounds the tasks one worker process runs at once over all
-	// targets of the flow. Default 4096.
+	// MaxInFlight bounds the tasks one worker process holds at once over
+	// all targets of the flow, from the call until the broker acknowledged
+	// the result. Default 4096.
 	MaxInFlight int `yaml:"max_in_flight"`
 	// MaxInFlightPerTarget is the default of Target.MaxInFlight. Default
 	// 1024.
