@@ -121,16 +121,7 @@ strategy: {type: all}
 	processortest.CreateTopics(t, topo, f)
 
 	// A backlog first, so that the worker keeps the slow target full.
-	dir := t.TempDir()
-	for _, role := range []string{kafka.RoleScatter, kafka.RoleGather} {
-		runners, err := kafka.Roles(topo, topo.Flows, role, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		processortest.Start(t, runners...)
-	}
-	processortest.Send(t, topo, requests(f.Name, first)...)
-	processortest.Records(t, topo, f.Target("slow").Topic, first, 2*time.Minute)
+	backlog(t, topo, f, "slow", first)
 	w, err := kafka.NewWorker(topo, f, append(handlers, kafka.WithHooks(hook))...)
 	if err != nil {
 		t.Fatal(err)

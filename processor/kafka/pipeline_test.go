@@ -120,6 +120,24 @@ func startWithoutGather(t *testing.T, topo *topology.Topology, f *topology.Flow,
 	}
 }
 
+// backlog runs the flow's scatter and gather (no worker) on a state in a
+// test directory until the test ends, sends n requests and waits until
+// their tasks of target are in its topic: a backlog for a worker started
+// next.
+func backlog(t *testing.T, topo *topology.Topology, f *topology.Flow, target string, n int) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, role := range []string{kafka.RoleScatter, kafka.RoleGather} {
+		runners, err := kafka.Roles(topo, topo.Flows, role, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		processortest.Start(t, runners...)
+	}
+	processortest.Send(t, topo, requests(f.Name, n)...)
+	processortest.Records(t, topo, f.Target(target).Topic, n, 2*time.Minute)
+}
+
 // checkCheapest checks the aggregates of requests(_, n) answered by
 // priceHandler(100), (95) and (105): complete, b the cheapest.
 func checkCheapest(t *testing.T, aggs map[string]*schemas.Aggregate, n int) {

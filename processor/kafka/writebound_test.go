@@ -56,16 +56,7 @@ targets: [{name: a}]
 strategy: {type: all}
 `)
 	processortest.CreateTopics(t, topo, f)
-	dir := t.TempDir()
-	for _, role := range []string{kafka.RoleScatter, kafka.RoleGather} {
-		runners, err := kafka.Roles(topo, topo.Flows, role, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		processortest.Start(t, runners...)
-	}
-	processortest.Send(t, topo, requests(f.Name, n)...)
-	processortest.Records(t, topo, f.Target("a").Topic, n, 2*time.Minute)
+	backlog(t, topo, f, "a", n)
 
 	blocked := &blockedResults{topic: f.Topics.Results, release: make(chan struct{})}
 	var calls atomic.Int64
