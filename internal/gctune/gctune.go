@@ -147,7 +147,7 @@ func readLimit(root fs.FS, name string) (int64, bool) {
 }
 
 // String says the settings as the bench's report shows them: "GOGC 400
-// (default), memory limit none".
+// (default), memory limit 1843 MiB (container)".
 func (s Settings) String() string {
 	gogc := strconv.Itoa(s.Percent)
 	if s.Percent < 0 {

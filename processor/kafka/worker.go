@@ -24,9 +24,8 @@ import (
 // of them running (adaptive between its min_in_flight and max_in_flight,
 // or fixed at max_in_flight; and at most the flow's worker.max_in_flight
 // over all targets, each counted until its result is acknowledged), writes
-// each result to the partition its task names
-// as soon as it is ready, and commits offsets up to the oldest unfinished
-// task.
+// each result to the partition its task names as soon as it is ready, and
+// commits offsets up to the oldest unfinished task.
 type Worker struct {
 	topo     *topology.Topology
 	flow     *topology.Flow
