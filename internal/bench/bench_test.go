@@ -9,12 +9,13 @@ import (
 	"github.com/scattergather/scattergather/internal/processortest"
 )
 
-// The harness itself: a short low-load step on the in-process broker gets
-// every request's aggregate and a latency for each.
-func TestScenarioLowLoad(t *testing.T) {
+// The harness itself: a short low-load step gets every request's
+// aggregate and a latency for each, and times the scatter's and the
+// gather's transactions of its window.
+func runScenarioLowLoad(t *testing.T, brokers []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg := bench.Config{Brokers: processortest.Fake(t), Warmup: 200 * time.Millisecond, Window: time.Second, LowRate: 50, LowOnly: true}
+	cfg := bench.Config{Brokers: brokers, Warmup: 200 * time.Millisecond, Window: time.Second, LowRate: 50, LowOnly: true}
 	res, err := bench.RunScenario(ctx, cfg, bench.Scenario{Name: "t", Fanout: 3, Strategy: "all"}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +24,16 @@ func TestScenarioLowLoad(t *testing.T) {
 	if st == nil || st.Sent == 0 || st.Received != st.Sent || st.Latency.P50 <= 0 || st.Latency.Max < st.Latency.P50 {
 		t.Fatalf("low-load step %+v", st)
 	}
+	for _, role := range []string{"scatter", "gather"} {
+		if tx := st.Transactions[role]; tx == nil || tx.PerSecond <= 0 || tx.Records <= 0 || tx.P50Ms <= 0 || tx.P99Ms < tx.P50Ms {
+			t.Errorf("%s's transactions in the window: %+v", role, tx)
+		}
+	}
 }
+
+func TestScenarioLowLoad(t *testing.T) { runScenarioLowLoad(t, processortest.Fake(t)) }
+
+func TestIntegrationScenarioLowLoad(t *testing.T) { runScenarioLowLoad(t, processortest.Brokers(t)) }
 
 func TestStateFiresWhatIsDue(t *testing.T) {
 	st, err := bench.State(t.TempDir(), 20_000)
