@@ -411,7 +411,10 @@ func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32)
 		if attempt == 50 && errors.Is(err, kerr.UnstableOffsetCommit) {
 			// Five seconds unstable: perhaps a transaction of this identity
 			// that its coordinator lost.
-			settleHanging(ctx, g.cl, g.group, g.group+"."+g.o.instance, g.log)
+			if settleHanging(ctx, g.cl, g.group, g.group+"."+g.o.instance, g.log) == 0 {
+				g.log.Warn("the group's committed offset has been unstable for 5s, and no lost transaction of this instance holds it: waiting for the open transaction to end",
+					"partition", p, "group", g.group)
+			}
 		}
 		select {
 		case <-ctx.Done():

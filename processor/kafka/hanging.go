@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 	"unicode/utf16"
 
@@ -21,14 +22,22 @@ const hangingCheckEvery = 10 * time.Second
 
 // offsetsPartition returns the partition of __consumer_offsets that holds
 // group's offsets, as the broker picks it: the Java hash code of the group
-// id (over its UTF-16 code units), made non-negative, modulo the topic's
-// partition count.
+// id (over its UTF-16 code units), its absolute value (Kafka's Utils.abs:
+// Integer.MIN_VALUE gives 0), modulo the topic's partition count. The
+// absolute value is not the hash with its sign bit cleared, which Kafka
+// uses to partition records: for a negative hash the two differ.
 func offsetsPartition(group string, partitions int32) int32 {
 	var h int32
 	for _, u := range utf16.Encode([]rune(group)) {
 		h = 31*h + int32(u)
 	}
-	return int32(uint32(h)&0x7fffffff) % partitions
+	switch {
+	case h == math.MinInt32:
+		h = 0
+	case h < 0:
+		h = -h
+	}
+	return h % partitions
 }
 
 // A settlement is how a hanging transaction is ended: the marker to write.
@@ -75,25 +84,26 @@ func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.De
 // hang on the group's offsets partition (see settle): their pending
 // offsets would keep the group's committed offsets unstable for ever, and
 // the role, which waits for stable offsets, stalled. Errors are only
-// logged: the role then waits as it would have.
-func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log *slog.Logger) {
+// logged: the role then waits as it would have. It returns how many
+// transactions it ended.
+func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log *slog.Logger) (ended int) {
 	id, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
-		return
+		return 0
 	}
 	adm := kadm.NewClient(cl)
 	topics, err := adm.ListTopicsWithInternal(ctx, offsetsTopic)
 	if err != nil {
-		return
+		return 0
 	}
 	d, ok := topics[offsetsTopic]
 	if !ok || d.Err != nil || len(d.Partitions) == 0 {
-		return
+		return 0
 	}
 	p := offsetsPartition(group, int32(len(d.Partitions)))
 	before := openTransactions(ctx, adm, p, id)
 	if len(before) == 0 {
-		return
+		return 0
 	}
 	var coordinator kadm.DescribedTransaction
 	if described, err := adm.DescribeTransactions(ctx, txnID); err == nil {
@@ -120,10 +130,12 @@ func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log
 			log.Warn("could not end a transaction of this instance left open on its group's offsets", "group", group, "producer_id", o.ProducerID, "epoch", o.ProducerEpoch, "err", err)
 			continue
 		}
+		ended++
 		log.Warn("ended a transaction of this instance that its coordinator had lost on its group's offsets: the group's offsets are stable again",
 			"group", group, "partition", fmt.Sprintf("%s[%d]", offsetsTopic, o.Partition), "producer_id", o.ProducerID, "epoch", o.ProducerEpoch,
 			"from_offset", o.CurrentTxnStartOffset, "marker", how, "coordinator_state", coordinator.State)
 	}
+	return ended
 }
 
 // openTransactions returns producer id's open transactions on partition p

@@ -15,8 +15,13 @@ func TestOffsetsPartition(t *testing.T) {
 		want       int32
 	}{
 		{"hello", 50, 99162322 % 50},           // "hello".hashCode() = 99162322
-		{"polygenelubricants", 50, 0},          // hashCode() = Integer.MIN_VALUE, & 0x7fffffff = 0
+		{"polygenelubricants", 50, 0},          // hashCode() = Integer.MIN_VALUE: Utils.abs gives 0
 		{"f-a07c6b9f.f-a07c6b9f.gather", 4, 3}, // as a broker of 4 offsets partitions placed it
+		// Negative hash codes, as a broker of 4 offsets partitions placed
+		// them: the absolute value, not the sign bit cleared (which gives 3).
+		{"f-32400643.f-32400643.gather", 4, 1}, // hashCode() = -1269375077
+		{"f-9199891d.f-9199891d.gather", 4, 1}, // hashCode() = -1810402533
+		{"f-32400643.f-32400643.gather", 50, 1269375077 % 50},
 		{"", 50, 0},
 	} {
 		if got := offsetsPartition(tc.group, tc.partitions); got != tc.want {
