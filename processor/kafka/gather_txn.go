@@ -42,6 +42,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	if err := sess.Begin(); err != nil {
 		return errorf("gather begin: %w", err)
 	}
+	g.own.begin()
 	txn := &gatherTxn{}
 	// Partitions fold independently, each into its own overlay: in
 	// parallel, so that a gather with several partitions uses several cores.
@@ -72,6 +73,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	txn.mu.Unlock()
 	var metaErr error
 	committed, err := sess.End(g.withCommitMeta(ctx, &metaErr), commit)
+	g.own.end(committed, err)
 	if err == nil {
 		clock.tell(g.o.hooks, g.flow.Name, RoleGather, fetches.NumRecords())
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 	"unicode/utf16"
 
@@ -49,6 +50,42 @@ const (
 	commit                   // write a commit marker
 )
 
+// ownTxns is what a transactional role knows of its own transactions
+// under its current producer id and epoch: whether one is in flight (begun
+// and not yet ended), and how the last one ended. The roles update it
+// around every transaction; settleHanging reads it.
+type ownTxns struct {
+	mu       sync.Mutex
+	inFlight bool
+	ended    bool // a transaction ended, and its outcome is known
+	commit   bool // the last one committed
+}
+
+func (o *ownTxns) begin() {
+	o.mu.Lock()
+	o.inFlight = true
+	o.mu.Unlock()
+}
+
+// end records how a transaction ended: committed, or aborted when err is
+// nil; an error leaves the outcome unknown.
+func (o *ownTxns) end(committed bool, err error) {
+	o.mu.Lock()
+	o.inFlight, o.ended, o.commit = false, err == nil, committed && err == nil
+	o.mu.Unlock()
+}
+
+// last returns the outcome of the last transaction, known only when none
+// is in flight.
+func (o *ownTxns) last() (commit, known bool) {
+	if o == nil {
+		return false, false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.commit, o.ended && !o.inFlight
+}
+
 // settle decides what to do with an open transaction of this producer on
 // the offsets partition, seen open at the same start offset before and
 // after the coordinator's state was read:
@@ -57,14 +94,18 @@ const (
 //     InitProducerID fenced it, and the coordinator ended every
 //     transaction it knew of for this id before answering, so it is one
 //     the coordinator lost; it can never commit: abort;
-//   - of the current epoch, while the coordinator says the transactional
-//     id's last transaction is complete (or there is none): its markers
-//     were all written before that state, so the partition missed its
-//     marker; write the one the coordinator decided (commit for
-//     CompleteCommit, abort otherwise);
+//   - of the current epoch, while the coordinator has no transaction of
+//     this id open (its last one complete, or none): the coordinator
+//     lost the offsets' part of a transaction of this very producer, whose
+//     end wrote no marker here. Its outcome is this instance's own: once
+//     no transaction of the instance is in flight, the marker of how the
+//     last one ended. (Not the coordinator's state: under one epoch, its
+//     last complete transaction may be an earlier one. Committing the
+//     offsets of a transaction whose outputs were aborted would lose its
+//     input.) While one is in flight, or the outcome is unknown: leave it;
 //   - otherwise (the coordinator still has a transaction open or being
 //     ended): leave it, the coordinator will end it.
-func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.DescribedTransaction) settlement {
+func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.DescribedTransaction, own *ownTxns) settlement {
 	switch {
 	case open.ProducerEpoch < currentEpoch:
 		return abort
@@ -72,10 +113,15 @@ func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.De
 		return leave
 	}
 	switch coordinator.State {
-	case "CompleteCommit":
-		return commit
-	case "CompleteAbort", "Empty":
-		return abort
+	case "CompleteCommit", "CompleteAbort", "Empty":
+		switch committed, known := own.last(); {
+		case !known:
+			return leave
+		case committed:
+			return commit
+		default:
+			return abort
+		}
 	}
 	return leave
 }
@@ -86,7 +132,7 @@ func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.De
 // the role, which waits for stable offsets, stalled. Errors are only
 // logged: the role then waits as it would have. It returns how many
 // transactions it ended.
-func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log *slog.Logger) (ended int) {
+func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, own *ownTxns, log *slog.Logger) (ended int) {
 	id, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
 		return 0
@@ -115,7 +161,7 @@ func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log
 		if !still || a.ProducerEpoch != o.ProducerEpoch {
 			continue // ended meanwhile
 		}
-		s := settle(o, epoch, coordinator)
+		s := settle(o, epoch, coordinator, own)
 		if s == leave {
 			continue
 		}
@@ -160,7 +206,7 @@ func openTransactions(ctx context.Context, adm *kadm.Client, p int32, id int64) 
 // the client is closed: a role waiting for stable offsets inside its
 // client (the scatter's group join) cannot notice a hanging transaction
 // itself.
-func watchHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log *slog.Logger) {
+func watchHanging(ctx context.Context, cl *kgo.Client, group, txnID string, own *ownTxns, log *slog.Logger) {
 	t := time.NewTicker(hangingCheckEvery)
 	defer t.Stop()
 	for {
@@ -172,7 +218,7 @@ func watchHanging(ctx context.Context, cl *kgo.Client, group, txnID string, log 
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, hangingCheckEvery)
-		settleHanging(cctx, cl, group, txnID, log)
+		settleHanging(cctx, cl, group, txnID, own, log)
 		cancel()
 	}
 }

@@ -51,7 +51,8 @@ func (s *Scatter) Run(ctx context.Context) error {
 	}
 	f := s.flow
 	group := s.topo.Group(f, RoleScatter)
-	sess, err := newTransactSession(ctx, transactSession{topo: s.topo, o: s.o, role: RoleScatter, group: group, topic: f.Topics.Requests,
+	own := &ownTxns{}
+	sess, err := newTransactSession(ctx, transactSession{topo: s.topo, o: s.o, role: RoleScatter, group: group, topic: f.Topics.Requests, own: own,
 		extra: []kgo.Opt{kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.assigned() })}})
 	if err != nil {
 		return err
@@ -97,6 +98,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err := sess.Begin(); err != nil {
 			return errorf("scatter begin: %w", err)
 		}
+		own.begin()
 		tctx, cancelTxn := transactionContext(ctx, s.topo)
 		var (
 			mu        sync.Mutex
@@ -163,6 +165,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		}
 		mu.Unlock()
 		committed, err := sess.End(tctx, commit)
+		own.end(committed, err)
 		cancelTxn()
 		s.transaction(false)
 		if err != nil {

@@ -22,15 +22,17 @@ type transactSession struct {
 	group string
 	topic string
 	extra []kgo.Opt // the role's callbacks (assignments, revocations)
+	own   *ownTxns  // the role's record of its transactions (begin, end)
 }
 
 // newTransactSession makes the session and loads its producer id before
 // anything is consumed: that fences a predecessor with the same identity
 // and aborts its open transaction, whose pending offsets would otherwise
 // keep the group's offsets unstable (and this instance waiting) until the
-// transaction timed out. A transaction of this identity that the
-// coordinator lost (a broker restarted at the wrong moment) is aborted
-// too, at once and then every ten seconds: see settleHanging.
+// transaction timed out. A transaction of this identity whose offsets the
+// coordinator lost (a broker restarted at the wrong moment) is ended too,
+// at once and then every ten seconds, with ts.own's outcome: see
+// settleHanging.
 func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTransactSession, error) {
 	k := ts.topo.Kafka
 	sess, err := kgo.NewGroupTransactSession(append(append(append(baseOpts(ts.topo, ts.o, ts.role), txnOpts()...),
@@ -53,8 +55,8 @@ func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTran
 	}
 	txnID := ts.group + "." + ts.o.instance
 	log := ts.o.logger.With("role", ts.role)
-	settleHanging(ctx, sess.Client(), ts.group, txnID, log)
-	go watchHanging(ctx, sess.Client(), ts.group, txnID, log)
+	settleHanging(ctx, sess.Client(), ts.group, txnID, ts.own, log)
+	go watchHanging(ctx, sess.Client(), ts.group, txnID, ts.own, log)
 	return sess, nil
 }
 
