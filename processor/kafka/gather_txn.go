@@ -73,7 +73,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	txn.mu.Unlock()
 	var metaErr error
 	committed, err := sess.End(g.withCommitMeta(ctx, &metaErr), commit)
-	g.own.end(committed, err)
+	g.own.end()
 	if err == nil {
 		clock.tell(g.o.hooks, g.flow.Name, RoleGather, fetches.NumRecords())
 	}

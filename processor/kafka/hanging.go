@@ -50,40 +50,40 @@ const (
 	commit                   // write a commit marker
 )
 
-// ownTxns is what a transactional role knows of its own transactions
-// under its current producer id and epoch: whether one is in flight (begun
-// and not yet ended), and how the last one ended. The roles update it
-// around every transaction; settleHanging reads it.
+// ownTxns is whether a transactional role has a transaction of its own
+// in flight (begun, not yet ended). The roles update it around every
+// transaction; settleHanging reads it, and holds it while it decides and
+// writes a marker, so that no transaction begins meanwhile whose offsets
+// would join the one it ends.
 type ownTxns struct {
 	mu       sync.Mutex
 	inFlight bool
-	ended    bool // a transaction ended, and its outcome is known
-	commit   bool // the last one committed
 }
 
-func (o *ownTxns) begin() {
+func (o *ownTxns) begin() { o.set(true) }
+
+func (o *ownTxns) end() { o.set(false) }
+
+func (o *ownTxns) set(inFlight bool) {
 	o.mu.Lock()
-	o.inFlight = true
+	o.inFlight = inFlight
 	o.mu.Unlock()
 }
 
-// end records how a transaction ended: committed, or aborted when err is
-// nil; an error leaves the outcome unknown.
-func (o *ownTxns) end(committed bool, err error) {
-	o.mu.Lock()
-	o.inFlight, o.ended, o.commit = false, err == nil, committed && err == nil
-	o.mu.Unlock()
-}
-
-// last returns the outcome of the last transaction, known only when none
-// is in flight.
-func (o *ownTxns) last() (commit, known bool) {
+// hold keeps the role from beginning a transaction until release, and
+// returns whether one is in flight. Without a record (nil), one may be.
+func (o *ownTxns) hold() (inFlight bool) {
 	if o == nil {
-		return false, false
+		return true
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.commit, o.ended && !o.inFlight
+	return o.inFlight
+}
+
+func (o *ownTxns) release() {
+	if o != nil {
+		o.mu.Unlock()
+	}
 }
 
 // settle decides what to do with an open transaction of this producer on
@@ -95,33 +95,27 @@ func (o *ownTxns) last() (commit, known bool) {
 //     transaction it knew of for this id before answering, so it is one
 //     the coordinator lost; it can never commit: abort;
 //   - of the current epoch, while the coordinator has no transaction of
-//     this id open (its last one complete, or none): the coordinator
-//     lost the offsets' part of a transaction of this very producer, whose
-//     end wrote no marker here. Its outcome is this instance's own: once
-//     no transaction of the instance is in flight, the marker of how the
-//     last one ended. (Not the coordinator's state: under one epoch, its
-//     last complete transaction may be an earlier one. Committing the
-//     offsets of a transaction whose outputs were aborted would lose its
-//     input.) While one is in flight, or the outcome is unknown: leave it;
+//     this id open (its last one complete, or none) and none of the role's
+//     is in flight: the coordinator lost the offsets' part of one of this
+//     producer's transactions, so no end of the role writes a marker here
+//     any more. Abort: the role then reads those inputs again. Never
+//     commit, not even when the coordinator or the client says the
+//     transaction committed: a coordinator that lost a transaction
+//     answers its commit as a retry of the previous one, and its outputs
+//     were never committed. Committing its offsets would lose its inputs;
+//     reading them again at worst repeats work the gather recognises;
 //   - otherwise (the coordinator still has a transaction open or being
-//     ended): leave it, the coordinator will end it.
-func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.DescribedTransaction, own *ownTxns) settlement {
+//     ended, or the role has one in flight): leave it.
+func settle(open kadm.DescribedProducer, currentEpoch int16, coordinator kadm.DescribedTransaction, ownInFlight bool) settlement {
 	switch {
 	case open.ProducerEpoch < currentEpoch:
 		return abort
-	case open.ProducerEpoch > currentEpoch || coordinator.ProducerID != open.ProducerID:
+	case open.ProducerEpoch > currentEpoch || coordinator.ProducerID != open.ProducerID || ownInFlight:
 		return leave
 	}
 	switch coordinator.State {
 	case "CompleteCommit", "CompleteAbort", "Empty":
-		switch committed, known := own.last(); {
-		case !known:
-			return leave
-		case committed:
-			return commit
-		default:
-			return abort
-		}
+		return abort
 	}
 	return leave
 }
@@ -151,6 +145,8 @@ func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, own
 	if len(before) == 0 {
 		return 0
 	}
+	inFlight := own.hold()
+	defer own.release()
 	var coordinator kadm.DescribedTransaction
 	if described, err := adm.DescribeTransactions(ctx, txnID); err == nil {
 		coordinator = described[txnID]
@@ -161,7 +157,7 @@ func settleHanging(ctx context.Context, cl *kgo.Client, group, txnID string, own
 		if !still || a.ProducerEpoch != o.ProducerEpoch {
 			continue // ended meanwhile
 		}
-		s := settle(o, epoch, coordinator, own)
+		s := settle(o, epoch, coordinator, inFlight)
 		if s == leave {
 			continue
 		}

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -32,9 +31,9 @@ func TestOffsetsPartition(t *testing.T) {
 }
 
 // A transaction open on the offsets partition is ended only when it can
-// be known to hang: of an older epoch, aborted; of the current one, while
-// the coordinator has none open, with the outcome of the instance's own
-// last transaction once none is in flight, never the coordinator's.
+// be known to hang, and only ever aborted: of an older epoch; of the
+// current one, while the coordinator has none open and the role none in
+// flight, whatever the coordinator's last outcome.
 func TestSettle(t *testing.T) {
 	open := func(epoch int16) kadm.DescribedProducer {
 		return kadm.DescribedProducer{ProducerID: 7, ProducerEpoch: epoch, CurrentTxnStartOffset: 100}
@@ -42,43 +41,52 @@ func TestSettle(t *testing.T) {
 	coord := func(state string, epoch int16) kadm.DescribedTransaction {
 		return kadm.DescribedTransaction{ProducerID: 7, ProducerEpoch: epoch, State: state}
 	}
-	ended := func(committed bool) *ownTxns {
-		o := &ownTxns{}
-		o.begin()
-		o.end(committed, nil)
-		return o
-	}
-	inFlight := ended(true)
-	inFlight.begin()
-	failed := &ownTxns{}
-	failed.begin()
-	failed.end(true, errors.New("broker gone"))
 	for _, tc := range []struct {
 		name        string
 		open        kadm.DescribedProducer
 		epoch       int16
 		coordinator kadm.DescribedTransaction
-		own         *ownTxns
+		inFlight    bool
 		want        settlement
 	}{
-		{"an older epoch: fenced, never commits", open(0), 5, coord("Empty", 5), nil, abort},
-		{"an older epoch, whatever the coordinator says", open(0), 5, coord("Ongoing", 5), ended(true), abort},
-		{"current epoch, ours committed", open(0), 0, coord("CompleteCommit", 0), ended(true), commit},
-		{"current epoch, ours aborted while the coordinator's last committed", open(0), 0, coord("CompleteCommit", 0), ended(false), abort},
-		{"current epoch, the coordinator aborted, ours aborted", open(0), 0, coord("CompleteAbort", 0), ended(false), abort},
-		{"current epoch, nothing open at the coordinator, ours committed", open(0), 0, coord("Empty", 0), ended(true), commit},
-		{"current epoch, ours in flight", open(0), 0, coord("CompleteCommit", 0), inFlight, leave},
-		{"current epoch, how ours ended is unknown", open(0), 0, coord("CompleteCommit", 0), failed, leave},
-		{"current epoch, none of ours ended yet", open(0), 0, coord("CompleteCommit", 0), &ownTxns{}, leave},
-		{"current epoch, no record of ours", open(0), 0, coord("Empty", 0), nil, leave},
-		{"current epoch, still open at the coordinator", open(0), 0, coord("Ongoing", 0), ended(true), leave},
-		{"current epoch, being committed", open(0), 0, coord("PrepareCommit", 0), ended(true), leave},
-		{"coordinator unknown", open(0), 0, kadm.DescribedTransaction{}, ended(true), leave},
-		{"another producer at the coordinator", open(0), 0, kadm.DescribedTransaction{ProducerID: 8, State: "CompleteCommit"}, ended(true), leave},
-		{"a newer epoch than ours", open(6), 5, coord("CompleteCommit", 6), ended(true), leave},
+		{"an older epoch: fenced, never commits", open(0), 5, coord("Empty", 5), false, abort},
+		{"an older epoch, whatever the coordinator says", open(0), 5, coord("Ongoing", 5), true, abort},
+		{"current epoch, the coordinator's last committed: lost, never committed", open(0), 0, coord("CompleteCommit", 0), false, abort},
+		{"current epoch, the coordinator aborted", open(0), 0, coord("CompleteAbort", 0), false, abort},
+		{"current epoch, nothing open at the coordinator", open(0), 0, coord("Empty", 0), false, abort},
+		{"current epoch, the role's transaction in flight", open(0), 0, coord("CompleteCommit", 0), true, leave},
+		{"current epoch, still open at the coordinator", open(0), 0, coord("Ongoing", 0), false, leave},
+		{"current epoch, being committed", open(0), 0, coord("PrepareCommit", 0), false, leave},
+		{"coordinator unknown", open(0), 0, kadm.DescribedTransaction{}, false, leave},
+		{"another producer at the coordinator", open(0), 0, kadm.DescribedTransaction{ProducerID: 8, State: "CompleteCommit"}, false, leave},
+		{"a newer epoch than ours", open(6), 5, coord("CompleteCommit", 6), false, leave},
 	} {
-		if got := settle(tc.open, tc.epoch, tc.coordinator, tc.own); got != tc.want {
+		if got := settle(tc.open, tc.epoch, tc.coordinator, tc.inFlight); got != tc.want {
 			t.Errorf("%s: settle = %d, want %d", tc.name, got, tc.want)
 		}
 	}
+}
+
+// While settleHanging holds the record, the role cannot begin a
+// transaction; it begins once released.
+func TestOwnTxnsHoldKeepsATransactionFromBeginning(t *testing.T) {
+	o := &ownTxns{}
+	if o.hold() {
+		t.Fatal("a fresh record has a transaction in flight")
+	}
+	begun := make(chan struct{})
+	go func() {
+		o.begin()
+		close(begun)
+	}()
+	// begin blocks on the held lock: it cannot have set inFlight.
+	if o.inFlight {
+		t.Error("a transaction began while held")
+	}
+	o.release()
+	<-begun
+	if !o.hold() {
+		t.Error("no transaction in flight after begin")
+	}
+	o.release()
 }

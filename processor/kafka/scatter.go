@@ -165,7 +165,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		}
 		mu.Unlock()
 		committed, err := sess.End(tctx, commit)
-		own.end(committed, err)
+		own.end()
 		cancelTxn()
 		s.transaction(false)
 		if err != nil {

@@ -22,7 +22,7 @@ type transactSession struct {
 	group string
 	topic string
 	extra []kgo.Opt // the role's callbacks (assignments, revocations)
-	own   *ownTxns  // the role's record of its transactions (begin, end)
+	own   *ownTxns  // whether the role has a transaction in flight
 }
 
 // newTransactSession makes the session and loads its producer id before
@@ -31,8 +31,7 @@ type transactSession struct {
 // keep the group's offsets unstable (and this instance waiting) until the
 // transaction timed out. A transaction of this identity whose offsets the
 // coordinator lost (a broker restarted at the wrong moment) is ended too,
-// at once and then every ten seconds, with ts.own's outcome: see
-// settleHanging.
+// at once and then every ten seconds: see settleHanging.
 func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTransactSession, error) {
 	k := ts.topo.Kafka
 	sess, err := kgo.NewGroupTransactSession(append(append(append(baseOpts(ts.topo, ts.o, ts.role), txnOpts()...),
