@@ -73,6 +73,11 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	txn.mu.Unlock()
 	var metaErr error
 	committed, err := sess.End(g.withCommitMeta(ctx, &metaErr), commit)
+	if committed && err == nil && g.own.troubled() {
+		err = checkCommitted(ctx, sess.Client(), g.group, g.group+"."+g.o.instance,
+			[]string{g.flow.Topics.Aggregated, g.flow.Topics.Late, g.flow.Topics.DeadLetter}, g.log)
+		committed = err == nil
+	}
 	g.own.end()
 	if err == nil {
 		clock.tell(g.o.hooks, g.flow.Name, RoleGather, fetches.NumRecords())

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf16"
 
@@ -55,12 +57,23 @@ const (
 // transaction; settleHanging reads it, and holds it while it decides and
 // writes a marker, so that no transaction begins meanwhile whose offsets
 // would join the one it ends.
+//
+// It also counts the client's broker disconnections (a kgo hook): a
+// transaction that saw one may have been lost by a restarted coordinator,
+// which answers its commit as a retry of the previous one (see
+// checkCommitted).
 type ownTxns struct {
 	mu       sync.Mutex
 	inFlight bool
+	// disconnects counts the client's broker disconnections; atBegin is
+	// the count when the transaction in flight, or the last one, began.
+	disconnects, atBegin atomic.Int64
 }
 
-func (o *ownTxns) begin() { o.set(true) }
+func (o *ownTxns) begin() {
+	o.atBegin.Store(o.disconnects.Load())
+	o.set(true)
+}
 
 func (o *ownTxns) end() { o.set(false) }
 
@@ -69,6 +82,13 @@ func (o *ownTxns) set(inFlight bool) {
 	o.inFlight = inFlight
 	o.mu.Unlock()
 }
+
+// OnBrokerDisconnect implements kgo.HookBrokerDisconnect.
+func (o *ownTxns) OnBrokerDisconnect(kgo.BrokerMetadata, net.Conn) { o.disconnects.Add(1) }
+
+// troubled reports whether the client lost a connection to a broker since
+// the last transaction began.
+func (o *ownTxns) troubled() bool { return o.disconnects.Load() != o.atBegin.Load() }
 
 // hold keeps the role from beginning a transaction until release, and
 // returns whether one is in flight. Without a record (nil), one may be.
@@ -216,5 +236,107 @@ func watchHanging(ctx context.Context, cl *kgo.Client, group, txnID string, own 
 		cctx, cancel := context.WithTimeout(ctx, hangingCheckEvery)
 		settleHanging(cctx, cl, group, txnID, own, log)
 		cancel()
+	}
+}
+
+// checkCommittedFor bounds checkCommitted; past it, the commit stands.
+const checkCommittedFor = 10 * time.Second
+
+// errTransactionLost is the error of a transaction whose commit the client
+// saw succeed but whose coordinator did not know it.
+var errTransactionLost = errors.New("the transaction was lost by its coordinator (a broker restarted): its outputs were not committed and are aborted; its inputs are read again")
+
+// checkCommitted checks, after a commit that the client saw succeed while
+// a broker connection was lost, that the transaction's outputs are not
+// left open: a coordinator that came back from a restart without the
+// transaction answers its EndTxn as a retry of the previous commit and
+// writes no marker, so the outputs and the offsets stay open, and would
+// share the fate of the producer's next transaction on their partitions.
+// The outputs are the partitions of topics (and the group's offsets). If
+// the transaction is open on any of them while the coordinator has none
+// open, checkCommitted aborts it on every one of them and returns
+// errTransactionLost: the role must restart, and read the inputs again.
+// Errors reading the state are logged, and the commit stands.
+func checkCommitted(ctx context.Context, cl *kgo.Client, group, txnID string, topics []string, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, checkCommittedFor)
+	defer cancel()
+	id, _, err := cl.ProducerID(ctx)
+	if err != nil {
+		return nil
+	}
+	adm := kadm.NewClient(cl)
+	meta, err := adm.ListTopicsWithInternal(ctx, append([]string{offsetsTopic}, topics...)...)
+	if err != nil {
+		log.Warn("could not check that a transaction committed", "err", err)
+		return nil
+	}
+	set := kadm.TopicsSet{}
+	for _, t := range topics {
+		for p := range meta[t].Partitions {
+			set.Add(t, p)
+		}
+	}
+	if d := meta[offsetsTopic]; d.Err == nil && len(d.Partitions) > 0 {
+		set.Add(offsetsTopic, offsetsPartition(group, int32(len(d.Partitions))))
+	}
+	open := func() ([]kadm.DescribedProducer, error) {
+		described, err := adm.DescribeProducers(ctx, set)
+		if err != nil {
+			return nil, err
+		}
+		var out []kadm.DescribedProducer
+		described.EachProducer(func(dp kadm.DescribedProducer) {
+			if dp.ProducerID == id && dp.CurrentTxnStartOffset >= 0 {
+				out = append(out, dp)
+			}
+		})
+		return out, nil
+	}
+	// A commit's markers are written after its EndTxn is answered: wait
+	// until the coordinator has none open, then look.
+	for {
+		found, err := open()
+		if err != nil {
+			log.Warn("could not check that a transaction committed", "err", err)
+			return nil
+		}
+		if len(found) == 0 {
+			return nil
+		}
+		described, err := adm.DescribeTransactions(ctx, txnID)
+		if err != nil {
+			log.Warn("could not check that a transaction committed", "err", err)
+			return nil
+		}
+		switch described[txnID].State {
+		case "CompleteCommit", "CompleteAbort", "Empty":
+			after, err := open()
+			if err != nil {
+				log.Warn("could not check that a transaction committed", "err", err)
+				return nil
+			}
+			if len(after) == 0 {
+				return nil
+			}
+			for _, o := range after {
+				m := kadm.TxnMarkers{ProducerID: o.ProducerID, ProducerEpoch: o.ProducerEpoch, CoordinatorEpoch: o.CoordinatorEpoch, Topics: kadm.TopicsSet{}}
+				m.Topics.Add(o.Topic, o.Partition)
+				resp, err := adm.WriteTxnMarkers(ctx, m)
+				if err == nil {
+					resp.EachPartition(func(r kadm.TxnMarkersPartitionResponse) { err = errors.Join(err, r.Err) })
+				}
+				if err != nil {
+					return fmt.Errorf("%w; aborting it on %s[%d] failed: %v", errTransactionLost, o.Topic, o.Partition, err)
+				}
+			}
+			log.Warn("a transaction the client saw commit was lost by its coordinator: aborted it on the partitions where it was left open; the inputs are read again",
+				"producer_id", id, "partitions", len(after), "coordinator_state", described[txnID].State)
+			return errTransactionLost
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The partition of __consumer_offsets is the broker's: Java's String
@@ -89,4 +90,24 @@ func TestOwnTxnsHoldKeepsATransactionFromBeginning(t *testing.T) {
 		t.Error("no transaction in flight after begin")
 	}
 	o.release()
+}
+
+// A transaction is troubled when the client lost a broker connection
+// after it began, and only then.
+func TestOwnTxnsTroubled(t *testing.T) {
+	o := &ownTxns{}
+	o.OnBrokerDisconnect(kgo.BrokerMetadata{}, nil)
+	o.begin()
+	if o.troubled() {
+		t.Error("troubled by a disconnection before the transaction began")
+	}
+	o.OnBrokerDisconnect(kgo.BrokerMetadata{}, nil)
+	o.end()
+	if !o.troubled() {
+		t.Error("not troubled by a disconnection during the transaction")
+	}
+	o.begin()
+	if o.troubled() {
+		t.Error("the next transaction is troubled by the last one's disconnection")
+	}
 }

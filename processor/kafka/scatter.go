@@ -165,6 +165,14 @@ func (s *Scatter) Run(ctx context.Context) error {
 		}
 		mu.Unlock()
 		committed, err := sess.End(tctx, commit)
+		if committed && err == nil && own.troubled() {
+			outputs := []string{f.Topics.Results, f.Topics.DeadLetter}
+			for _, tg := range f.Targets {
+				outputs = append(outputs, tg.Topic)
+			}
+			err = checkCommitted(tctx, sess.Client(), group, group+"."+s.o.instance, outputs, s.log)
+			committed = err == nil
+		}
 		own.end()
 		cancelTxn()
 		s.transaction(false)

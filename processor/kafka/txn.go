@@ -44,6 +44,7 @@ func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTran
 		kgo.TransactionTimeout(k.TransactionTimeout.D),
 		kgo.InstanceID(ts.o.instance),
 		kgo.SessionTimeout(k.SessionTimeout.D),
+		kgo.WithHooks(ts.own), // counts broker disconnections for checkCommitted
 	), ts.extra...)...)
 	if err != nil {
 		return nil, errorf("%s client: %w", ts.role, err)
