@@ -38,7 +38,7 @@ type Gather struct {
 	parts map[int32]*gatherPart
 	owned map[int32]bool // partitions assigned and not revoked since
 	cl    *kgo.Client    // the session's client, while Run runs
-	own   *ownTxns       // the session's transactions, while Run runs
+	hang  *hangCheck     // the session's, while Run runs
 	ticks tickHealth
 
 	mu     sync.Mutex
@@ -143,8 +143,8 @@ func (g *Gather) Run(ctx context.Context) error {
 		}
 	}
 	onLoss := record(false)
-	g.own = &ownTxns{}
-	sess, err := newTransactSession(ctx, transactSession{topo: g.topo, o: g.o, role: RoleGather, group: g.group, topic: f.Topics.Results, own: g.own,
+	sess, hang, err := newTransactSession(ctx, transactSession{topo: g.topo, o: g.o, role: RoleGather, group: g.group, topic: f.Topics.Results,
+		outputs: []string{f.Topics.Aggregated, f.Topics.Late, f.Topics.DeadLetter},
 		extra: []kgo.Opt{
 			kgo.OnPartitionsRevoked(onLoss),
 			kgo.OnPartitionsLost(onLoss),
@@ -154,7 +154,7 @@ func (g *Gather) Run(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
-	g.cl = sess.Client()
+	g.cl, g.hang = sess.Client(), hang
 	adm := kadm.NewClient(g.cl)
 	if err := checkTopics(ctx, adm, f); err != nil {
 		return err
@@ -413,7 +413,7 @@ func (g *Gather) committedOffset(ctx context.Context, adm *kadm.Client, p int32)
 		if attempt == 50 && errors.Is(err, kerr.UnstableOffsetCommit) {
 			// Five seconds unstable: perhaps a transaction of this identity
 			// that its coordinator lost.
-			if settleHanging(ctx, g.cl, g.group, g.group+"."+g.o.instance, g.own, g.log) == 0 {
+			if settleHanging(ctx, g.hang) == 0 {
 				g.log.Warn("the group's committed offset has been unstable for 5s, and no lost transaction of this instance holds it: waiting for the open transaction to end",
 					"partition", p, "group", g.group)
 			}

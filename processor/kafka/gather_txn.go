@@ -42,7 +42,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	if err := sess.Begin(); err != nil {
 		return errorf("gather begin: %w", err)
 	}
-	g.own.begin()
+	g.hang.own.begin()
 	txn := &gatherTxn{}
 	// Partitions fold independently, each into its own overlay: in
 	// parallel, so that a gather with several partitions uses several cores.
@@ -73,12 +73,11 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	txn.mu.Unlock()
 	var metaErr error
 	committed, err := sess.End(g.withCommitMeta(ctx, &metaErr), commit)
-	if committed && err == nil && g.own.troubled() {
-		err = checkCommitted(ctx, sess.Client(), g.group, g.group+"."+g.o.instance,
-			[]string{g.flow.Topics.Aggregated, g.flow.Topics.Late, g.flow.Topics.DeadLetter}, g.log)
+	if committed && err == nil && g.hang.own.troubled() {
+		err = checkCommitted(ctx, g.hang)
 		committed = err == nil
 	}
-	g.own.end()
+	g.hang.own.end()
 	if err == nil {
 		clock.tell(g.o.hooks, g.flow.Name, RoleGather, fetches.NumRecords())
 	}

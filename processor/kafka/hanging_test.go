@@ -31,11 +31,11 @@ func TestOffsetsPartition(t *testing.T) {
 	}
 }
 
-// A transaction open on the offsets partition is ended only when it can
-// be known to hang, and only ever aborted: of an older epoch; of the
-// current one, while the coordinator has none open and the role none in
-// flight, whatever the coordinator's last outcome.
-func TestSettle(t *testing.T) {
+// A transaction open on the offsets partition is known to hang when it is
+// of an older epoch, or of the current one while the coordinator has none
+// open and the role none in flight, whatever the coordinator's last
+// outcome (lostOutcome then picks the marker).
+func TestHangs(t *testing.T) {
 	open := func(epoch int16) kadm.DescribedProducer {
 		return kadm.DescribedProducer{ProducerID: 7, ProducerEpoch: epoch, CurrentTxnStartOffset: 100}
 	}
@@ -48,22 +48,39 @@ func TestSettle(t *testing.T) {
 		epoch       int16
 		coordinator kadm.DescribedTransaction
 		inFlight    bool
-		want        settlement
+		want        bool
 	}{
-		{"an older epoch: fenced, never commits", open(0), 5, coord("Empty", 5), false, abort},
-		{"an older epoch, whatever the coordinator says", open(0), 5, coord("Ongoing", 5), true, abort},
-		{"current epoch, the coordinator's last committed: lost, never committed", open(0), 0, coord("CompleteCommit", 0), false, abort},
-		{"current epoch, the coordinator aborted", open(0), 0, coord("CompleteAbort", 0), false, abort},
-		{"current epoch, nothing open at the coordinator", open(0), 0, coord("Empty", 0), false, abort},
-		{"current epoch, the role's transaction in flight", open(0), 0, coord("CompleteCommit", 0), true, leave},
-		{"current epoch, still open at the coordinator", open(0), 0, coord("Ongoing", 0), false, leave},
-		{"current epoch, being committed", open(0), 0, coord("PrepareCommit", 0), false, leave},
-		{"coordinator unknown", open(0), 0, kadm.DescribedTransaction{}, false, leave},
-		{"another producer at the coordinator", open(0), 0, kadm.DescribedTransaction{ProducerID: 8, State: "CompleteCommit"}, false, leave},
-		{"a newer epoch than ours", open(6), 5, coord("CompleteCommit", 6), false, leave},
+		{"an older epoch: fenced", open(0), 5, coord("Empty", 5), false, true},
+		{"an older epoch, whatever the coordinator says", open(0), 5, coord("Ongoing", 5), true, true},
+		{"current epoch, the coordinator's last committed", open(0), 0, coord("CompleteCommit", 0), false, true},
+		{"current epoch, the coordinator aborted", open(0), 0, coord("CompleteAbort", 0), false, true},
+		{"current epoch, nothing open at the coordinator", open(0), 0, coord("Empty", 0), false, true},
+		{"current epoch, the role's transaction in flight", open(0), 0, coord("CompleteCommit", 0), true, false},
+		{"current epoch, still open at the coordinator", open(0), 0, coord("Ongoing", 0), false, false},
+		{"current epoch, being committed", open(0), 0, coord("PrepareCommit", 0), false, false},
+		{"coordinator unknown", open(0), 0, kadm.DescribedTransaction{}, false, false},
+		{"another producer at the coordinator", open(0), 0, kadm.DescribedTransaction{ProducerID: 8, State: "CompleteCommit"}, false, false},
+		{"a newer epoch than ours", open(6), 5, coord("CompleteCommit", 6), false, false},
 	} {
-		if got := settle(tc.open, tc.epoch, tc.coordinator, tc.inFlight); got != tc.want {
-			t.Errorf("%s: settle = %d, want %d", tc.name, got, tc.want)
+		if got := hangs(tc.open, tc.epoch, tc.coordinator, tc.inFlight); got != tc.want {
+			t.Errorf("%s: hangs = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A control record's key is a version and a type: 0 abort, 1 commit.
+func TestMarkerOf(t *testing.T) {
+	for _, tc := range []struct {
+		key  []byte
+		want settlement
+	}{
+		{[]byte{0, 0, 0, 0}, abort},
+		{[]byte{0, 0, 0, 1}, commit},
+		{[]byte{0, 0, 0, 2}, leave},
+		{[]byte{0, 0}, leave},
+	} {
+		if got := markerOf(tc.key); got != tc.want {
+			t.Errorf("markerOf(%x) = %d, want %d", tc.key, got, tc.want)
 		}
 	}
 }

@@ -140,3 +140,65 @@ func javaHash(s string) int32 {
 	}
 	return h
 }
+
+// TestIntegrationLostOutcome: the marker that ends the part of a
+// transaction a coordinator lost is the earliest marker of the producer and
+// epoch on the role's outputs from the time of that part's last write (the
+// transaction's own, or the next one's), and an abort without one. The
+// markers here are a real broker's, written by committing and aborting
+// transactions of one producer.
+func TestIntegrationLostOutcome(t *testing.T) {
+	brokers := processortest.Brokers(t)
+	topo, f := processortest.Topology(t, brokers, "timeout: 2s\ntargets: [{name: a}]\nstrategy: {type: all}\n")
+	processortest.CreateTopics(t, topo, f)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(processortest.Unique("lost")), kgo.DefaultProduceTopic(f.Topics.Aggregated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs := []string{f.Topics.Aggregated, f.Topics.Late}
+	// end runs a transaction that writes one record and ends it: its
+	// marker comes after the returned time.
+	end := func(commit kgo.TransactionEndTry) int64 {
+		t.Helper()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now().UnixMilli()
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+		return before
+	}
+	outcome := func(since int64) string {
+		t.Helper()
+		got, err := kafka.LostOutcome(ctx, topo, cl, outputs, id, epoch, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	committed := end(kgo.TryCommit)
+	aborted := end(kgo.TryAbort)
+	if got := outcome(committed); got != "commit" {
+		t.Errorf("from before a commit's marker: %s, want commit", got)
+	}
+	if got := outcome(aborted); got != "abort" {
+		t.Errorf("from before an abort's marker: %s, want abort", got)
+	}
+	if got := outcome(time.Now().Add(time.Second).UnixMilli()); got != "abort" {
+		t.Errorf("with no marker since: %s, want abort", got)
+	}
+	if got, err := kafka.LostOutcome(ctx, topo, cl, outputs, id+1, epoch, committed); err != nil || got != "abort" {
+		t.Errorf("of another producer: %s (%v), want abort", got, err)
+	}
+}

@@ -51,8 +51,11 @@ func (s *Scatter) Run(ctx context.Context) error {
 	}
 	f := s.flow
 	group := s.topo.Group(f, RoleScatter)
-	own := &ownTxns{}
-	sess, err := newTransactSession(ctx, transactSession{topo: s.topo, o: s.o, role: RoleScatter, group: group, topic: f.Topics.Requests, own: own,
+	outputs := []string{f.Topics.Results, f.Topics.DeadLetter}
+	for _, tg := range f.Targets {
+		outputs = append(outputs, tg.Topic)
+	}
+	sess, hang, err := newTransactSession(ctx, transactSession{topo: s.topo, o: s.o, role: RoleScatter, group: group, topic: f.Topics.Requests, outputs: outputs,
 		extra: []kgo.Opt{kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.assigned() })}})
 	if err != nil {
 		return err
@@ -98,7 +101,7 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err := sess.Begin(); err != nil {
 			return errorf("scatter begin: %w", err)
 		}
-		own.begin()
+		hang.own.begin()
 		tctx, cancelTxn := transactionContext(ctx, s.topo)
 		var (
 			mu        sync.Mutex
@@ -165,15 +168,11 @@ func (s *Scatter) Run(ctx context.Context) error {
 		}
 		mu.Unlock()
 		committed, err := sess.End(tctx, commit)
-		if committed && err == nil && own.troubled() {
-			outputs := []string{f.Topics.Results, f.Topics.DeadLetter}
-			for _, tg := range f.Targets {
-				outputs = append(outputs, tg.Topic)
-			}
-			err = checkCommitted(tctx, sess.Client(), group, group+"."+s.o.instance, outputs, s.log)
+		if committed && err == nil && hang.own.troubled() {
+			err = checkCommitted(tctx, hang)
 			committed = err == nil
 		}
-		own.end()
+		hang.own.end()
 		cancelTxn()
 		s.transaction(false)
 		if err != nil {

@@ -22,7 +22,9 @@ type transactSession struct {
 	group string
 	topic string
 	extra []kgo.Opt // the role's callbacks (assignments, revocations)
-	own   *ownTxns  // whether the role has a transaction in flight
+	// outputs are the topics the role writes in its transactions: where a
+	// transaction its coordinator lost may be left open.
+	outputs []string
 }
 
 // newTransactSession makes the session and loads its producer id before
@@ -31,9 +33,12 @@ type transactSession struct {
 // keep the group's offsets unstable (and this instance waiting) until the
 // transaction timed out. A transaction of this identity whose offsets the
 // coordinator lost (a broker restarted at the wrong moment) is ended too,
-// at once and then every ten seconds: see settleHanging.
-func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTransactSession, error) {
+// at once and then every ten seconds: see settleHanging. The hangCheck
+// returned is the role's to record its transactions in (own.begin, end)
+// and to check a commit with (checkCommitted).
+func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTransactSession, *hangCheck, error) {
 	k := ts.topo.Kafka
+	own := &ownTxns{}
 	sess, err := kgo.NewGroupTransactSession(append(append(append(baseOpts(ts.topo, ts.o, ts.role), txnOpts()...),
 		kgo.ConsumerGroup(ts.group),
 		kgo.ConsumeTopics(ts.topic),
@@ -44,20 +49,20 @@ func newTransactSession(ctx context.Context, ts transactSession) (*kgo.GroupTran
 		kgo.TransactionTimeout(k.TransactionTimeout.D),
 		kgo.InstanceID(ts.o.instance),
 		kgo.SessionTimeout(k.SessionTimeout.D),
-		kgo.WithHooks(ts.own), // counts broker disconnections for checkCommitted
+		kgo.WithHooks(own), // counts broker disconnections for checkCommitted
 	), ts.extra...)...)
 	if err != nil {
-		return nil, errorf("%s client: %w", ts.role, err)
+		return nil, nil, errorf("%s client: %w", ts.role, err)
 	}
 	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
 		sess.Close()
-		return nil, errorf("%s producer id: %w", ts.role, err)
+		return nil, nil, errorf("%s producer id: %w", ts.role, err)
 	}
-	txnID := ts.group + "." + ts.o.instance
-	log := ts.o.logger.With("role", ts.role)
-	settleHanging(ctx, sess.Client(), ts.group, txnID, ts.own, log)
-	go watchHanging(ctx, sess.Client(), ts.group, txnID, ts.own, log)
-	return sess, nil
+	h := &hangCheck{topo: ts.topo, o: ts.o, role: ts.role, cl: sess.Client(), group: ts.group, txnID: ts.group + "." + ts.o.instance,
+		outputs: ts.outputs, own: own, log: ts.o.logger.With("role", ts.role)}
+	settleHanging(ctx, h)
+	go watchHanging(ctx, h)
+	return sess, h, nil
 }
 
 // transactionContext bounds one transaction by the transaction timeout and
