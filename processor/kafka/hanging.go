@@ -172,6 +172,8 @@ const markerScan = 10_000
 // transaction, which ended the records left open on those partitions with
 // its own. Without one, abort: the outputs left open are aborted too.
 func lostOutcome(ctx context.Context, h *hangCheck, id int64, epoch int16, since int64) (settlement, error) {
+	ctx, cancel := context.WithTimeout(ctx, checkCommittedFor)
+	defer cancel()
 	adm := kadm.NewClient(h.cl)
 	// Records carry their producers' clocks and markers the broker's, and
 	// a lookup by time finds no marker: start a minute before since, or,
@@ -422,7 +424,8 @@ func watchHanging(ctx context.Context, h *hangCheck) {
 	}
 }
 
-// checkCommittedFor bounds checkCommitted; past it, the commit stands.
+// checkCommittedFor bounds checkCommitted (past it, the commit stands) and
+// lostOutcome's reading of the outputs.
 const checkCommittedFor = 10 * time.Second
 
 // errTransactionLost is the error of a transaction whose commit the client
