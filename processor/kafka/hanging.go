@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -308,12 +310,14 @@ func settleHanging(ctx context.Context, h *hangCheck) (ended int) {
 		if !still || a.ProducerEpoch != o.ProducerEpoch || !hangs(o, epoch, coordinator, inFlight) {
 			continue // ended meanwhile, or not known to hang
 		}
+		// The outputs first: until the offsets' part is ended, a failure
+		// here is tried again at the next check.
 		s, err := lostOutcome(ctx, h, o.ProducerID, o.ProducerEpoch, a.LastTimestamp)
-		if err == nil {
-			err = endOpen(ctx, adm, []kadm.DescribedProducer{a}, s)
-		}
 		if err == nil && s == abort {
 			err = abortOutputs(ctx, adm, h.outputs, o.ProducerID, o.ProducerEpoch)
+		}
+		if err == nil {
+			err = endOpen(ctx, adm, []kadm.DescribedProducer{a}, s)
 		}
 		if err != nil {
 			h.log.Warn("could not end a transaction of this instance left open on its group's offsets", "group", h.group, "producer_id", o.ProducerID, "epoch", o.ProducerEpoch, "err", err)
@@ -327,8 +331,14 @@ func settleHanging(ctx context.Context, h *hangCheck) (ended int) {
 	return ended
 }
 
-// endOpen writes marker s on each open part of a transaction.
+// endOpen writes marker s on each open part of a transaction, the one on
+// the group's offsets last: should one fail, the offsets stay unstable and
+// the transaction is found again.
 func endOpen(ctx context.Context, adm *kadm.Client, open []kadm.DescribedProducer, s settlement) error {
+	open = slices.Clone(open)
+	slices.SortStableFunc(open, func(a, b kadm.DescribedProducer) int {
+		return cmp.Compare(b2i(a.Topic == offsetsTopic), b2i(b.Topic == offsetsTopic))
+	})
 	for _, o := range open {
 		m := kadm.TxnMarkers{ProducerID: o.ProducerID, ProducerEpoch: o.ProducerEpoch, CoordinatorEpoch: o.CoordinatorEpoch, Commit: s == commit, Topics: kadm.TopicsSet{}}
 		m.Topics.Add(o.Topic, o.Partition)
@@ -504,4 +514,11 @@ func checkCommitted(ctx context.Context, h *hangCheck) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
