@@ -356,7 +356,7 @@ func endOpen(ctx context.Context, adm *kadm.Client, open []kadm.DescribedProduce
 // abortOutputs aborts what producer id at epoch left open on the
 // partitions of topics.
 func abortOutputs(ctx context.Context, adm *kadm.Client, topics []string, id int64, epoch int16) error {
-	open, err := openOn(ctx, adm, topics, id)
+	open, err := openOn(ctx, adm, topics, id, "")
 	if err != nil {
 		return err
 	}
@@ -370,14 +370,20 @@ func abortOutputs(ctx context.Context, adm *kadm.Client, topics []string, id int
 }
 
 // openOn returns producer id's open transactions on the partitions of
-// topics.
-func openOn(ctx context.Context, adm *kadm.Client, topics []string, id int64) ([]kadm.DescribedProducer, error) {
-	meta, err := adm.ListTopics(ctx, topics...)
+// topics; of __consumer_offsets, on group's partition only.
+func openOn(ctx context.Context, adm *kadm.Client, topics []string, id int64, group string) ([]kadm.DescribedProducer, error) {
+	meta, err := adm.ListTopicsWithInternal(ctx, topics...)
 	if err != nil {
 		return nil, err
 	}
 	set := kadm.TopicsSet{}
 	for _, t := range topics {
+		if t == offsetsTopic {
+			if n := len(meta[t].Partitions); n > 0 {
+				set.Add(t, offsetsPartition(group, int32(n)))
+			}
+			continue
+		}
 		for p := range meta[t].Partitions {
 			set.Add(t, p)
 		}
@@ -469,7 +475,7 @@ func checkCommitted(ctx context.Context, h *hangCheck) error {
 	// A commit's markers are written after its EndTxn is answered: wait
 	// until the coordinator has none open, then look.
 	for {
-		found, err := openOn(ctx, adm, topics, id)
+		found, err := openOn(ctx, adm, topics, id, h.group)
 		if err != nil {
 			return warn(err)
 		}
@@ -483,7 +489,7 @@ func checkCommitted(ctx context.Context, h *hangCheck) error {
 		state := described[h.txnID].State
 		switch state {
 		case "CompleteCommit", "CompleteAbort", "Empty":
-			after, err := openOn(ctx, adm, topics, id)
+			after, err := openOn(ctx, adm, topics, id, h.group)
 			if err != nil {
 				return warn(err)
 			}
