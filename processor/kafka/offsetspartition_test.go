@@ -68,15 +68,7 @@ func brokersOffsetsPartition(ctx context.Context, t *testing.T, adm *kadm.Client
 	txnID := group + ".probe"
 	v := kversion.Stable()
 	v.SetMaxKeyVersion(int16(kmsg.TxnOffsetCommit), 4)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(txnID), kgo.MaxVersions(v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	id, epoch, err := cl.ProducerID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, id, epoch := txnClient(ctx, t, brokers, kgo.TransactionalID(txnID), kgo.MaxVersions(v))
 	add := kmsg.NewPtrAddOffsetsToTxnRequest()
 	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, id, epoch, group
 	addResp, err := add.RequestWith(ctx, cl)
@@ -153,15 +145,7 @@ func TestIntegrationLostOutcome(t *testing.T) {
 	processortest.CreateTopics(t, topo, f)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(processortest.Unique("lost")), kgo.DefaultProduceTopic(f.Topics.Aggregated))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	id, epoch, err := cl.ProducerID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, id, epoch := txnClient(ctx, t, brokers, kgo.TransactionalID(processortest.Unique("lost")), kgo.DefaultProduceTopic(f.Topics.Aggregated))
 	outputs := []string{f.Topics.Aggregated, f.Topics.Late}
 	// end runs a transaction that writes one record and ends it: its
 	// marker comes after the returned time.
@@ -201,4 +185,20 @@ func TestIntegrationLostOutcome(t *testing.T) {
 	if got, err := kafka.LostOutcome(ctx, topo, cl, outputs, id+1, epoch, committed); err != nil || got != "abort" {
 		t.Errorf("of another producer: %s (%v), want abort", got, err)
 	}
+}
+
+// txnClient is a transactional client of brokers with its producer id
+// loaded, closed when the test ends.
+func txnClient(ctx context.Context, t *testing.T, brokers []string, opts ...kgo.Opt) (*kgo.Client, int64, int16) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, id, epoch
 }
