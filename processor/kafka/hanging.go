@@ -165,14 +165,15 @@ const markerScan = 10_000
 // lostOutcome returns how to end the part of a transaction of producer id
 // at epoch left open by a lost coordinator, from the role's outputs: the
 // earliest marker of that producer, of that epoch or a later one, on the
-// outputs at or after since (the time of the open part's last write). (A
-// marker ends whatever the producer has open on its partition; with
-// transaction version 2 the broker writes it with the epoch bumped.) The coordinator writes
-// a transaction's markers after its offsets, so that marker is the
-// transaction's own outcome (it committed, and only the offsets' marker
-// was lost) or, when it wrote none, that of the producer's next
-// transaction, which ended the records left open on those partitions with
-// its own. Without one, abort: the outputs left open are aborted too.
+// outputs at or after since (the time of the open part's last write). A
+// marker ends whatever the producer has open on its partition, and with
+// transaction version 2 the broker writes it with the epoch bumped. The
+// coordinator writes a transaction's markers after its offsets, so that
+// marker is the transaction's own outcome (it committed, and only the
+// offsets' marker was lost) or, when it wrote none, that of the
+// producer's next transaction, which ended the records left open on those
+// partitions with its own. Without one, abort (the caller aborts the
+// outputs left open too).
 func lostOutcome(ctx context.Context, h *hangCheck, id int64, epoch int16, since int64) (settlement, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkCommittedFor)
 	defer cancel()
