@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,20 +94,13 @@ func (o *ownTxns) OnBrokerDisconnect(kgo.BrokerMetadata, net.Conn) { o.disconnec
 func (o *ownTxns) troubled() bool { return o.disconnects.Load() != o.atBegin.Load() }
 
 // hold keeps the role from beginning a transaction until release, and
-// returns whether one is in flight. Without a record (nil), one may be.
+// returns whether one is in flight.
 func (o *ownTxns) hold() (inFlight bool) {
-	if o == nil {
-		return true
-	}
 	o.mu.Lock()
 	return o.inFlight
 }
 
-func (o *ownTxns) release() {
-	if o != nil {
-		o.mu.Unlock()
-	}
-}
+func (o *ownTxns) release() { o.mu.Unlock() }
 
 // hangs decides whether an open transaction of this producer on the
 // offsets partition, seen open at the same start offset before and after
@@ -286,17 +277,9 @@ func settleHanging(ctx context.Context, h *hangCheck) (ended int) {
 		return 0
 	}
 	adm := kadm.NewClient(h.cl)
-	topics, err := adm.ListTopicsWithInternal(ctx, offsetsTopic)
-	if err != nil {
-		return 0
-	}
-	d, ok := topics[offsetsTopic]
-	if !ok || d.Err != nil || len(d.Partitions) == 0 {
-		return 0
-	}
-	p := offsetsPartition(h.group, int32(len(d.Partitions)))
-	before := openTransactions(ctx, adm, p, id)
-	if len(before) == 0 {
+	offsets := []string{offsetsTopic}
+	before, err := openOn(ctx, adm, offsets, id, h.group)
+	if err != nil || len(before) == 0 {
 		return 0
 	}
 	inFlight := h.own.hold()
@@ -305,7 +288,14 @@ func settleHanging(ctx context.Context, h *hangCheck) (ended int) {
 	if described, err := adm.DescribeTransactions(ctx, h.txnID); err == nil {
 		coordinator = described[h.txnID]
 	}
-	after := openTransactions(ctx, adm, p, id)
+	open, err := openOn(ctx, adm, offsets, id, h.group)
+	if err != nil {
+		return 0
+	}
+	after := map[int64]kadm.DescribedProducer{} // by first offset
+	for _, a := range open {
+		after[a.CurrentTxnStartOffset] = a
+	}
 	for _, o := range before {
 		a, still := after[o.CurrentTxnStartOffset]
 		if !still || a.ProducerEpoch != o.ProducerEpoch || !hangs(o, epoch, coordinator, inFlight) {
@@ -336,19 +326,20 @@ func settleHanging(ctx context.Context, h *hangCheck) (ended int) {
 // the group's offsets last: should one fail, the offsets stay unstable and
 // the transaction is found again.
 func endOpen(ctx context.Context, adm *kadm.Client, open []kadm.DescribedProducer, s settlement) error {
-	open = slices.Clone(open)
-	slices.SortStableFunc(open, func(a, b kadm.DescribedProducer) int {
-		return cmp.Compare(b2i(a.Topic == offsetsTopic), b2i(b.Topic == offsetsTopic))
-	})
-	for _, o := range open {
-		m := kadm.TxnMarkers{ProducerID: o.ProducerID, ProducerEpoch: o.ProducerEpoch, CoordinatorEpoch: o.CoordinatorEpoch, Commit: s == commit, Topics: kadm.TopicsSet{}}
-		m.Topics.Add(o.Topic, o.Partition)
-		resp, err := adm.WriteTxnMarkers(ctx, m)
-		if err == nil {
-			resp.EachPartition(func(r kadm.TxnMarkersPartitionResponse) { err = errors.Join(err, r.Err) })
-		}
-		if err != nil {
-			return fmt.Errorf("end the transaction on %s[%d]: %w", o.Topic, o.Partition, err)
+	for _, offsetsLast := range []bool{false, true} {
+		for _, o := range open {
+			if (o.Topic == offsetsTopic) != offsetsLast {
+				continue
+			}
+			m := kadm.TxnMarkers{ProducerID: o.ProducerID, ProducerEpoch: o.ProducerEpoch, CoordinatorEpoch: o.CoordinatorEpoch, Commit: s == commit, Topics: kadm.TopicsSet{}}
+			m.Topics.Add(o.Topic, o.Partition)
+			resp, err := adm.WriteTxnMarkers(ctx, m)
+			if err == nil {
+				resp.EachPartition(func(r kadm.TxnMarkersPartitionResponse) { err = errors.Join(err, r.Err) })
+			}
+			if err != nil {
+				return fmt.Errorf("end the transaction on %s[%d]: %w", o.Topic, o.Partition, err)
+			}
 		}
 	}
 	return nil
@@ -400,24 +391,6 @@ func openOn(ctx context.Context, adm *kadm.Client, topics []string, id int64, gr
 		}
 	})
 	return out, nil
-}
-
-// openTransactions returns producer id's open transactions on partition p
-// of the offsets topic, by their first offset.
-func openTransactions(ctx context.Context, adm *kadm.Client, p int32, id int64) map[int64]kadm.DescribedProducer {
-	set := kadm.TopicsSet{}
-	set.Add(offsetsTopic, p)
-	described, err := adm.DescribeProducers(ctx, set)
-	if err != nil {
-		return nil
-	}
-	out := map[int64]kadm.DescribedProducer{}
-	described.EachProducer(func(dp kadm.DescribedProducer) {
-		if dp.ProducerID == id && dp.CurrentTxnStartOffset >= 0 {
-			out[dp.CurrentTxnStartOffset] = dp
-		}
-	})
-	return out
 }
 
 // watchHanging runs settleHanging every hangingCheckEvery until ctx ends or
@@ -521,11 +494,4 @@ func checkCommitted(ctx context.Context, h *hangCheck) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
