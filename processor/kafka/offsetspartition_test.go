@@ -42,7 +42,8 @@ func TestIntegrationOffsetsPartitionIsTheBrokers(t *testing.T) {
 	for len(groups) < 6 {
 		g := processortest.Unique("offsets")
 		switch h := javaHash(g); {
-		case h < 0 && h != -1<<31 && (-h)%n != (h&0x7fffffff)%n && negative < 4:
+		// (With one or two partitions the two never differ.)
+		case h < 0 && h != -1<<31 && (n <= 2 || (-h)%n != (h&0x7fffffff)%n) && negative < 4:
 			negative++
 		case h >= 0 && positive < 2:
 			positive++
