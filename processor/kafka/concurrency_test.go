@@ -45,6 +45,12 @@ func (h *limitHook) OnConcurrencyLimit(_, target string, limit int) {
 	}
 }
 
+func (h *limitHook) limitsOf(target string) []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]int(nil), h.limits[target]...)
+}
+
 func (h *limitHook) slowLimits() (highest, lowest int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -88,7 +94,7 @@ func (p *slowingProvider) Handle(ctx context.Context, _ *schemas.Task) ([]byte, 
 // With viaHTTP the providers are local HTTP servers that the worker's
 // built-in HTTP handler calls; otherwise Go handlers.
 func runAdaptiveConcurrency(t *testing.T, brokers []string, viaHTTP bool) {
-	slow := &slowingProvider{after: 100, fast: 10 * time.Millisecond, slow: 100 * time.Millisecond}
+	slow := &slowingProvider{after: 100, fast: 30 * time.Millisecond, slow: 300 * time.Millisecond}
 	hook := &limitHook{slowing: slow, limits: map[string][]int{}}
 
 	// The fast target's answers to the second batch, and how many of
@@ -127,6 +133,11 @@ strategy: {type: all}
 		t.Fatal(err)
 	}
 	processortest.Start(t, w)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("slow provider: %d calls started, %d finished; limits %v", slow.started.Load(), slow.finished.Load(), hook.limitsOf("slow"))
+		}
+	})
 
 	processortest.Eventually(t, 2*time.Minute, "the slow target's limit to shrink below where it started", func() bool {
 		_, lowest := hook.slowLimits()
