@@ -374,7 +374,7 @@ func (s *soak) check(seed uint64, duration time.Duration, n int) {
 			continue
 		}
 		if wrong++; wrong <= 20 {
-			t.Errorf("%s: outcome %s (%s), cheapest %d (want %d), %d answered, hung %v", id, a.Outcome, a.Reason, res.Value, want, len(a.Answered), s.hung(id))
+			t.Errorf("%s: outcome %s (%s), cheapest %d (want %d), %d answered, failed %s, hung %v", id, a.Outcome, a.Reason, res.Value, want, len(a.Answered), failures(a.Failed), s.hung(id))
 		}
 	}
 
@@ -477,4 +477,13 @@ func (r recovery) String() string {
 		return "-"
 	}
 	return fmt.Sprintf("%s (%s)", r.d.Round(10*time.Millisecond), r.what)
+}
+
+// failures says which tasks failed and why, as "[target: error, ...]".
+func failures(failed []schemas.Answer) string {
+	parts := make([]string, 0, len(failed))
+	for _, f := range failed {
+		parts = append(parts, fmt.Sprintf("%s (attempts %d, %d ms): %s", f.Target, f.Attempts, f.DurationMs, f.Error))
+	}
+	return "[" + strings.Join(parts, "; ") + "]"
 }
