@@ -51,6 +51,9 @@ type Gather struct {
 	lagTotal   atomic.Int64
 	rebuilding atomic.Int32
 	w          *writer // of the current session, made by transact
+	// open is the transaction left open for the next poll (see
+	// gather.commit_delay), or nil. Only Run's goroutine uses it.
+	open *gatherTxn
 	*readiness
 }
 
@@ -168,11 +171,32 @@ func (g *Gather) Run(ctx context.Context) error {
 	g.ticks.reset()
 	g.log.Info("gather started", "group", g.group, "instance", g.o.instance, "state", filepath.Join(g.stateDir, f.Name))
 
+	g.open = nil
+	defer g.dropOpen()
 	for {
-		pollCtx, cancel := context.WithTimeout(ctx, f.Gather.TickInterval.D)
+		wait := f.Gather.TickInterval.D
+		if g.open != nil {
+			// Poll for more to fold into the open transaction until
+			// gather.commit_delay has passed since it began.
+			if wait = min(wait, time.Until(g.open.until)); wait <= 0 {
+				if err := g.endTxn(sess); err != nil {
+					return err
+				}
+				wait = f.Gather.TickInterval.D
+			}
+		}
+		pollCtx, cancel := context.WithTimeout(ctx, wait)
 		fetches := sess.PollFetches(pollCtx)
 		cancel()
 		if ctx.Err() != nil {
+			// Shutting down: commit what the open transaction folded,
+			// unless this poll brought records it has not (the offsets
+			// the transaction commits would pass them).
+			if g.open != nil && fetches.NumRecords() == 0 {
+				if err := g.endTxn(sess); err != nil {
+					g.log.Warn("the last transaction did not commit; its records are read again", "err", err)
+				}
+			}
 			return nil
 		}
 		g.polled(fetches)
@@ -180,8 +204,14 @@ func (g *Gather) Run(ctx context.Context) error {
 			return err
 		}
 		// Partitions are prepared when assigned, not when records arrive: a
-		// quiet partition with open requests must tick too.
-		if err := g.handleEvents(ctx, adm); err != nil {
+		// quiet partition with open requests must tick too. An assignment
+		// or revocation while a transaction is open ends it with this
+		// poll: the session aborts a transaction that saw a revocation,
+		// and the fold of a partition assigned afresh starts from the
+		// committed offset, not from what the transaction folded.
+		wasOpen := g.open != nil
+		rebalanced, err := g.handleEvents(ctx, adm)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -202,13 +232,17 @@ func (g *Gather) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if len(busy) > 0 {
-			if err := g.transact(ctx, sess, fetches); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
+		switch {
+		case len(busy) > 0:
+			err = g.transact(ctx, sess, fetches, wasOpen && rebalanced)
+		case wasOpen && rebalanced:
+			err = g.endTxn(sess)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
+			return err
 		}
 		g.tick(ticker, busy)
 		g.observe(g.Status())
@@ -306,11 +340,12 @@ func (t *tickHealth) state() (shown, fatal error) {
 // partition afresh from the committed position, even when this instance
 // still has a fold of it (a revocation it did not see): that fold may
 // stand at an old position.
-func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) error {
+func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) (handled bool, err error) {
 	g.mu.Lock()
 	events := g.events
 	g.events = nil
 	g.mu.Unlock()
+	handled = len(events) > 0
 	for _, ev := range events {
 		for _, p := range ev.partitions {
 			if gp := g.parts[p]; gp != nil {
@@ -324,11 +359,11 @@ func (g *Gather) handleEvents(ctx context.Context, adm *kadm.Client) error {
 			}
 			g.owned[p] = true
 			if err := g.prepare(ctx, adm, p); err != nil {
-				return err
+				return handled, err
 			}
 		}
 	}
-	return nil
+	return handled, nil
 }
 
 // prepareBusy prepares the partitions that have records in a poll but no

@@ -56,7 +56,7 @@ func TestAssignmentsRecheckTheCommittedPosition(t *testing.T) {
 		g.mu.Lock()
 		g.events = append(g.events, partEvent{assigned: assigned, partitions: ps})
 		g.mu.Unlock()
-		if err := g.handleEvents(ctx, adm); err != nil {
+		if _, err := g.handleEvents(ctx, adm); err != nil {
 			t.Fatal(err)
 		}
 	}

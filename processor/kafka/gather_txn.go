@@ -3,6 +3,8 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,9 +15,19 @@ import (
 	"github.com/scattergather/scattergather/schemas"
 )
 
-// gatherTxn is what one transaction of the gather folded and produced.
-// Partitions fold in parallel: mu guards every field.
+// gatherTxn is what one transaction of the gather folded and produced,
+// over one poll or, while they write nothing (gather.commit_delay),
+// several. Partitions fold in parallel: mu guards the fields the folds
+// set.
 type gatherTxn struct {
+	ctx    context.Context // the transaction's: see transactionContext
+	cancel context.CancelFunc
+	clock  txnClock
+	until  time.Time        // the longest it may wait for more polls
+	starts map[string]int64 // "topic/partition" → the first offset it read there
+	polls  int
+	inputs int // records read
+
 	mu       sync.Mutex
 	touched  []*gatherPart
 	aggs     []*schemas.Aggregate
@@ -28,22 +40,57 @@ type gatherTxn struct {
 
 func (t *gatherTxn) produced(r *kgo.Record, err error) { t.failures.produced(r, err) }
 
-// transact folds one poll's records and writes their outputs and offsets
-// in one transaction; the folds commit to the store only if it commits.
-func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
-	ctx, cancel := transactionContext(ctx, g.topo)
-	defer cancel()
-	if g.w == nil || g.w.cl != sess.Client() {
-		g.w = newWriter(ctx, sess.Client(), g.flow, RoleGather, g.o.hooks, g.log)
+// touch adds gp to the partitions the transaction folded, once.
+func (t *gatherTxn) touch(gp *gatherPart) {
+	if !slices.Contains(t.touched, gp) {
+		t.touched = append(t.touched, gp)
 	}
-	g.transaction(true)
-	defer g.transaction(false)
-	clock := beginTxnClock()
-	if err := sess.Begin(); err != nil {
-		return errorf("gather begin: %w", err)
+}
+
+// wroteNothing reports whether the transaction has produced nothing and
+// no fold failed: it may wait for more polls.
+func (t *gatherTxn) wroteNothing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.applyErr == nil && len(t.aggs) == 0 && t.late == 0 && len(t.dead) == 0 && len(t.failures.failed()) == 0
+}
+
+// key names the records the transaction read by where it began reading
+// each partition (see pollKey): an abort reads them again from there.
+func (t *gatherTxn) key() string {
+	parts := make([]string, 0, len(t.starts))
+	for tp, off := range t.starts {
+		parts = append(parts, fmt.Sprintf("%s@%d", tp, off))
 	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+// transact folds one poll's records into the open transaction, beginning
+// one when none is open, and ends it, committing its outputs, its offsets
+// and (once it committed) the folds' state, unless it may wait for the
+// next poll: it wrote nothing yet, gather.commit_delay has not passed
+// since it began, and mustEnd is false.
+func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, mustEnd bool) error {
+	txn := g.open
+	if txn == nil {
+		tctx, cancel := transactionContext(ctx, g.topo)
+		if g.w == nil || g.w.cl != sess.Client() {
+			g.w = newWriter(tctx, sess.Client(), g.flow, RoleGather, g.o.hooks, g.log)
+		}
+		txn = &gatherTxn{ctx: tctx, cancel: cancel, clock: beginTxnClock(), starts: map[string]int64{}}
+		txn.until = txn.clock.began.Add(g.flow.Gather.CommitDelay.D)
+		if err := sess.Begin(); err != nil {
+			cancel()
+			return errorf("gather begin: %w", err)
+		}
+		g.open = txn
+	}
+	// In flight from the first output of this fold to the end; between
+	// polls it has sent the brokers nothing, and is not (see hangs).
 	g.hang.own.begin()
-	txn := &gatherTxn{}
+	txn.polls++
+	txn.inputs += fetches.NumRecords()
 	// Partitions fold independently, each into its own overlay: in
 	// parallel, so that a gather with several partitions uses several cores.
 	var wg sync.WaitGroup
@@ -52,16 +99,38 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		if gp == nil || len(fp.Records) == 0 {
 			return
 		}
-		txn.touched = append(txn.touched, gp)
+		tp := fmt.Sprintf("%s/%d", fp.Topic, fp.Partition)
+		if _, ok := txn.starts[tp]; !ok {
+			txn.starts[tp] = fp.Records[0].Offset
+		}
+		txn.touch(gp)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			g.foldPartition(ctx, sess, txn, gp, fp)
+			g.foldPartition(txn.ctx, sess, txn, gp, fp)
 		}()
 	})
 	wg.Wait()
+	if !mustEnd && txn.wroteNothing() && time.Now().Before(txn.until) {
+		g.hang.own.end()
+		return nil
+	}
+	return g.endTxn(sess)
+}
+
+// endTxn ends the open transaction: it commits when everything it
+// produced was written and every fold applied, and aborts otherwise.
+func (g *Gather) endTxn(sess *kgo.GroupTransactSession) error {
+	txn := g.open
+	g.open = nil
+	// Waiting for the brokers from here (readiness says so after a
+	// while); not while the transaction waited for more polls.
+	g.transaction(true)
+	defer g.transaction(false)
+	defer txn.cancel()
+	ctx := txn.ctx
 	commit := kgo.TryCommit
-	clock.end()
+	txn.clock.end()
 	if err := sess.Client().Flush(ctx); err != nil {
 		commit = kgo.TryAbort
 	}
@@ -79,7 +148,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	}
 	g.hang.own.end()
 	if err == nil {
-		clock.tell(g.o.hooks, g.flow.Name, RoleGather, fetches.NumRecords())
+		txn.clock.tell(g.o.hooks, g.flow.Name, RoleGather, txn.inputs)
 	}
 	if !committed || err != nil {
 		for _, gp := range txn.touched {
@@ -93,7 +162,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		}
 		g.count(func(s *GatherStats) { s.Aborted++ })
 		each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(g.flow.Name, RoleGather, false) })
-		cause, err := g.w.aborted(ctx, pollKey(fetches), txn.failures.failed())
+		cause, err := g.w.aborted(ctx, txn.key(), txn.failures.failed())
 		if err != nil {
 			return err
 		}
@@ -113,6 +182,24 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	}
 	g.committed(txn)
 	return nil
+}
+
+// dropOpen gives up the open transaction, if any, without ending it: its
+// folds are dropped and its records are read again. For a Run that
+// returns with one open; nothing of it reached the brokers (it wrote
+// nothing), and the session closes.
+func (g *Gather) dropOpen() {
+	txn := g.open
+	if txn == nil {
+		return
+	}
+	g.open = nil
+	for _, gp := range txn.touched {
+		gp.fold.Abort()
+	}
+	g.hang.own.end()
+	g.transaction(false)
+	txn.cancel()
 }
 
 // foldPartition folds one partition's records of a poll into its overlay

@@ -388,6 +388,16 @@ type GatherOpts struct {
 	// role fails, and is restarted, with what the rebuild was waiting for.
 	// Default 10m.
 	RebuildTimeout Duration `yaml:"rebuild_timeout"`
+	// CommitDelay is how long a transaction of the gather stays open while
+	// its polls write nothing but state and offsets (results and manifests
+	// that decide no request): the next polls fold into it. A poll that
+	// writes an aggregate, a late record or a dead letter ends it at once,
+	// and so do an assignment, a revocation and a shutdown. Such results
+	// then share one transaction instead of ending one each, and the
+	// result that completes a request does not wait for the transaction
+	// of the one before it to end. 0 ends a transaction after every poll.
+	// Default 100ms; less than kafka.transaction_timeout.
+	CommitDelay *Duration `yaml:"commit_delay"`
 }
 
 // WorkerOpts tunes the workers.

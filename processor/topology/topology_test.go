@@ -99,6 +99,10 @@ func TestFullFile(t *testing.T) {
 		}
 		return topology.Duration{D: v}
 	}
+	dp := func(s string) *topology.Duration {
+		v := d(s)
+		return &v
+	}
 	want := &topology.Topology{
 		File: "testdata/full.yaml",
 		Kafka: topology.Kafka{
@@ -144,7 +148,7 @@ func TestFullFile(t *testing.T) {
 			Strategy:    topology.Strategy{Type: "quorum", Quorum: topology.Quorum{Majority: true}, MaxFailures: intp(1)},
 			Consolidate: topology.Consolidate{Type: "merge", Path: "offers", Key: "id", Sort: "price", Order: "asc", Top: 5},
 			Limits:      topology.Limits{MaxPayloadBytes: 2 << 20, MaxOpenRequests: 5000, MaxAggregateBytes: 800_000, MaxTimeout: d("10m")},
-			Gather:      topology.GatherOpts{TickInterval: d("50ms"), ClosedRetention: d("10m"), RebuildTimeout: d("20m")},
+			Gather:      topology.GatherOpts{TickInterval: d("50ms"), ClosedRetention: d("10m"), RebuildTimeout: d("20m"), CommitDelay: dp("20ms")},
 			Worker:      topology.WorkerOpts{MaxInFlight: 128, MaxInFlightPerTarget: 32, Concurrency: "fixed", MinInFlightPerTarget: 4, DeadlineGrace: d("250ms"), Cancel: topology.CancelNever},
 		}, {
 			Name: "summarize",
@@ -160,7 +164,7 @@ func TestFullFile(t *testing.T) {
 			Consolidate: topology.Consolidate{Type: "vote", Field: "summary.label"},
 			Limits: topology.Limits{MaxPayloadBytes: topology.DefaultMaxPayloadBytes, MaxOpenRequests: topology.DefaultMaxOpenRequests,
 				MaxAggregateBytes: topology.DefaultMaxAggregateBytes, MaxTimeout: d("1h")},
-			Gather: topology.GatherOpts{TickInterval: d("200ms"), ClosedRetention: d("90s"), RebuildTimeout: d("10m")},
+			Gather: topology.GatherOpts{TickInterval: d("200ms"), ClosedRetention: d("90s"), RebuildTimeout: d("10m"), CommitDelay: dp("100ms")},
 			Worker: topology.WorkerOpts{MaxInFlight: 4096, MaxInFlightPerTarget: 1024, Concurrency: "adaptive", MinInFlightPerTarget: 8, DeadlineGrace: d("1s"), Cancel: topology.CancelDecided},
 		}},
 	}
@@ -443,6 +447,10 @@ func TestScalars(t *testing.T) {
 		{"gather.tick_interval", "1m30s", func(f *topology.Flow) bool { return f.Gather.TickInterval.D == 90*time.Second }, ""},
 		{"gather.tick_interval", "5", nil, `want a duration such as 250ms or 2s, have "5"`},
 		{"gather.tick_interval", "soon", nil, `have "soon"`},
+		{"gather.commit_delay", "0s", func(f *topology.Flow) bool { return f.Gather.CommitDelay.D == 0 }, ""},
+		{"gather.commit_delay", "250ms", func(f *topology.Flow) bool { return f.Gather.CommitDelay.D == 250*time.Millisecond }, ""},
+		{"gather.commit_delay", "-1ms", nil, "flows[0].gather.commit_delay: must not be negative"},
+		{"gather.commit_delay", "30s", nil, "flows[0].gather.commit_delay: must be less than kafka.transaction_timeout (30s)"},
 		{"strategy.quorum", "2", func(f *topology.Flow) bool { return f.Strategy.Quorum == topology.Quorum{N: 2} }, ""},
 		{"strategy.quorum", "majority", func(f *topology.Flow) bool {
 			return f.Strategy.Quorum.Majority && f.Strategy.Quorum.String() == "majority"

@@ -32,6 +32,7 @@ const (
 	DefaultMaxTimeout           = time.Hour
 	DefaultTickInterval         = 200 * time.Millisecond
 	DefaultRebuildTimeout       = 10 * time.Minute
+	DefaultCommitDelay          = 100 * time.Millisecond
 	DefaultResultsRetention     = 7 * 24 * time.Hour
 	DefaultMaxInFlight          = 4096
 	DefaultMaxInFlightPerTarget = 1024
@@ -109,6 +110,9 @@ func (f *Flow) setDefaults(path string, lines map[string]pos) {
 	orDefault(&f.Limits.MaxAggregateBytes, DefaultMaxAggregateBytes)
 	orDefault(&f.Gather.TickInterval.D, DefaultTickInterval)
 	orDefault(&f.Gather.RebuildTimeout.D, DefaultRebuildTimeout)
+	if f.Gather.CommitDelay == nil {
+		f.Gather.CommitDelay = &Duration{DefaultCommitDelay}
+	}
 	orDefault(&f.Gather.ClosedRetention.D, max(addSat(f.Timeout.D, f.Timeout.D), time.Minute))
 	// Within the results retention the timeout leaves, so that a
 	// topology valid without the key stays valid.
@@ -255,6 +259,9 @@ func (t *Topology) validate(lines map[string]pos) error {
 		}
 		flowNames[f.Name] = i
 		f.validate(ps, path)
+		if d := f.Gather.CommitDelay; d != nil && d.D >= t.Kafka.TransactionTimeout.D {
+			ps.add(path+".gather.commit_delay", "must be less than kafka.transaction_timeout (%s)", t.Kafka.TransactionTimeout.D)
+		}
 		for _, tp := range f.AllTopics() {
 			if tp == "" {
 				continue
@@ -358,6 +365,9 @@ func (f *Flow) validate(ps *problems, path string) {
 	}
 	if f.Gather.ClosedRetention.D < 0 {
 		ps.add(path+".gather.closed_retention", "must not be negative")
+	}
+	if d := f.Gather.CommitDelay; d != nil && d.D < 0 {
+		ps.add(path+".gather.commit_delay", "must not be negative")
 	}
 	if f.Gather.RebuildTimeout.D < time.Second {
 		ps.add(path+".gather.rebuild_timeout", "must be at least 1s")
