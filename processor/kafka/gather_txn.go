@@ -25,8 +25,7 @@ type gatherTxn struct {
 	clock  txnClock
 	until  time.Time        // the longest it may wait for more polls
 	starts map[string]int64 // "topic/partition" → the first offset it read there
-	polls  int
-	inputs int // records read
+	inputs int              // records read
 
 	mu       sync.Mutex
 	touched  []*gatherPart
@@ -89,7 +88,6 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	// In flight from the first output of this fold to the end; between
 	// polls it has sent the brokers nothing, and is not (see hangs).
 	g.hang.own.begin()
-	txn.polls++
 	txn.inputs += fetches.NumRecords()
 	// Partitions fold independently, each into its own overlay: in
 	// parallel, so that a gather with several partitions uses several cores.
