@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scattergather/scattergather/processor/gather"
+	"github.com/scattergather/scattergather/processor/topology"
 	"github.com/scattergather/scattergather/schemas"
 )
 
@@ -78,7 +79,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 			g.w = newWriter(tctx, sess.Client(), g.flow, RoleGather, g.o.hooks, g.log)
 		}
 		txn = &gatherTxn{ctx: tctx, cancel: cancel, clock: beginTxnClock(), starts: map[string]int64{}}
-		txn.until = txn.clock.began.Add(g.flow.Gather.CommitDelay.D)
+		txn.until = txn.clock.began.Add(g.commitDelay())
 		if err := sess.Begin(); err != nil {
 			cancel()
 			return errorf("gather begin: %w", err)
@@ -114,6 +115,15 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		return nil
 	}
 	return g.endTxn(sess)
+}
+
+// commitDelay is the flow's gather.commit_delay; its default for a flow
+// whose defaults were not set.
+func (g *Gather) commitDelay() time.Duration {
+	if d := g.flow.Gather.CommitDelay; d != nil {
+		return d.D
+	}
+	return topology.DefaultCommitDelay
 }
 
 // endTxn ends the open transaction: it commits when everything it
