@@ -386,13 +386,29 @@ func (w *writer) committed() {
 
 // pollKey names the records of a poll by where each partition's start: a
 // transaction that aborts reads the same records again from there.
-func pollKey(fs kgo.Fetches) string {
-	var parts []string
+func pollKey(fs kgo.Fetches) string { return readFrom{}.add(fs).key() }
+
+// readFrom is where the records a transaction read began, by partition
+// ("topic/partition" → offset), over one poll or several.
+type readFrom map[string]int64
+
+// add records where fs begins on the partitions not read before.
+func (r readFrom) add(fs kgo.Fetches) readFrom {
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if len(fp.Records) > 0 {
-			parts = append(parts, fmt.Sprintf("%s/%d@%d", fp.Topic, fp.Partition, fp.Records[0].Offset))
+		tp := fmt.Sprintf("%s/%d", fp.Topic, fp.Partition)
+		if _, ok := r[tp]; !ok && len(fp.Records) > 0 {
+			r[tp] = fp.Records[0].Offset
 		}
 	})
+	return r
+}
+
+// key names the records (see pollKey).
+func (r readFrom) key() string {
+	parts := make([]string, 0, len(r))
+	for tp, off := range r {
+		parts = append(parts, fmt.Sprintf("%s@%d", tp, off))
+	}
 	slices.Sort(parts)
 	return strings.Join(parts, ",")
 }

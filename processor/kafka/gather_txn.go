@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,9 +23,9 @@ type gatherTxn struct {
 	ctx    context.Context // the transaction's: see transactionContext
 	cancel context.CancelFunc
 	clock  txnClock
-	until  time.Time        // the longest it may wait for more polls
-	starts map[string]int64 // "topic/partition" → the first offset it read there
-	inputs int              // records read
+	until  time.Time // the longest it may wait for more polls
+	from   readFrom  // where its records began: an abort reads them again from there
+	inputs int       // records read
 
 	mu       sync.Mutex
 	touched  []*gatherPart
@@ -47,23 +46,13 @@ func (t *gatherTxn) touch(gp *gatherPart) {
 	}
 }
 
-// wroteNothing reports whether the transaction has produced nothing and
-// no fold failed: it may wait for more polls.
+// wroteNothing reports whether the transaction has produced nothing (so
+// no write of it can have failed) and no fold failed: it may wait for
+// more polls.
 func (t *gatherTxn) wroteNothing() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.applyErr == nil && len(t.aggs) == 0 && t.late == 0 && len(t.dead) == 0 && len(t.failures.failed()) == 0
-}
-
-// key names the records the transaction read by where it began reading
-// each partition (see pollKey): an abort reads them again from there.
-func (t *gatherTxn) key() string {
-	parts := make([]string, 0, len(t.starts))
-	for tp, off := range t.starts {
-		parts = append(parts, fmt.Sprintf("%s@%d", tp, off))
-	}
-	slices.Sort(parts)
-	return strings.Join(parts, ",")
+	return t.applyErr == nil && len(t.aggs) == 0 && t.late == 0 && len(t.dead) == 0
 }
 
 // transact folds one poll's records into the open transaction, beginning
@@ -78,7 +67,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		if g.w == nil || g.w.cl != sess.Client() {
 			g.w = newWriter(tctx, sess.Client(), g.flow, RoleGather, g.o.hooks, g.log)
 		}
-		txn = &gatherTxn{ctx: tctx, cancel: cancel, clock: beginTxnClock(), starts: map[string]int64{}}
+		txn = &gatherTxn{ctx: tctx, cancel: cancel, clock: beginTxnClock(), from: readFrom{}}
 		txn.until = txn.clock.began.Add(g.commitDelay())
 		if err := sess.Begin(); err != nil {
 			cancel()
@@ -90,6 +79,7 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	// polls it has sent the brokers nothing, and is not (see hangs).
 	g.hang.own.begin()
 	txn.inputs += fetches.NumRecords()
+	txn.from.add(fetches)
 	// Partitions fold independently, each into its own overlay: in
 	// parallel, so that a gather with several partitions uses several cores.
 	var wg sync.WaitGroup
@@ -97,10 +87,6 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		gp := g.parts[fp.Partition]
 		if gp == nil || len(fp.Records) == 0 {
 			return
-		}
-		tp := fmt.Sprintf("%s/%d", fp.Topic, fp.Partition)
-		if _, ok := txn.starts[tp]; !ok {
-			txn.starts[tp] = fp.Records[0].Offset
 		}
 		txn.touch(gp)
 		wg.Add(1)
@@ -170,7 +156,7 @@ func (g *Gather) endTxn(sess *kgo.GroupTransactSession) error {
 		}
 		g.count(func(s *GatherStats) { s.Aborted++ })
 		each(g.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(g.flow.Name, RoleGather, false) })
-		cause, err := g.w.aborted(ctx, txn.key(), txn.failures.failed())
+		cause, err := g.w.aborted(ctx, txn.from.key(), txn.failures.failed())
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,17 @@ const (
 	commit                   // write a commit marker
 )
 
+// String names the marker a settlement writes, for logs.
+func (s settlement) String() string {
+	switch s {
+	case abort:
+		return "aborted"
+	case commit:
+		return "committed"
+	}
+	return "left"
+}
+
 // ownTxns is whether a transactional role has a transaction of its own
 // in flight (begun, not yet ended). The roles update it around every
 // transaction; settleHanging reads it, and holds it while it decides and
@@ -317,7 +328,7 @@ func settleHanging(ctx context.Context, h *hangCheck) (ended int) {
 		ended++
 		h.log.Warn("ended a transaction of this instance that its coordinator had lost on its group's offsets: the group's offsets are stable again",
 			"group", h.group, "partition", fmt.Sprintf("%s[%d]", offsetsTopic, o.Partition), "producer_id", o.ProducerID, "epoch", o.ProducerEpoch,
-			"from_offset", o.CurrentTxnStartOffset, "marker", map[settlement]string{abort: "aborted", commit: "committed"}[s], "coordinator_state", coordinator.State)
+			"from_offset", o.CurrentTxnStartOffset, "marker", s.String(), "coordinator_state", coordinator.State)
 	}
 	return ended
 }
@@ -482,7 +493,7 @@ func checkCommitted(ctx context.Context, h *hangCheck) error {
 				return fmt.Errorf("%w; %v", errTransactionLost, err)
 			}
 			h.log.Warn("a transaction the client saw commit was lost by its coordinator: ended it where it was left open",
-				"producer_id", id, "partitions", len(after), "marker", map[settlement]string{abort: "aborted", commit: "committed"}[s], "coordinator_state", state)
+				"producer_id", id, "partitions", len(after), "marker", s.String(), "coordinator_state", state)
 			if s == abort {
 				return errTransactionLost
 			}
