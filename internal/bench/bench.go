@@ -837,16 +837,35 @@ func (r *Report) writeTransactions(w io.Writer) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\ntransactions (from begin to the brokers' answer to the end; end: outputs acknowledged, offsets added, transaction ended):\n")
+	fmt.Fprintf(w, "\ntransactions (from begin to the brokers' answer to the end; end: outputs acknowledged, offsets added, transaction ended;\n"+
+		"requests: the role's requests to the brokers but fetches, from write to response read, overlapping where sent together):\n")
 	fmt.Fprintf(w, "%-40s %8s %-8s %8s %12s %8s %8s %8s\n", "scenario, at", "req/s", "role", "txn/s", "records/txn", "p50", "p99", "end p50")
 	for _, row := range rows {
 		for _, role := range []string{kafka.RoleScatter, kafka.RoleGather} {
 			if t := row.st.Transactions[role]; t != nil {
 				fmt.Fprintf(w, "%-40s %8.0f %-8s %8.0f %12.1f %6.1fms %6.1fms %6.1fms\n",
 					row.name, row.st.Rate, role, t.PerSecond, t.Records, t.P50Ms, t.P99Ms, t.EndP50Ms)
+				if len(t.RoundTrips) > 0 {
+					fmt.Fprintf(w, "    %s\n", roundTrips(t.RoundTrips))
+				}
 			}
 		}
 	}
+}
+
+// roundTrips tells the requests of a role's transaction: the kinds sent at
+// least once in twenty transactions, as count × mean time, and the sum.
+func roundTrips(rts []RoundTrip) string {
+	var b strings.Builder
+	var sum float64
+	for _, rt := range rts {
+		sum += rt.MsPerTxn()
+		if rt.PerTxn < 0.05 {
+			continue
+		}
+		fmt.Fprintf(&b, "%s %.2f×%.2fms, ", rt.Request, rt.PerTxn, rt.MeanMs)
+	}
+	return fmt.Sprintf("requests a transaction (count × mean): %ssum %.1fms", b.String(), sum)
 }
 
 // KafkaVersion asks the broker which Kafka it is (franz-go's guess from
