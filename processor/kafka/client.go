@@ -133,6 +133,12 @@ func fetchErrors(fs kgo.Fetches, log *slog.Logger) error {
 	return fatal
 }
 
+// pollBuffered returns what the client has fetched already, without
+// waiting: franz-go's PollFetches with a nil context.
+func pollBuffered(sess *kgo.GroupTransactSession) kgo.Fetches {
+	return sess.PollFetches(nil) //nolint:staticcheck // nil is "do not wait"
+}
+
 // slogAdapter routes franz-go's log lines to slog.
 type slogAdapter struct{ l *slog.Logger }
 

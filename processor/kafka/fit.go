@@ -333,7 +333,7 @@ func (f *writeFailures) err() error {
 }
 
 // aborted decides what a transaction that aborted over the records of poll
-// (see pollKey) on failed writes means. A topic that cannot be written
+// (see readFrom) on failed writes means. A topic that cannot be written
 // stops the role (a *WriteError); a record too large makes the limits of
 // its topic be read again, so that the next attempt writes it in a form
 // that fits; and the same records aborting maxAborts times in a row for the
@@ -384,12 +384,9 @@ func (w *writer) committed() {
 	w.mu.Unlock()
 }
 
-// pollKey names the records of a poll by where each partition's start: a
-// transaction that aborts reads the same records again from there.
-func pollKey(fs kgo.Fetches) string { return readFrom{}.add(fs).key() }
-
 // readFrom is where the records a transaction read began, by partition
-// ("topic/partition" → offset), over one poll or several.
+// ("topic/partition" → offset), over one poll or several: a transaction
+// that aborts reads the same records again from there.
 type readFrom map[string]int64
 
 // add records where fs begins on the partitions not read before.
@@ -403,7 +400,7 @@ func (r readFrom) add(fs kgo.Fetches) readFrom {
 	return r
 }
 
-// key names the records (see pollKey).
+// key names the records by where they began.
 func (r readFrom) key() string {
 	parts := make([]string, 0, len(r))
 	for tp, off := range r {

@@ -115,49 +115,74 @@ func (s *Scatter) Run(ctx context.Context) error {
 			// schema registry; the poll's transaction aborts.
 			unavailable error
 		)
-		now := s.o.now().UnixMilli()
-		fetches.EachRecord(func(r *kgo.Record) {
-			id := recordID{r.Partition, r.Offset}
-			produce := func(out *kgo.Record) {
-				sess.Produce(tctx, out, func(out *kgo.Record, err error) {
-					if err == nil {
-						return
-					}
-					failures.produced(out, err)
-					mu.Lock()
-					defer mu.Unlock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					failed[id] = err
-				})
-			}
-			if unavailable != nil {
-				return // the transaction aborts: read again once the registry answers
-			}
-			planned := s.scatter(planner, r, now)
-			if len(planned) == 0 {
-				unavailable = fmt.Errorf("scatter: request at %s[%d]@%d: %w", r.Topic, r.Partition, r.Offset, schemas.ErrRegistryUnavailable)
-				return
-			}
-			outs, rw := s.fit(planned, r)
-			rewrites = append(rewrites, rw...)
-			if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
-				dead = append(dead, Header(outs[0], schemas.HeaderReasonKind))
-			} else {
-				var targets []string
-				for _, o := range outs[1:] {
-					targets = append(targets, targetOf[o.Topic])
+		take := func(fetches kgo.Fetches) {
+			now := s.o.now().UnixMilli()
+			fetches.EachRecord(func(r *kgo.Record) {
+				id := recordID{r.Partition, r.Offset}
+				produce := func(out *kgo.Record) {
+					sess.Produce(tctx, out, func(out *kgo.Record, err error) {
+						if err == nil {
+							return
+						}
+						failures.produced(out, err)
+						mu.Lock()
+						defer mu.Unlock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						failed[id] = err
+					})
 				}
-				scattered = append(scattered, targets)
-			}
-			for _, out := range outs {
-				produce(out)
-			}
-		})
+				if unavailable != nil {
+					return // the transaction aborts: read again once the registry answers
+				}
+				planned := s.scatter(planner, r, now)
+				if len(planned) == 0 {
+					unavailable = fmt.Errorf("scatter: request at %s[%d]@%d: %w", r.Topic, r.Partition, r.Offset, schemas.ErrRegistryUnavailable)
+					return
+				}
+				outs, rw := s.fit(planned, r)
+				rewrites = append(rewrites, rw...)
+				if len(outs) == 1 && outs[0].Topic == f.Topics.DeadLetter {
+					dead = append(dead, Header(outs[0], schemas.HeaderReasonKind))
+				} else {
+					var targets []string
+					for _, o := range outs[1:] {
+						targets = append(targets, targetOf[o.Topic])
+					}
+					scattered = append(scattered, targets)
+				}
+				for _, out := range outs {
+					produce(out)
+				}
+			})
+		}
+		take(fetches)
+		from, records := readFrom{}.add(fetches), fetches.NumRecords()
 		commit := kgo.TryCommit
 		clock.end()
 		_ = sess.Client().Flush(tctx)
+		// The requests that reached the brokers while the last transaction
+		// ended are fetched by now: their fetch was sent when this poll
+		// took the one before. They ride this transaction instead of
+		// waiting for its end and then for the next one. (A transaction
+		// that fails aborts without them; they stay buffered.)
+		mu.Lock()
+		failing := firstErr != nil || unavailable != nil
+		mu.Unlock()
+		var pollErr error
+		if !failing {
+			if more := pollBuffered(sess); len(more) > 0 {
+				s.polled(more)
+				pollErr = fetchErrors(more, s.log)
+				if n := more.NumRecords(); n > 0 {
+					take(more)
+					from.add(more)
+					records += n
+					_ = sess.Client().Flush(tctx)
+				}
+			}
+		}
 		mu.Lock()
 		if unavailable != nil {
 			commit = kgo.TryAbort
@@ -178,14 +203,17 @@ func (s *Scatter) Run(ctx context.Context) error {
 		if err != nil {
 			return errorf("scatter end transaction: %w", err)
 		}
-		clock.tell(s.o.hooks, f.Name, RoleScatter, fetches.NumRecords())
+		clock.tell(s.o.hooks, f.Name, RoleScatter, records)
+		if pollErr != nil {
+			return pollErr
+		}
 		if unavailable != nil {
 			// The role restarts after a backoff and reads the requests again.
 			return unavailable
 		}
 		each(s.o.hooks, func(h HookTransactionEnd) { h.OnTransactionEnd(f.Name, RoleScatter, committed) })
 		if !committed {
-			cause, err := s.w.aborted(ctx, pollKey(fetches), failures.failed())
+			cause, err := s.w.aborted(ctx, from.key(), failures.failed())
 			if err != nil {
 				return err
 			}
