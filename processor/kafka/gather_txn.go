@@ -35,6 +35,9 @@ type gatherTxn struct {
 	rewrites [][2]string // topic and how of each record rewritten to fit
 	failures writeFailures
 	applyErr error // the first error of the folds
+	// abort makes the transaction abort: it took records from the
+	// client's buffer that it cannot fold (see foldFetched).
+	abort bool
 }
 
 func (t *gatherTxn) produced(r *kgo.Record, err error) { t.failures.produced(r, err) }
@@ -78,10 +81,29 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 	// In flight from the first output of this fold to the end; between
 	// polls it has sent the brokers nothing, and is not (see hangs).
 	g.hang.own.begin()
+	g.fold(sess, txn, fetches)
+	if !mustEnd && txn.wroteNothing() && time.Now().Before(txn.until) {
+		g.hang.own.end()
+		return nil
+	}
+	if !mustEnd {
+		if err := g.foldFetched(sess, txn); err != nil {
+			txn.abort = true
+			if endErr := g.endTxn(sess); endErr != nil {
+				return endErr
+			}
+			return err
+		}
+	}
+	return g.endTxn(sess)
+}
+
+// fold folds the records of fetches into txn. Partitions fold
+// independently, each into its own overlay: in parallel, so that a gather
+// with several partitions uses several cores.
+func (g *Gather) fold(sess *kgo.GroupTransactSession, txn *gatherTxn, fetches kgo.Fetches) {
 	txn.inputs += fetches.NumRecords()
 	txn.from.add(fetches)
-	// Partitions fold independently, each into its own overlay: in
-	// parallel, so that a gather with several partitions uses several cores.
 	var wg sync.WaitGroup
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		gp := g.parts[fp.Partition]
@@ -96,11 +118,46 @@ func (g *Gather) transact(ctx context.Context, sess *kgo.GroupTransactSession, f
 		}()
 	})
 	wg.Wait()
-	if !mustEnd && txn.wroteNothing() && time.Now().Before(txn.until) {
-		g.hang.own.end()
+}
+
+// foldFetched folds into txn, as it is about to end, the records fetched
+// since the poll it folded last: their fetch was sent when that poll took
+// the one before, and has most likely come back while the transaction's
+// outputs were acknowledged. They ride this transaction instead of
+// waiting for its end and then for the next one. An assignment or
+// revocation not yet handled leaves them for the next poll. Records of a
+// partition without a fold (assigned since) make the transaction abort,
+// which reads them again once the partition is prepared; so does a fetch
+// error that stops the role, which foldFetched returns.
+func (g *Gather) foldFetched(sess *kgo.GroupTransactSession, txn *gatherTxn) error {
+	g.mu.Lock()
+	rebalancing := len(g.events) > 0
+	g.mu.Unlock()
+	if rebalancing {
 		return nil
 	}
-	return g.endTxn(sess)
+	g.transaction(true) // waiting for the brokers from here (see endTxn)
+	_ = sess.Client().Flush(txn.ctx)
+	more := pollBuffered(sess)
+	if len(more) == 0 {
+		return nil
+	}
+	g.polled(more)
+	if err := fetchErrors(more, g.log); err != nil {
+		return err
+	}
+	more.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) > 0 && g.parts[fp.Partition] == nil {
+			txn.abort = true
+		}
+	})
+	if txn.abort {
+		return nil
+	}
+	lag := g.lag.observe(more, func(p int32) bool { return g.parts[p] != nil })
+	g.lagTotal.Store(lag)
+	g.fold(sess, txn, more)
+	return nil
 }
 
 // commitDelay is the flow's gather.commit_delay; its default for a flow
@@ -130,7 +187,7 @@ func (g *Gather) endTxn(sess *kgo.GroupTransactSession) error {
 	}
 	prodErr := txn.failures.err()
 	txn.mu.Lock()
-	if txn.applyErr != nil || prodErr != nil {
+	if txn.applyErr != nil || prodErr != nil || txn.abort {
 		commit = kgo.TryAbort
 	}
 	txn.mu.Unlock()
