@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -133,11 +134,26 @@ func fetchErrors(fs kgo.Fetches, log *slog.Logger) error {
 	return fatal
 }
 
-// pollBuffered returns what the client has fetched already, without
-// waiting: franz-go's PollFetches with a nil context.
+// pollBuffered returns what the client has fetched already: franz-go's
+// PollFetches with a nil context, which does not wait. franz-go counts a
+// fetch's records as buffered a moment before it hands the fetch to
+// polls; records counted but not yet handed over are waited for, up to
+// handOverWait.
 func pollBuffered(sess *kgo.GroupTransactSession) kgo.Fetches {
-	return sess.PollFetches(nil) //nolint:staticcheck // nil is "do not wait"
+	fs := sess.PollFetches(nil) //nolint:staticcheck // nil is "do not wait"
+	if len(fs) > 0 || sess.Client().BufferedFetchRecords() == 0 {
+		return fs
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handOverWait)
+	defer cancel()
+	if fs = sess.PollFetches(ctx); fs.NumRecords() == 0 && ctx.Err() != nil {
+		return nil
+	}
+	return fs
 }
+
+// handOverWait bounds pollBuffered's wait for a fetch being handed over.
+const handOverWait = 10 * time.Millisecond
 
 // slogAdapter routes franz-go's log lines to slog.
 type slogAdapter struct{ l *slog.Logger }

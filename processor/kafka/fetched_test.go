@@ -54,6 +54,26 @@ type whileEnding struct {
 	mu      sync.Mutex
 	want    map[string]bool
 	fetched chan struct{}
+	clients []*kgo.Client
+}
+
+func (h *whileEnding) OnNewClient(cl *kgo.Client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.clients = append(h.clients, cl)
+}
+
+// buffered reports whether a client of the role counts records fetched
+// and not yet polled.
+func (h *whileEnding) buffered() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, cl := range h.clients {
+		if cl.BufferedFetchRecords() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func newWhileEnding(topic string, keys []string, write func()) *whileEnding {
@@ -73,6 +93,13 @@ func (h *whileEnding) OnProduceRecordUnbuffered(r *kgo.Record, _ error) {
 		select {
 		case <-h.fetched:
 		case <-time.After(time.Minute):
+			return
+		}
+		// franz-go calls OnFetchRecordBuffered before it counts the
+		// records as buffered, and has no event for that.
+		deadline := time.Now().Add(time.Minute)
+		for !h.buffered() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
 		}
 	})
 }
