@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,19 @@ import (
 func answer(price int) worker.Handler {
 	return worker.HandlerFunc(func(context.Context, *schemas.Task) ([]byte, error) {
 		return fmt.Appendf(nil, `{"price": %d}`, price), nil
+	})
+}
+
+// hangingUntil answers ERROR once release is closed; until then only the
+// call's end (deadline, cancellation) ends it.
+func hangingUntil(release <-chan struct{}) worker.Handler {
+	return worker.HandlerFunc(func(ctx context.Context, _ *schemas.Task) ([]byte, error) {
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-release:
+			return nil, errors.New("released")
+		}
 	})
 }
 
@@ -160,11 +174,11 @@ func TestIntegrationGatewayStrategies(t *testing.T) { testStrategies(t, processo
 // testStrategies sends a request of each strategy through the gateway and
 // checks the consolidated answer.
 func testStrategies(t *testing.T, brokers []string) {
-	// The cases whose every provider answers have a long timeout: they end
-	// once the answers are in, which a pipeline starting on a busy machine
-	// may take more than 2 s to bring. Where a provider hangs, a call not
-	// cut short keeps the worker's shutdown waiting up to the timeout, so
-	// it stays short.
+	// Only the case that ends at its deadline has a short timeout: the
+	// others end once the answers they need are in, which a pipeline
+	// starting on a busy machine may take more than 2 s to bring. A nil
+	// handler hangs until the subtest ends, so that a call not cut short
+	// does not hold the workers' shutdown for the whole timeout.
 	for _, sc := range []struct {
 		strategy string
 		timeout  string
@@ -173,13 +187,21 @@ func testStrategies(t *testing.T, brokers []string) {
 		result   string
 	}{
 		{"{type: all}", "30s", answer(100), answer(90), answer(95), "complete", `"value":90`},
-		{"{type: all}", "2s", answer(100), answer(90), hanging(), "timeout", `"value":90`},
-		{"{type: first}", "2s", hanging(), answer(90), hanging(), "first", `"target":"b"`},
-		{"{type: quorum, quorum: 2}", "2s", answer(100), answer(90), hanging(), "quorum", `"value":90`},
+		{"{type: all}", "2s", answer(100), answer(90), nil, "timeout", `"value":90`},
+		{"{type: first}", "30s", nil, answer(90), nil, "first", `"target":"b"`},
+		{"{type: quorum, quorum: 2}", "30s", answer(100), answer(90), nil, "quorum", `"value":90`},
 		{"{type: timeout}", "30s", answer(100), answer(80), answer(90), "complete", `"value":80`},
 	} {
 		t.Run(sc.outcome+"-"+strings.Trim(sc.strategy, "{}"), func(t *testing.T) {
-			_, f, urls := pipeline(t, brokers, fmt.Sprintf(threeTargets, sc.timeout, sc.strategy), sc.a, sc.b, sc.c, 1)
+			release := make(chan struct{})
+			hs := []worker.Handler{sc.a, sc.b, sc.c}
+			for i, h := range hs {
+				if h == nil {
+					hs[i] = hangingUntil(release)
+				}
+			}
+			_, f, urls := pipeline(t, brokers, fmt.Sprintf(threeTargets, sc.timeout, sc.strategy), hs[0], hs[1], hs[2], 1)
+			t.Cleanup(func() { close(release) }) // before the pipeline stops
 			// The strategy's outcome is what is checked, not how soon it
 			// comes: the POST may wait longer than the flow's timeout for a
 			// pipeline that starts slowly on a busy machine.
