@@ -3,7 +3,6 @@ package kafka_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,18 +16,8 @@ import (
 // gatherTxns records the gather's committed transactions (the input
 // records of each) and the results it folded.
 type gatherTxns struct {
-	mu     sync.Mutex
-	txns   []int
+	roleTxns
 	folded int
-}
-
-func (h *gatherTxns) OnTransactionTimed(_, role string, records int, _, _ time.Duration) {
-	if role != kafka.RoleGather {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.txns = append(h.txns, records)
 }
 
 func (h *gatherTxns) OnResultFolded(string, string, bool) {
@@ -60,7 +49,7 @@ strategy: {type: all}
 gather: {commit_delay: 5s}
 `)
 	processortest.CreateTopics(t, topo, f)
-	h := &gatherTxns{}
+	h := &gatherTxns{roleTxns: roleTxns{role: kafka.RoleGather}}
 	g, err := kafka.NewGather(topo, f, t.TempDir(), kafka.WithInstance("g"), kafka.WithHooks(h))
 	if err != nil {
 		t.Fatal(err)
