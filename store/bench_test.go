@@ -114,3 +114,50 @@ func BenchmarkNextDeadline(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClosedMiss asks whether a new request was closed, as the gather
+// does for every manifest, in a store that remembers 200,000 closed
+// requests on disk (gather.closed_retention): the answer is no, and every
+// table that may hold the key is searched for it.
+func BenchmarkClosedMiss(b *testing.B) {
+	db, err := store.Open("", store.WithFS(vfs.NewMem()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	p := db.Partition(0)
+	const closed = 200_000
+	tx := p.Begin(store.Position{})
+	for i := range closed {
+		id := fmt.Sprintf("req-%09d", 2*i)
+		r := &store.Request{RequestID: id, Strategy: "all", MaxFailures: -1, OpenedMs: int64(i), DeadlineMs: int64(i) + 60_000, ManifestOffset: int64(i),
+			Tasks: []schemas.TaskRef{{TaskID: id + "/a", Target: "a", Item: -1}}}
+		if err := tx.OpenRequest(r); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.CloseRequest(r, int64(i)+600_000); err != nil {
+			b.Fatal(err)
+		}
+		if (i+1)%10_000 == 0 {
+			if err := tx.Commit(store.Position{Next: int64(i + 1)}); err != nil {
+				b.Fatal(err)
+			}
+			if err := db.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			tx = p.Begin(store.Position{})
+		}
+	}
+	tx.Discard()
+	tx = p.Begin(store.Position{})
+	defer tx.Discard()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		// Odd numbers were never opened: they fall between closed keys.
+		if _, ok, err := tx.Closed(fmt.Sprintf("req-%09d", 2*(i%closed)+1)); err != nil || ok {
+			b.Fatalf("closed: %v, %v", ok, err)
+		}
+		i++
+	}
+}

@@ -130,6 +130,7 @@ type Option func(*options)
 
 type options struct {
 	pebble       pebble.Options
+	blockCache   int64
 	requestCache int64
 }
 
@@ -137,8 +138,9 @@ type options struct {
 func WithFS(fs vfs.FS) Option { return func(o *options) { o.pebble.FS = fs } }
 
 // WithCacheSize sets Pebble's block cache size in bytes. Default 64MiB.
+// The memtables come on top (see Open).
 func WithCacheSize(n int64) Option {
-	return func(o *options) { o.pebble.CacheSize = n }
+	return func(o *options) { o.blockCache = n }
 }
 
 // WithRequestCache sets the budget in bytes of each Partition's cache of
@@ -147,15 +149,20 @@ func WithRequestCache(n int64) Option {
 	return func(o *options) { o.requestCache = n }
 }
 
+const (
+	memTableSize    = 32 << 20
+	memTablesQueued = 2
+)
+
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*DB, error) {
-	o := &options{requestCache: DefaultRequestCache, pebble: pebble.Options{
-		CacheSize: 64 << 20,
-		Logger:    quietLogger{},
+	o := &options{blockCache: 64 << 20, requestCache: DefaultRequestCache, pebble: pebble.Options{
+		Logger: quietLogger{},
 		// Most requests open and close within seconds: a larger memtable
 		// lets their keys and tombstones meet before they are flushed, so
 		// fewer reach the disk and compactions.
-		MemTableSize: 32 << 20,
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: memTablesQueued,
 		// No write-ahead log: the store is a cache of the Kafka log. After a
 		// crash it holds the state at its last flush, with the position of
 		// that state; the gather then re-folds the tail from the log (or
@@ -165,6 +172,12 @@ func Open(dir string, opts ...Option) (*DB, error) {
 	for _, opt := range opts {
 		opt(o)
 	}
+	// Pebble charges its memtables to the block cache: the one being
+	// written, those waiting to be flushed (up to memTablesQueued in all)
+	// and one kept for reuse. Without room for them on top, the memtables
+	// take the whole cache once they reach their full size, and every
+	// read of a table decompresses its blocks again.
+	o.pebble.CacheSize = o.blockCache + (memTablesQueued+1)*memTableSize
 	pdb, err := pebble.Open(dir, &o.pebble)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
