@@ -37,6 +37,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	gwClients := f.String("gateway-clients", "1,8,32", "comma-separated client counts of the gateway's closed-loop steps")
 	instances := f.String("instances", "1", "comma-separated counts of instances of each role to run every scenario with, e.g. 1,2,3 for a scale-out table")
 	rf := f.Int("replication-factor", 1, "replication factor of the scenarios' topics (3 on a three-node cluster)")
+	keep := f.Bool("keep-topics", false, "keep each scenario's topics and consumer groups on the cluster (named after its flow, bench-…) instead of deleting them after it")
 	if code, ok := f.parse(args); !ok {
 		return code
 	}
@@ -86,7 +87,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	}
 	cfg := bench.Config{Brokers: seeds, Warmup: *warmup, Window: *window, StartRate: *start, LowRate: *low,
 		Refine: *refine, KneeP99: *kneeP99, BrokerPID: *brokerPID, ProfileCPU: *cpuProfile == "", ProfileDir: *profileDir,
-		Partitions: *partitions, Progress: out, LowOnly: *lowOnly, ReplicationFactor: *rf}
+		Partitions: *partitions, Progress: out, LowOnly: *lowOnly, ReplicationFactor: *rf, KeepTopics: *keep}
 	if *refine == 0 {
 		cfg.Refine = -1
 	}

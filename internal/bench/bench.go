@@ -120,6 +120,9 @@ type Config struct {
 	// ReplicationFactor of the scenario's topics. Default 1; 3 on a
 	// three-node cluster.
 	ReplicationFactor int
+	// KeepTopics keeps each scenario's topics and consumer groups on the
+	// cluster after it; by default they are deleted.
+	KeepTopics bool
 }
 
 func (c *Config) defaults() {
@@ -206,6 +209,9 @@ type Stages struct {
 // ScenarioResult is a scenario's sweep and its summary figures.
 type ScenarioResult struct {
 	Scenario Scenario `json:"scenario"`
+	// Flow is the name of the flow the scenario ran as: its topics and
+	// consumer groups start with it.
+	Flow string `json:"flow"`
 	// Instances of each role that ran it.
 	Instances int    `json:"instances"`
 	Steps     []Step `json:"steps"`
@@ -374,6 +380,9 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 		<-done
 		r.col.Close()
 		_ = os.RemoveAll(os.TempDir() + "/" + name)
+		if !cfg.KeepTopics {
+			r.deleteFromCluster()
+		}
 	}
 	for _, rn := range runners {
 		select {
@@ -388,6 +397,72 @@ func startScenario(ctx context.Context, cfg *Config, sc Scenario) (*runner, erro
 		}
 	}
 	return r, nil
+}
+
+// deleteFromCluster deletes the scenario's topics and consumer groups, so
+// that bench runs do not pile partitions up on the cluster: each
+// scenario's flow has a name of its own. Best effort: what fails is
+// logged.
+func (r *runner) deleteFromCluster() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kafka.ClientOptions(r.topo, "bench-cleanup", kafka.WithLogger(r.cfg.Logger))...)
+	if err != nil {
+		r.cfg.Logger.Warn("bench: cannot delete the scenario's topics", "flow", r.flow.Name, "err", err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	res, err := adm.DeleteTopics(ctx, r.flow.AllTopics()...)
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		r.cfg.Logger.Warn("bench: cannot delete the scenario's topics", "flow", r.flow.Name, "err", err)
+	}
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		r.cfg.Logger.Warn("bench: cannot list the scenario's consumer groups", "flow", r.flow.Name, "err", err)
+		return
+	}
+	var ours []string
+	for _, g := range groups.Groups() {
+		if strings.HasPrefix(g, r.topo.Kafka.GroupPrefix+"."+r.flow.Name+".") {
+			ours = append(ours, g)
+		}
+	}
+	if len(ours) == 0 {
+		return
+	}
+	// Static members (the roles' instance ids) stay in their groups until
+	// their session times out, and a group with members cannot be deleted:
+	// they leave first.
+	described, err := adm.DescribeGroups(ctx, ours...)
+	if err != nil {
+		r.cfg.Logger.Warn("bench: cannot describe the scenario's consumer groups", "flow", r.flow.Name, "err", err)
+		return
+	}
+	for _, g := range described.Sorted() {
+		var static []string
+		for _, m := range g.Members {
+			if m.InstanceID != nil {
+				static = append(static, *m.InstanceID)
+			}
+		}
+		if len(static) == 0 {
+			continue
+		}
+		if _, err := adm.LeaveGroup(ctx, kadm.LeaveGroup(g.Group).InstanceIDs(static...).Reason("scattergather bench: scenario done")); err != nil {
+			r.cfg.Logger.Warn("bench: static members cannot leave their group", "group", g.Group, "err", err)
+		}
+	}
+	gres, err := adm.DeleteGroups(ctx, ours...)
+	if err == nil {
+		err = gres.Error()
+	}
+	if err != nil {
+		r.cfg.Logger.Warn("bench: cannot delete the scenario's consumer groups", "flow", r.flow.Name, "err", err)
+	}
 }
 
 // provider is a simulated provider of target i: it answers a price after
@@ -562,7 +637,7 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 	}
 	defer r.stop()
 	defer s.Close()
-	res := &ScenarioResult{Scenario: sc, Instances: cfg.Instances}
+	res := &ScenarioResult{Scenario: sc, Flow: r.flow.Name, Instances: cfg.Instances}
 	run := func(rate float64) (Step, error) {
 		st, err := r.step(ctx, s, rate)
 		if err == nil {

@@ -2,8 +2,12 @@ package bench_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scattergather/scattergather/internal/bench"
 	"github.com/scattergather/scattergather/internal/processortest"
@@ -28,6 +32,33 @@ func runScenarioLowLoad(t *testing.T, brokers []string) {
 		if tx := st.Transactions[role]; tx == nil || tx.PerSecond <= 0 || tx.Records <= 0 || tx.P50Ms <= 0 || tx.P99Ms < tx.P50Ms {
 			t.Errorf("%s's transactions in the window: %+v", role, tx)
 		}
+	}
+	// The scenario's topics and groups are gone from the cluster.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Flow == "" {
+		t.Fatal("the result does not name the scenario's flow")
+	}
+	var left []string
+	for _, name := range append(topics.Names(), groups.Groups()...) {
+		if strings.Contains(name, res.Flow) {
+			left = append(left, name)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("the scenario left %q on the cluster", left)
 	}
 }
 
