@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,14 +27,14 @@ type decisions struct {
 	grace time.Duration
 
 	mu      sync.Mutex
-	decided map[string]int64                                 // request id → forget after, Unix ms
-	running map[string]map[*context.CancelCauseFunc]struct{} // request id → its running tasks
+	decided map[string]int64                      // request id → forget after, Unix ms
+	running map[string][]*context.CancelCauseFunc // request id → its running tasks (a few: one a target at most, mostly)
 	swept   time.Time
 }
 
 func newDecisions(now func() time.Time, grace time.Duration) *decisions {
 	return &decisions{now: now, grace: grace, decided: map[string]int64{},
-		running: map[string]map[*context.CancelCauseFunc]struct{}{}}
+		running: map[string][]*context.CancelCauseFunc{}}
 }
 
 // track returns the context a task of request id runs in: it ends with
@@ -47,18 +48,22 @@ func (d *decisions) track(ctx context.Context, id string) (_ context.Context, do
 		cancel(worker.ErrDecided)
 		return ctx, func() {}
 	}
-	set := d.running[id]
-	if set == nil {
-		set = map[*context.CancelCauseFunc]struct{}{}
-		d.running[id] = set
-	}
 	key := &cancel
-	set[key] = struct{}{}
+	d.running[id] = append(d.running[id], key)
 	return ctx, func() {
 		d.mu.Lock()
-		delete(set, key)
-		if s := d.running[id]; s != nil && len(s) == 0 {
-			delete(d.running, id)
+		// Gone when the request was decided meanwhile.
+		if s := d.running[id]; len(s) > 0 {
+			if i := slices.Index(s, key); i >= 0 {
+				s[i] = s[len(s)-1]
+				s[len(s)-1] = nil
+				s = s[:len(s)-1]
+			}
+			if len(s) == 0 {
+				delete(d.running, id)
+			} else {
+				d.running[id] = s
+			}
 		}
 		d.mu.Unlock()
 		cancel(nil)
@@ -71,7 +76,7 @@ func (d *decisions) decide(id string, deadlineMs int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.decided[id] = deadlineMs + d.grace.Milliseconds()
-	for c := range d.running[id] {
+	for _, c := range d.running[id] {
 		(*c)(worker.ErrDecided)
 	}
 	delete(d.running, id)
