@@ -31,6 +31,15 @@ var (
 // a tree of map[string]any, []any, string, json.Number, bool and nil that
 // shares no memory with b.
 func Parse(b []byte) (any, error) {
+	if v, ok := parseFast(b); ok {
+		return v, nil
+	}
+	return parseDecoder(b)
+}
+
+// parseDecoder is Parse by encoding/json, for every payload, with its
+// errors.
+func parseDecoder(b []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any

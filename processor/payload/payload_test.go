@@ -83,3 +83,15 @@ func FuzzParse(f *testing.F) {
 		_, _ = payload.Lookup(v, path)
 	})
 }
+
+// BenchmarkParse reads a provider's answer as the gather does for every
+// answer of a consolidation by field.
+func BenchmarkParse(b *testing.B) {
+	in := []byte(`{"provider":"b","price":12.5,"currency":"EUR","valid_until":"2026-12-01T00:00:00Z","seats":[{"row":12,"seat":"C"}]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := payload.Parse(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
