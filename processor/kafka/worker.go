@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -261,8 +260,6 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		return nil
 	}
 	consumerLag := lag{}
-	tasks := newTaskGoroutines(taskIdle)
-	defer tasks.close() // after the tasks have finished (deferred below)
 	var running sync.WaitGroup
 	defer func() {
 		running.Wait()
@@ -309,7 +306,8 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 			tp := worker.TopicPartition{Topic: r.Topic, Partition: r.Partition}
 			tracker.Start(tp, r.Offset)
 			running.Add(1)
-			tasks.run(func() {
+			go func() {
+				growStack()
 				defer running.Done()
 				// Shutting down does not cut a task short: it runs to its
 				// deadline, so the result is an answer, not an artefact.
@@ -352,7 +350,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				if off, ok := tracker.Finish(tp, r.Offset); ok {
 					mark(tp, off)
 				}
-			})
+			}()
 		})
 		if stop {
 			return stopped()
@@ -545,61 +543,6 @@ func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target
 	each(w.o.hooks, func(h HookDeadLetter) { h.OnDeadLetter(w.flow.Name, schemas.StageWorker, schemas.KindBrokerRefused) })
 	return true, nil
 }
-
-// taskIdle is how long a task's goroutine waits for the next task before
-// it ends.
-const taskIdle = 10 * time.Second
-
-// taskGoroutines runs each task on a goroutine that ran an earlier one and
-// is waiting for the next, or on a new one when none is waiting. A new
-// goroutine starts with the minimum stack and grows it in every task, deep
-// in decoding, where the runtime copies every frame above: a goroutine kept
-// keeps its stack, until one collection after another finds it mostly
-// unused and shrinks it. Goroutines inherit the profiler labels of the one
-// that starts them (role=worker), so tasks keep them.
-type taskGoroutines struct {
-	next    chan func()
-	idle    time.Duration
-	started atomic.Int64 // goroutines started
-}
-
-func newTaskGoroutines(idle time.Duration) *taskGoroutines {
-	return &taskGoroutines{next: make(chan func()), idle: idle}
-}
-
-// run runs task on a goroutine of its own.
-func (g *taskGoroutines) run(task func()) {
-	select {
-	case g.next <- task:
-	default:
-		g.started.Add(1)
-		go g.serve(task)
-	}
-}
-
-// serve runs task, then each task handed to it, until none comes within
-// the idle time or close.
-func (g *taskGoroutines) serve(task func()) {
-	growStack()
-	idle := time.NewTimer(g.idle)
-	defer idle.Stop()
-	for {
-		task()
-		idle.Reset(g.idle)
-		var ok bool
-		select {
-		case task, ok = <-g.next:
-			if !ok {
-				return
-			}
-		case <-idle.C:
-			return
-		}
-	}
-}
-
-// close ends the waiting goroutines. run must not be called after it.
-func (g *taskGoroutines) close() { close(g.next) }
 
 // growStack grows the calling goroutine's stack to 16 KiB while it has one
 // frame. A task's goroutine starts with the minimum stack and outgrows it
