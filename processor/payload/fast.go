@@ -103,18 +103,8 @@ func (p *fastParser) object(depth int) (any, bool) {
 			return nil, false
 		}
 		m[k] = v
-		p.space()
-		if p.i >= len(p.b) {
-			return nil, false
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return m, true
-		default:
-			return nil, false
+		if end, ok := p.after('}'); !ok || end {
+			return m, ok
 		}
 	}
 }
@@ -136,20 +126,28 @@ func (p *fastParser) array(depth int) (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		p.space()
-		if p.i >= len(p.b) {
-			return nil, false
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return a, true
-		default:
-			return nil, false
+		if end, ok := p.after(']'); !ok || end {
+			return a, ok
 		}
 	}
+}
+
+// after reads what follows a member of an object or an element of an
+// array: a comma, or closer, which ends it (end).
+func (p *fastParser) after(closer byte) (end, ok bool) {
+	p.space()
+	if p.i >= len(p.b) {
+		return false, false
+	}
+	switch p.b[p.i] {
+	case ',':
+		p.i++
+		return false, true
+	case closer:
+		p.i++
+		return true, true
+	}
+	return false, false
 }
 
 // str reads a string without escapes or control characters, in valid
