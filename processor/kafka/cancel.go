@@ -52,14 +52,10 @@ func (d *decisions) track(ctx context.Context, id string) (_ context.Context, do
 	d.running[id] = append(d.running[id], key)
 	return ctx, func() {
 		d.mu.Lock()
-		// Gone when the request was decided meanwhile.
-		if s := d.running[id]; len(s) > 0 {
-			if i := slices.Index(s, key); i >= 0 {
-				s[i] = s[len(s)-1]
-				s[len(s)-1] = nil
-				s = s[:len(s)-1]
-			}
-			if len(s) == 0 {
+		// Not there when the request was decided meanwhile.
+		s := d.running[id]
+		if i := slices.Index(s, key); i >= 0 {
+			if s = slices.Delete(s, i, i+1); len(s) == 0 {
 				delete(d.running, id)
 			} else {
 				d.running[id] = s
