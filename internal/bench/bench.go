@@ -427,7 +427,7 @@ func (r *runner) deleteFromCluster() {
 	}
 	var ours []string
 	for _, g := range groups.Groups() {
-		if strings.HasPrefix(g, r.topo.Kafka.GroupPrefix+"."+r.flow.Name+".") {
+		if strings.HasPrefix(g, r.topo.Group(r.flow, "")) {
 			ours = append(ours, g)
 		}
 	}
