@@ -22,6 +22,7 @@
 #   SG_KAFKA_PORT             client (PLAINTEXT) port (default 9092)
 #   SG_KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093)
 #   SG_KAFKA_START_TIMEOUT    seconds to wait for the client port (default 90)
+#   SG_KAFKA_HEAP             the broker JVM's max heap (default 512m)
 #   SG_KAFKA_SECURE           1: also serve a SASL_SSL listener (below); 0: do
 #                             not. Unset: as the data dir was set up (a dir
 #                             started secure once stays secure on restart)
@@ -77,6 +78,7 @@ HOST=127.0.0.1
 PORT="${SG_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${SG_KAFKA_CONTROLLER_PORT:-9093}"
 START_TIMEOUT="${SG_KAFKA_START_TIMEOUT:-90}"
+HEAP="${SG_KAFKA_HEAP:-512m}"
 STOP_TIMEOUT=30
 SASL_PORT="${SG_KAFKA_SASL_PORT:-}"
 [[ -n "$SASL_PORT" || ! "$PORT" =~ ^[0-9]+$ ]] || SASL_PORT=$((PORT + 2))
@@ -84,6 +86,7 @@ for v in PORT CONTROLLER_PORT SASL_PORT START_TIMEOUT; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 ((START_TIMEOUT >= 1)) || die "SG_KAFKA_START_TIMEOUT must be at least 1"
+[[ "$HEAP" =~ ^[0-9]+[mMgG]$ ]] || die "SG_KAFKA_HEAP must look like 512m or 1g, got '$HEAP'"
 [[ "$PORT" != "$CONTROLLER_PORT" ]] || die "SG_KAFKA_PORT and SG_KAFKA_CONTROLLER_PORT must differ"
 case "${SG_KAFKA_SECURE:-}" in
   "" | 0 | 1) ;;
@@ -478,7 +481,7 @@ cmd_start() {
   # stdout/stderr is not held open by the broker.
   local launcher=()
   command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-  "${launcher[@]}" java -Xms256m -Xmx512m -Djava.awt.headless=true \
+  "${launcher[@]}" java -Xms256m -Xmx"$HEAP" -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$DATA_DIR" \
     -cp "$LIBS/*" kafka.Kafka "$PROPS" </dev/null >>"$OUT_LOG" 2>&1 8>&- 9>&- &
   pid=$!
