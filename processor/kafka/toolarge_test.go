@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -206,27 +207,7 @@ func TestIntegrationGatherFailsAggregateTheTopicRefuses(t *testing.T) {
 	processortest.Send(t, topo, &schemas.Request{RequestID: "before", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
 	processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
 
-	adm := processortest.Admin(t, topo)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	const limit = "50000"
-	processortest.SetTopicConfig(t, adm, f.Topics.Aggregated, "max.message.bytes", limit)
-	processortest.Eventually(t, time.Minute, "the new max.message.bytes", func() bool {
-		rcs, err := adm.DescribeTopicConfigs(ctx, f.Topics.Aggregated)
-		if err != nil {
-			return false
-		}
-		rc, err := rcs.On(f.Topics.Aggregated, nil)
-		if err != nil {
-			return false
-		}
-		for _, c := range rc.Configs {
-			if c.Key == "max.message.bytes" {
-				return c.MaybeValue() == limit
-			}
-		}
-		return false
-	})
+	lowerMaxMessageBytes(t, topo, f.Topics.Aggregated, "50000")
 	processortest.Send(t, topo, &schemas.Request{RequestID: "big", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
 	processortest.Send(t, topo, &schemas.Request{RequestID: "small", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
 
@@ -240,6 +221,119 @@ func TestIntegrationGatherFailsAggregateTheTopicRefuses(t *testing.T) {
 	if n := rw.count(kafka.RoleGather, f.Topics.Aggregated, kafka.RewriteFailedAggregate); n != 1 {
 		t.Errorf("hooks told %d aggregates written as failed, want 1", n)
 	}
+}
+
+// A results topic whose max.message.bytes is lowered below a result while
+// the worker runs: the worker's write passes its own check (the limit it
+// read at the start), the broker refuses it, and the result is written
+// again as an ERROR result with the reason, so that the request completes
+// with the target failed and the task's offsets commit. The broker refuses
+// a record batch whole: the small results that shared the large one's
+// batch are written again as they are, not taken for too large.
+func TestIntegrationWorkerReplacesResultTheTopicRefuses(t *testing.T) {
+	noise := make([]byte, 150_000)
+	_, _ = rand.Read(noise)
+	// The answers of a burst of requests, the large one among them, come
+	// all at once, so that their results reach the producer together
+	// and share batches.
+	const burst = 20
+	var met sync.WaitGroup
+	met.Add(2 * (burst + 1))
+	meet := func(id string) {
+		if id != "before" {
+			met.Done()
+			met.Wait()
+		}
+	}
+	a := worker.HandlerFunc(func(_ context.Context, t *schemas.Task) ([]byte, error) {
+		meet(t.RequestID)
+		if t.RequestID == "big" {
+			return []byte(`{"x":"` + base64.StdEncoding.EncodeToString(noise) + `"}`), nil
+		}
+		return []byte(`{"price":1}`), nil
+	})
+	b := worker.HandlerFunc(func(_ context.Context, t *schemas.Task) ([]byte, error) {
+		meet(t.RequestID)
+		return []byte(`{"price":2}`), nil
+	})
+	topo, f, rw := startRoles(t, `
+partitions: 1
+timeout: 30s
+targets:
+  - {name: a, concurrency: fixed, max_in_flight: 64}
+  - {name: b, concurrency: fixed, max_in_flight: 64}
+`, kafka.WithHandler("a", a), kafka.WithHandler("b", b))
+	processortest.Send(t, topo, &schemas.Request{RequestID: "before", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+	processortest.Aggregates(t, topo, f, 1, 2*time.Minute)
+
+	lowerMaxMessageBytes(t, topo, f.Topics.Results, "50000")
+	reqs := []*schemas.Request{{RequestID: "big", Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON}}
+	for i := range burst {
+		reqs = append(reqs, &schemas.Request{RequestID: fmt.Sprintf("small-%d", i), Flow: f.Name, Payload: []byte(`{"q":1}`), ContentType: schemas.ContentTypeJSON})
+	}
+	processortest.Send(t, topo, reqs...)
+
+	aggs := processortest.Aggregates(t, topo, f, 2+burst, 2*time.Minute)
+	big := aggs["big"]
+	if big == nil || big.Outcome != schemas.OutcomeComplete || names(big.Answered) != "b" || names(big.Failed) != "a" {
+		t.Fatalf("big: aggregate %+v, want complete with b answered and a failed", big)
+	}
+	if !strings.HasPrefix(big.Failed[0].Error, "answer too large to write: ") {
+		t.Errorf("big: a's failure %q, want the reason it could not be written", big.Failed[0].Error)
+	}
+	for i := range burst {
+		id := fmt.Sprintf("small-%d", i)
+		if a := aggs[id]; a == nil || a.Outcome != schemas.OutcomeComplete || names(a.Answered) != "a,b" {
+			t.Errorf("%s: aggregate %+v, want complete with both answered", id, a)
+		}
+	}
+	if n := rw.count(kafka.RoleWorker, f.Topics.Results, kafka.RewriteErrorResult); n != 1 {
+		t.Errorf("hooks told %d results replaced, want 1", n)
+	}
+	// The task topic ends with the marker of the scatter's last
+	// transaction, right after the last task: the commit of every task of
+	// a is the offset of that marker.
+	adm := processortest.Admin(t, topo)
+	ends, err := adm.ListEndOffsets(context.Background(), f.Target("a").Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup(f.Target("a").Topic, 0)
+	group := topo.Group(f, "worker.a")
+	processortest.Eventually(t, time.Minute, "the worker's commit of every task of a", func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			return false
+		}
+		o, ok := offs.Lookup(f.Target("a").Topic, 0)
+		return ok && o.Err == nil && o.At == end.Offset-1
+	})
+}
+
+// lowerMaxMessageBytes sets topic's max.message.bytes to limit and waits
+// until the broker describes it so.
+func lowerMaxMessageBytes(t *testing.T, topo *topology.Topology, topic, limit string) {
+	t.Helper()
+	adm := processortest.Admin(t, topo)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	processortest.SetTopicConfig(t, adm, topic, "max.message.bytes", limit)
+	processortest.Eventually(t, time.Minute, "the new max.message.bytes", func() bool {
+		rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			return false
+		}
+		rc, err := rcs.On(topic, nil)
+		if err != nil {
+			return false
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "max.message.bytes" {
+				return c.MaybeValue() == limit
+			}
+		}
+		return false
+	})
 }
 
 // A dead-letter topic deleted while the gather runs stops it, at its first

@@ -200,8 +200,24 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 
 	share := newPartitionShare(w.limiters[tg.Name])
 	var cl *kgo.Client
+	// mark marks one partition's offset through one map, kept: the client
+	// copies what it is given, and a task finishes with a mark, so a map
+	// made for each would cost a task two allocations.
+	var (
+		markMu sync.Mutex
+		marks  = map[string]map[int32]kgo.EpochOffset{}
+	)
 	mark := func(tp worker.TopicPartition, off int64) {
-		cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: off}}})
+		markMu.Lock()
+		defer markMu.Unlock()
+		ps := marks[tp.Topic]
+		if ps == nil {
+			ps = map[int32]kgo.EpochOffset{}
+			marks[tp.Topic] = ps
+		}
+		ps[tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		cl.MarkCommitOffsets(marks)
+		delete(ps, tp.Partition)
 	}
 	onLoss := func(ctx context.Context, c *kgo.Client, lost map[string][]int32) {
 		// Commit what has finished; the rest is re-run by the next owner.
@@ -259,6 +275,9 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 		}
 		return nil
 	}
+	// Shutting down does not cut a task short: it runs to its deadline, so
+	// the result is an answer, not an artefact.
+	taskCtx := context.WithoutCancel(ctx)
 	consumerLag := lag{}
 	var running sync.WaitGroup
 	defer func() {
@@ -308,11 +327,8 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 			running.Add(1)
 			go func() {
 				growStack()
-				defer running.Done()
-				// Shutting down does not cut a task short: it runs to its
-				// deadline, so the result is an answer, not an artefact.
 				each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, 1) })
-				tctx := worker.WithSlot(context.WithoutCancel(ctx), slot)
+				tctx := worker.WithSlot(taskCtx, slot)
 				out, written, sample := w.handle(tctx, log, h, tg, r)
 				for backoff := time.Second; out == nil; backoff = min(2*backoff, 30*time.Second) {
 					// The schema registry the task needs is unavailable: the
@@ -322,6 +338,7 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 						each(w.o.hooks, func(h HookTaskInFlight) { h.OnTaskInFlight(w.flow.Name, tg.Name, -1) })
 						<-w.global
 						slot.Release(worker.Sample{})
+						running.Done()
 						return
 					case <-time.After(backoff):
 					}
@@ -337,19 +354,21 @@ func (w *Worker) runTarget(ctx context.Context, prod *kgo.Client, tg *topology.T
 				// the backlog. The tracker keeps the task uncommitted until
 				// then.
 				slot.Release(sample)
-				done, err := w.deliver(prod, log, tg, r, out, written)
-				<-w.global
-				if err != nil {
-					fail(err)
-					return
-				}
-				if !done {
-					// Left unfinished: the task runs again after a restart.
-					return
-				}
-				if off, ok := tracker.Finish(tp, r.Offset); ok {
-					mark(tp, off)
-				}
+				w.deliver(prod, log, tg, r, out, written, func(done bool, err error) {
+					defer running.Done()
+					<-w.global
+					if err != nil {
+						fail(err)
+						return
+					}
+					if !done {
+						// Left unfinished: the task runs again after a restart.
+						return
+					}
+					if off, ok := tracker.Finish(tp, r.Offset); ok {
+						mark(tp, off)
+					}
+				})
 			}()
 		})
 		if stop {
@@ -451,18 +470,23 @@ func (w *Worker) Status() Status {
 	return st
 }
 
-// deliver writes out, the result or dead letter of task r, and reports
-// whether the task is finished. A record that cannot be written as it is
-// (too large for the producer or the results topic, or refused by the
-// broker) is written in a form that fits: a result becomes an ERROR result
-// with an empty payload and the reason, and if even that cannot be
-// written, the task is dead-lettered (cut to fit), so that its offset can
-// commit. A topic that cannot be written at all, or a dead letter refused
-// too, returns a *WriteError. A failure that is no refusal (the producer
-// closing) leaves the task unfinished, to run again.
-func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target, r *kgo.Record, out *kgo.Record, written func()) (bool, error) {
-	ctx := context.Background()
-	write := func(rec *kgo.Record) error { return prod.ProduceSync(ctx, rec).FirstErr() }
+// deliver writes out, the result or dead letter of task r, and calls
+// finished once, with whether the task is finished and the error to stop
+// on. A record that cannot be written as it is (too large for the producer
+// or the results topic, or refused by the broker) is written in a form
+// that fits: a result becomes an ERROR result with an empty payload and
+// the reason, and if even that cannot be written, the task is
+// dead-lettered (cut to fit), so that its offset can commit. A topic that
+// cannot be written at all, or a dead letter refused too, is a
+// *WriteError. A failure that is no refusal (the producer closing) leaves
+// the task unfinished, to run again.
+//
+// The record written as it is, the usual case, is not waited for: the
+// task's goroutine ends, and finished runs in the producer's callback. A
+// refusal is handled on a goroutine of its own, since the other forms are
+// written and waited for there, and a callback must not wait on the
+// producer.
+func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target, r *kgo.Record, out *kgo.Record, written func(), finished func(done bool, err error)) {
 	cut := false
 	if out.Topic == w.flow.Topics.DeadLetter {
 		var c *kgo.Record
@@ -471,17 +495,50 @@ func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target
 			out = c
 		}
 	}
-	var err error
-	if w.wr.fits(out) {
-		if err = write(out); err == nil {
+	if !w.wr.fits(out) {
+		err := fmt.Errorf("%w: %d bytes, topic %s accepts %d", kerr.MessageTooLarge, recordBytes(out), out.Topic, w.wr.limit(out.Topic))
+		finished(w.redeliver(prod, log, tg, r, out, cut, written, err))
+		return
+	}
+	prod.Produce(context.Background(), out, func(_ *kgo.Record, err error) {
+		if err != nil {
+			go func() { finished(w.redeliver(prod, log, tg, r, out, cut, written, err)) }()
+			return
+		}
+		if cut {
+			w.wr.rewritten(out.Topic, RewriteTruncated)
+		}
+		written()
+		finished(true, nil)
+	})
+}
+
+// redeliver writes what task r's record out (cut to fit, a dead letter)
+// becomes once writing it failed with err (see deliver), and reports
+// whether the task is finished.
+func (w *Worker) redeliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target, r *kgo.Record, out *kgo.Record, cut bool, written func(), err error) (bool, error) {
+	ctx := context.Background()
+	write := func(rec *kgo.Record) error { return prod.ProduceSync(ctx, rec).FirstErr() }
+	// The broker refuses a record batch whole, so a record that fits its
+	// topic may be refused for another in its batch. Such a record, refused
+	// for its size though it fits, is written again as it is, up to
+	// maxAborts times in all, before it counts as too large.
+	again := func(rec *kgo.Record, err error) error {
+		for try := 1; try < maxAborts && classifyWrite(err) == refusedSize && w.wr.fits(rec); try++ {
+			err = write(rec)
+		}
+		return err
+	}
+	if classifyWrite(err) == refusedSize && w.wr.fits(out) {
+		// It fit the limit read at the start: the topic's may have changed.
+		w.wr.readLimits(ctx, out.Topic)
+		if err = again(out, err); err == nil {
 			if cut {
 				w.wr.rewritten(out.Topic, RewriteTruncated)
 			}
 			written()
 			return true, nil
 		}
-	} else {
-		err = fmt.Errorf("%w: %d bytes, topic %s accepts %d", kerr.MessageTooLarge, recordBytes(out), out.Topic, w.wr.limit(out.Topic))
 	}
 	// refused reports what err means for rec: an error to stop on, or
 	// whether another form may be written.
@@ -514,7 +571,7 @@ func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target
 				alt := *out
 				alt.Value = b
 				log.Warn("result replaced by an ERROR result", "request_id", res.RequestID, "task_id", res.TaskID, "reason", reason)
-				if err = write(&alt); err == nil {
+				if err = again(&alt, write(&alt)); err == nil {
 					w.wr.rewritten(out.Topic, RewriteErrorResult)
 					each(w.o.hooks, func(h HookResultWritten) {
 						h.OnResultWritten(w.flow.Name, tg.Name, string(schemas.StatusError), time.Duration(res.DurationMs)*time.Millisecond)
@@ -532,7 +589,7 @@ func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target
 	dl := deadLetter(w.flow, schemas.StageWorker, r, schemas.KindBrokerRefused, reason)
 	dl, _ = w.wr.fitSetAside(dl)
 	log.Warn("task dead-lettered", "offset", r.Offset, "reason", reason)
-	if err := write(dl); err != nil {
+	if err := again(dl, write(dl)); err != nil {
 		if retry, stop := refused(dl, err); !retry {
 			return false, stop
 		}
