@@ -44,10 +44,14 @@ type partitioner struct{}
 
 type explicitPartition struct{}
 
+// explicit is the context of a record that names its partition: one for
+// all of them, as it carries nothing of the record's own.
+var explicit = context.WithValue(context.Background(), explicitPartition{}, true)
+
 // toPartition marks r to be written to r.Partition.
 func toPartition(r *kgo.Record, p int32) *kgo.Record {
 	r.Partition = p
-	r.Context = context.WithValue(context.Background(), explicitPartition{}, true)
+	r.Context = explicit
 	return r
 }
 
