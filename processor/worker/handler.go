@@ -74,12 +74,27 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
-type attemptsKey struct{}
+// countsKey keys a task's call counts in its context.
+type countsKey struct{}
 
-// withAttempts returns a context that counts provider calls.
-func withAttempts(ctx context.Context) (context.Context, *atomic.Int32) {
-	n := new(atomic.Int32)
-	return context.WithValue(ctx, attemptsKey{}, n), n
+// callCounts are what a task's handler reports of its call: the calls made
+// to the provider and the time spent waiting rather than calling. One
+// value holds both, so that a task adds one value to its context, not two.
+type callCounts struct {
+	attempts atomic.Int32
+	waited   atomic.Int64
+}
+
+// withCallCounts returns a context that counts provider calls and adds up
+// the time spent waiting.
+func withCallCounts(ctx context.Context) (context.Context, *callCounts) {
+	n := new(callCounts)
+	return context.WithValue(ctx, countsKey{}, n), n
+}
+
+func callCountsFrom(ctx context.Context) *callCounts {
+	n, _ := ctx.Value(countsKey{}).(*callCounts)
+	return n
 }
 
 // CountAttempt records one call to the provider; Retry calls it for each
@@ -87,33 +102,24 @@ func withAttempts(ctx context.Context) (context.Context, *atomic.Int32) {
 // the total. Handlers outside
 // Retry need not call it: no count means one attempt.
 func CountAttempt(ctx context.Context) {
-	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
-		n.Add(1)
+	if n := callCountsFrom(ctx); n != nil {
+		n.attempts.Add(1)
 	}
 }
 
 // uncountAttempt takes back a call counted by CountAttempt that did not
 // reach the provider.
 func uncountAttempt(ctx context.Context) {
-	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
-		n.Add(-1)
+	if n := callCountsFrom(ctx); n != nil {
+		n.attempts.Add(-1)
 	}
-}
-
-type waitedKey struct{}
-
-// withWaited returns a context that adds up the time a task spends
-// waiting rather than calling the provider.
-func withWaited(ctx context.Context) (context.Context, *atomic.Int64) {
-	n := new(atomic.Int64)
-	return context.WithValue(ctx, waitedKey{}, n), n
 }
 
 // addWaited records d spent waiting (for a rate limit's turn, between
 // retries), which a Sample leaves out of the provider's latency.
 func addWaited(ctx context.Context, d time.Duration) {
-	if n, ok := ctx.Value(waitedKey{}).(*atomic.Int64); ok && d > 0 {
-		n.Add(int64(d))
+	if n := callCountsFrom(ctx); n != nil && d > 0 {
+		n.waited.Add(int64(d))
 	}
 }
 
@@ -365,16 +371,15 @@ func ExecuteMeasured(ctx context.Context, h Handler, task *schemas.Task, worker 
 	}
 	ctx, cancel := context.WithDeadlineCause(ctx, deadline, ErrDeadline)
 	defer cancel()
-	ctx, attempts := withAttempts(ctx)
-	ctx, waited := withWaited(ctx)
+	ctx, calls := withCallCounts(ctx)
 	out, err := Recover()(h).Handle(ctx, task)
 	took := now().Sub(start)
 	res.DurationMs = took.Milliseconds()
-	res.Attempts = max(attempts.Load(), 1)
-	sample := Sample{RTT: max(took-time.Duration(waited.Load()), 0), Measured: true}
+	res.Attempts = max(calls.attempts.Load(), 1)
+	sample := Sample{RTT: max(took-time.Duration(calls.waited.Load()), 0), Measured: true}
 	if errors.Is(err, ErrRateLimited) {
 		// Refused or cut while waiting for its turn: the calls made, if any.
-		res.Attempts = max(attempts.Load(), 0)
+		res.Attempts = max(calls.attempts.Load(), 0)
 		sample.Measured = res.Attempts > 0
 	}
 	if errors.Is(err, ErrCircuitOpen) {

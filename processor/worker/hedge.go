@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/scattergather/scattergather/processor/topology"
@@ -242,8 +241,8 @@ func (h *Hedge) run(ctx context.Context, next Handler, t *schemas.Task, backup b
 // nothing counted it (no Retry outside the hedge), so that the result's
 // attempts say 2.
 func countBackup(ctx context.Context) {
-	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok && !n.CompareAndSwap(0, 2) {
-		n.Add(1)
+	if n := callCountsFrom(ctx); n != nil && !n.attempts.CompareAndSwap(0, 2) {
+		n.attempts.Add(1)
 	}
 }
 
