@@ -22,6 +22,7 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 	window := f.Duration("window", 5*time.Second, "measurement window of each step")
 	start := f.Float64("start-rate", 100, "first rate of the sweep, requests/s (doubled until unsustainable, then refined near the knee and the saturation)")
 	refine := f.Int("refine", 3, "steps that narrow each of the knee and the saturation, each halving the bracket (3: to 9 %; 0: none)")
+	warmSteps := f.Int("warmup-steps", 1, "steps at --start-rate before each scenario's low-load step, not counted, so that the broker's JVM is warm (0: none)")
 	kneeP99 := f.Duration("knee-p99", 100*time.Millisecond, "p99 up to which a sustainable step is below the knee")
 	low := f.Float64("low-rate", 20, "rate of the low-load latency measurement, requests/s")
 	partitions := f.Int("partitions", 3, "partitions of every topic")
@@ -90,6 +91,10 @@ func cmdBench(ctx context.Context, e *env, args []string) int {
 		Partitions: *partitions, Progress: out, LowOnly: *lowOnly, ReplicationFactor: *rf, KeepTopics: *keep}
 	if *refine == 0 {
 		cfg.Refine = -1
+	}
+	cfg.WarmupSteps = *warmSteps
+	if *warmSteps == 0 {
+		cfg.WarmupSteps = -1
 	}
 	if *profileDir != "" {
 		if *cpuProfile != "" {

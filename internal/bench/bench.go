@@ -93,6 +93,12 @@ type Config struct {
 	// KneeP99 is the p99 latency up to which a step is below the knee
 	// (default 100ms).
 	KneeP99 time.Duration
+	// WarmupSteps run at StartRate before a scenario's low-load step and
+	// are not counted: a broker's JVM compiles its transaction and
+	// read_committed fetch paths only under load, and the scenario's new
+	// topics open their files. Default 1; negative: none. None with
+	// LowOnly.
+	WarmupSteps int
 	// ProfileCPU profiles each step's window to split its CPU by role;
 	// leave it false when the process runs a CPU profile of its own.
 	ProfileCPU bool
@@ -140,6 +146,9 @@ func (c *Config) defaults() {
 	}
 	if c.KneeP99 == 0 {
 		c.KneeP99 = 100 * time.Millisecond
+	}
+	if c.WarmupSteps == 0 {
+		c.WarmupSteps = 1
 	}
 	if c.LowRate == 0 {
 		c.LowRate = 20
@@ -221,11 +230,14 @@ type ScenarioResult struct {
 	MaxSustainable float64 `json:"max_sustainable_rate"`
 	// Knee is the highest sustainable rate of the sweep whose p99 stayed
 	// within KneeP99.
-	Knee       float64 `json:"knee_rate"`
-	KneeP99Ms  float64 `json:"knee_p99_bound_ms"`
-	LowLoad    *Step   `json:"low_load,omitempty"`
-	AtKnee     *Step   `json:"at_knee,omitempty"`
-	Saturation *Step   `json:"at_saturation,omitempty"`
+	Knee      float64 `json:"knee_rate"`
+	KneeP99Ms float64 `json:"knee_p99_bound_ms"`
+	// Warmup are the steps run before the low-load step, not counted:
+	// what the scenario does on a cold broker.
+	Warmup     []Step `json:"warmup_steps,omitempty"`
+	LowLoad    *Step  `json:"low_load,omitempty"`
+	AtKnee     *Step  `json:"at_knee,omitempty"`
+	Saturation *Step  `json:"at_saturation,omitempty"`
 	// Efficiency is MaxSustainable × (2N+3) ÷ the broker's raw limit.
 	Efficiency float64 `json:"efficiency"`
 }
@@ -561,6 +573,25 @@ func (r *runner) step(ctx context.Context, s *admin.Sender, rate float64) (Step,
 	return st, r.await(ctx, drain.Add(20*time.Second), ids)
 }
 
+// warmUp runs the configuration's warm-up steps (none with LowOnly) at
+// its StartRate and returns them.
+func (r *runner) warmUp(ctx context.Context, s *admin.Sender, name string) ([]Step, error) {
+	if r.cfg.LowOnly {
+		return nil, nil
+	}
+	var steps []Step
+	for range max(r.cfg.WarmupSteps, 0) {
+		st, err := r.step(ctx, s, r.cfg.StartRate)
+		if err != nil {
+			return steps, fmt.Errorf("warm-up step: %w", err)
+		}
+		fmt.Fprintf(r.cfg.Progress, "  %-28s %7.0f req/s: warm-up, not counted: received %d/%d, p50 %6.1f ms, p99 %7.1f ms\n",
+			name, r.cfg.StartRate, st.Received, st.Sent, st.Latency.P50, st.Latency.P99)
+		steps = append(steps, st)
+	}
+	return steps, nil
+}
+
 // errBacklog says the pipeline did not work off the requests of the steps
 // before within backlogWait: a step now would measure the backlog.
 var errBacklog = errors.New("bench: the pipeline did not work off the earlier steps' requests")
@@ -648,6 +679,9 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario, raw float64) (*Sc
 			fmt.Fprintf(cfg.Progress, "  %-28s %7.0f req/s: not measured, the sweep ends: %v\n", sc.Name, rate, err)
 		}
 		return st, err
+	}
+	if res.Warmup, err = r.warmUp(ctx, s, sc.Name); err != nil {
+		return nil, err
 	}
 	low, err := run(cfg.LowRate)
 	if err != nil {
