@@ -175,16 +175,7 @@ limits: {max_payload_bytes: 2MiB}
 		t.Errorf("hooks told %d results replaced, want 1", n)
 	}
 	// The task is done: its offset commits.
-	adm := processortest.Admin(t, topo)
-	group := topo.Group(f, "worker.a")
-	processortest.Eventually(t, time.Minute, "the worker's commit of task a", func() bool {
-		offs, err := adm.FetchOffsets(context.Background(), group)
-		if err != nil {
-			return false
-		}
-		o, ok := offs.Lookup(f.Target("a").Topic, 0)
-		return ok && o.Err == nil && o.At == 1
-	})
+	awaitTasksCommitted(t, topo, f, "a")
 }
 
 // A topic of aggregates whose max.message.bytes is lowered below an
@@ -290,22 +281,29 @@ targets:
 	if n := rw.count(kafka.RoleWorker, f.Topics.Results, kafka.RewriteErrorResult); n != 1 {
 		t.Errorf("hooks told %d results replaced, want 1", n)
 	}
-	// The task topic ends with the marker of the scatter's last
-	// transaction, right after the last task: the commit of every task of
-	// a is the offset of that marker.
+	awaitTasksCommitted(t, topo, f, "a")
+}
+
+// awaitTasksCommitted waits until the worker of target has committed every
+// task of its topic's only partition. The topic ends with the marker of
+// the scatter's last transaction, right after the last task, so that
+// commit is the offset of the marker.
+func awaitTasksCommitted(t *testing.T, topo *topology.Topology, f *topology.Flow, target string) {
+	t.Helper()
 	adm := processortest.Admin(t, topo)
-	ends, err := adm.ListEndOffsets(context.Background(), f.Target("a").Topic)
+	topic := f.Target(target).Topic
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	end, _ := ends.Lookup(f.Target("a").Topic, 0)
-	group := topo.Group(f, "worker.a")
-	processortest.Eventually(t, time.Minute, "the worker's commit of every task of a", func() bool {
+	end, _ := ends.Lookup(topic, 0)
+	group := topo.Group(f, "worker."+target)
+	processortest.Eventually(t, time.Minute, "the worker's commit of every task of "+target, func() bool {
 		offs, err := adm.FetchOffsets(context.Background(), group)
 		if err != nil {
 			return false
 		}
-		o, ok := offs.Lookup(f.Target("a").Topic, 0)
+		o, ok := offs.Lookup(topic, 0)
 		return ok && o.Err == nil && o.At == end.Offset-1
 	})
 }
