@@ -100,21 +100,28 @@ func (w *writer) batchLimit(topic string) int {
 	return 1000012
 }
 
-// readLimits (re-)reads the max.message.bytes of topics.
+// readLimits (re-)reads the max.message.bytes of topics. A topic whose
+// config cannot be read keeps the limit read before; one never read is
+// bounded by the producer's batch limit.
 func (w *writer) readLimits(ctx context.Context, topics ...string) {
 	rcs, err := w.adm.DescribeTopicConfigs(ctx, topics...)
 	if err != nil {
-		w.log.Warn("cannot read the topics' max.message.bytes: records are bounded by the producer's batch limit", "err", err)
+		w.log.Warn("cannot read the topics' max.message.bytes: records are bounded by the limits read before, or the producer's batch limit", "err", err)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, topic := range topics {
 		limit := w.batchLimit(topic)
-		if rc, err := rcs.On(topic, nil); err == nil {
-			for _, c := range rc.Configs {
-				if n, err := strconv.Atoi(c.MaybeValue()); c.Key == "max.message.bytes" && err == nil && n > 0 {
-					limit = min(limit, n)
-				}
+		rc, err := rcs.On(topic, nil)
+		if err != nil || rc.Err != nil {
+			if _, known := w.limits[topic]; !known {
+				w.limits[topic] = limit
+			}
+			continue
+		}
+		for _, c := range rc.Configs {
+			if n, err := strconv.Atoi(c.MaybeValue()); c.Key == "max.message.bytes" && err == nil && n > 0 {
+				limit = min(limit, n)
 			}
 		}
 		w.limits[topic] = limit

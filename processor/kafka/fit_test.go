@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -24,6 +25,29 @@ func testWriter(limits map[string]int) *writer {
 	f := &topology.Flow{Name: "f"}
 	f.Topics.DeadLetter, f.Topics.Aggregated = "f.dlq", "f.aggregated"
 	return &writer{flow: f, role: RoleGather, log: slog.New(slog.NewTextHandler(io.Discard, nil)), limits: limits}
+}
+
+// A re-read of the topics' limits that fails keeps the limits read
+// before, rather than the producer's batch limit, which would let records
+// over a topic's limit pass the check again; a topic never read gets the
+// batch limit.
+func TestReadLimitsKeepsTheKnownLimitWhenTheReadFails(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	w := testWriter(map[string]int{"f.results": 50_000})
+	w.cl, w.adm = cl, kadm.NewClient(cl)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the read fails
+	w.readLimits(ctx, "f.results", "f.new")
+	if got := w.limit("f.results"); got != 50_000 {
+		t.Errorf("f.results: limit %d after a failed read, want the 50000 read before", got)
+	}
+	if got, want := w.limit("f.new"), w.batchLimit("f.new"); got != want {
+		t.Errorf("f.new: limit %d, want the batch limit %d", got, want)
+	}
 }
 
 func TestClassifyWrite(t *testing.T) {
