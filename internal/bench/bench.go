@@ -872,7 +872,7 @@ func (r *Report) writeLimit(w io.Writer) {
 	if r.LimitStart == nil && r.LimitEnd == nil {
 		return
 	}
-	fmt.Fprintf(w, "broker limit (raw produce->consume, %d-byte records, one hop; a warm-up run, then the runs):\n", r.RawSize)
+	fmt.Fprintf(w, "broker limit (raw produce->consume, %d-byte records, one hop; warm-up runs until two in a row agree within %.0f %%, then the runs):\n", r.RawSize, 100*SettleWithin)
 	for _, x := range []struct {
 		when string
 		l    *BrokerLimit
@@ -884,8 +884,12 @@ func (r *Report) writeLimit(w io.Writer) {
 		for i, v := range x.l.Runs {
 			runs[i] = fmt.Sprintf("%.0f", v)
 		}
-		fmt.Fprintf(w, "  %-5s median %9.0f records/s, spread %3.0f %% (%d runs of %.0fs: %s; warm-up %.0f)\n",
-			x.when, x.l.Median, 100*x.l.Spread, len(x.l.Runs), x.l.EachSeconds, strings.Join(runs, ", "), x.l.Warmup)
+		warm := make([]string, len(x.l.Warmups))
+		for i, v := range x.l.Warmups {
+			warm[i] = fmt.Sprintf("%.0f", v)
+		}
+		fmt.Fprintf(w, "  %-5s median %9.0f records/s, spread %3.0f %% (%d runs of %.0fs: %s; warm-up %s)\n",
+			x.when, x.l.Median, 100*x.l.Spread, len(x.l.Runs), x.l.EachSeconds, strings.Join(runs, ", "), strings.Join(warm, ", "))
 	}
 	fmt.Fprintf(w, "  efficiency uses %.0f records/s, the median of every run above\n", r.Raw)
 	for _, warn := range r.Warnings() {

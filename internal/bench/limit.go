@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -56,8 +57,11 @@ type RawConfig struct {
 	ReplicationFactor int
 	// RecordBytes is the size of each record's value.
 	RecordBytes int
-	// Warmup is the length of the discarded first run (default: Each).
+	// Warmup is the length of each discarded warm-up run (default: Each).
 	Warmup time.Duration
+	// MaxWarmups bounds the warm-up runs, which go on until two in a row
+	// agree within SettleWithin (default 5).
+	MaxWarmups int
 	// Each is the length of every measured run (default 3s): the
 	// producer writes for that long, the run ends when the consumer has
 	// read the last record.
@@ -78,6 +82,9 @@ func (c *RawConfig) defaults() {
 	if c.Repeats == 0 {
 		c.Repeats = 5
 	}
+	if c.MaxWarmups < 2 {
+		c.MaxWarmups = 5
+	}
 	if c.Partitions == 0 {
 		c.Partitions = 3
 	}
@@ -90,21 +97,47 @@ func (c *RawConfig) defaults() {
 }
 
 // BrokerLimit is the broker's own produce→consume limit, in records per
-// second: the median and spread of Repeats runs after a warm-up run.
+// second: the median and spread of Repeats runs after the warm-up runs.
 type BrokerLimit struct {
 	Repeated
 	RecordBytes int     `json:"record_bytes"`
 	EachSeconds float64 `json:"seconds_each"`
-	// Warmup is the rate of the discarded warm-up run.
+	// Warmup is the rate of the last discarded warm-up run.
 	Warmup float64 `json:"warmup"`
+	// Warmups are the rates of every warm-up run, in order.
+	Warmups []float64 `json:"warmups"`
+}
+
+// SettleWithin is how close two warm-up runs in a row must come, as a
+// share of the first, for the broker to count as warm.
+const SettleWithin = 0.1
+
+// warmUntilSettled runs warm-up runs until two in a row agree within
+// SettleWithin, or max runs were made, and returns their rates. A broker
+// started a moment ago speeds up over its first runs as its JVM compiles
+// the paths they use; one run is not always enough.
+func warmUntilSettled(run func() (float64, error), max int, progress io.Writer) ([]float64, error) {
+	var rates []float64
+	for len(rates) < max {
+		rate, err := run()
+		if err != nil {
+			return rates, err
+		}
+		rates = append(rates, rate)
+		fmt.Fprintf(progress, "  broker limit, warm-up run %d: %.0f records/s (discarded)\n", len(rates), rate)
+		if n := len(rates); n >= 2 && math.Abs(rates[n-1]-rates[n-2]) <= SettleWithin*rates[n-2] {
+			break
+		}
+	}
+	return rates, nil
 }
 
 // Raw measures the broker's own limit: an idempotent producer writing
 // records of cfg.RecordBytes as fast as it can and a read_committed
 // consumer reading them (one hop), in records per second from a run's
-// first produce to its last record read. A warm-up run on the same topic
-// and clients comes first and is discarded; then cfg.Repeats runs of
-// cfg.Each.
+// first produce to its last record read. Warm-up runs on the same topic
+// and clients come first and are discarded (see warmUntilSettled); then
+// cfg.Repeats runs of cfg.Each.
 func Raw(ctx context.Context, cfg RawConfig) (*BrokerLimit, error) {
 	cfg.defaults()
 	topic := fmt.Sprintf("bench-raw-%d", time.Now().UnixNano())
@@ -137,22 +170,20 @@ func Raw(ctx context.Context, cfg RawConfig) (*BrokerLimit, error) {
 	defer cons.Close()
 	value := make([]byte, cfg.RecordBytes)
 	res := &BrokerLimit{RecordBytes: cfg.RecordBytes, EachSeconds: cfg.Each.Seconds()}
+	warm, err := warmUntilSettled(func() (float64, error) {
+		return rawRun(ctx, cl, cons, topic, value, cfg.Warmup)
+	}, cfg.MaxWarmups, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	res.Warmups, res.Warmup = warm, warm[len(warm)-1]
 	var runs []float64
-	for i := range cfg.Repeats + 1 {
-		d := cfg.Each
-		if i == 0 {
-			d = cfg.Warmup
-		}
-		rate, err := rawRun(ctx, cl, cons, topic, value, d)
+	for i := range cfg.Repeats {
+		rate, err := rawRun(ctx, cl, cons, topic, value, cfg.Each)
 		if err != nil {
 			return nil, err
 		}
-		if i == 0 {
-			res.Warmup = rate
-			fmt.Fprintf(cfg.Progress, "  broker limit, warm-up run: %.0f records/s (discarded)\n", rate)
-			continue
-		}
-		fmt.Fprintf(cfg.Progress, "  broker limit, run %d/%d: %.0f records/s\n", i, cfg.Repeats, rate)
+		fmt.Fprintf(cfg.Progress, "  broker limit, run %d/%d: %.0f records/s\n", i+1, cfg.Repeats, rate)
 		runs = append(runs, rate)
 	}
 	res.Repeated = newRepeated(runs)
