@@ -219,9 +219,10 @@ flows:
 		t.Errorf("gateway POST: %d %s, want the cheaper offer", code, body)
 	}
 	// The metrics agree with what was sent (two requests with send, one
-	// through the gateway) and read; the roles are ready.
-	metricsText := get(t, "http://"+httpAddr+"/metrics", http.StatusOK)
-	for _, want := range []string{
+	// through the gateway) and read; the roles are ready. A role counts
+	// once its transaction's end returns, which may come after the
+	// aggregate reached the gateway: the counts are waited for.
+	wants := []string{
 		fmt.Sprintf(`scattergather_requests_scattered_total{flow=%q} 3`, flow),
 		fmt.Sprintf(`scattergather_tasks_scattered_total{flow=%q,target="two"} 3`, flow),
 		fmt.Sprintf(`scattergather_aggregates_total{flow=%q,outcome="complete"} 3`, flow),
@@ -235,10 +236,24 @@ flows:
 		fmt.Sprintf(`scattergather_gateway_responses_total{code="200",flow=%q,method="POST"} 1`, flow),
 		fmt.Sprintf(`scattergather_gateway_aggregates_read_total{flow=%q} 3`, flow),
 		`scattergather_kafka_`,
-	} {
-		if !strings.Contains(metricsText, want) {
-			t.Errorf("/metrics lacks %s", want)
+	}
+	var missing []string
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(30 * time.Second); ; <-tick.C {
+		metricsText := get(t, "http://"+httpAddr+"/metrics", http.StatusOK)
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(metricsText, want) {
+				missing = append(missing, want)
+			}
 		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range missing {
+		t.Errorf("/metrics lacks %s", want)
 	}
 	get(t, "http://"+httpAddr+"/healthz", http.StatusOK)
 	if ready := get(t, "http://"+httpAddr+"/readyz", http.StatusOK); !strings.Contains(ready, `"ready":true`) ||
