@@ -495,28 +495,32 @@ func (w *Worker) deliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target
 			out = c
 		}
 	}
-	if !w.wr.fits(out) {
-		err := fmt.Errorf("%w: %d bytes, topic %s accepts %d", kerr.MessageTooLarge, recordBytes(out), out.Topic, w.wr.limit(out.Topic))
-		finished(w.redeliver(prod, log, tg, r, out, cut, written, err))
-		return
-	}
-	prod.Produce(context.Background(), out, func(_ *kgo.Record, err error) {
-		if err != nil {
-			go func() { finished(w.redeliver(prod, log, tg, r, out, cut, written, err)) }()
-			return
-		}
+	// asIs tells what writing out as it is means, once it is written.
+	asIs := func() {
 		if cut {
 			w.wr.rewritten(out.Topic, RewriteTruncated)
 		}
 		written()
+	}
+	if !w.wr.fits(out) {
+		err := fmt.Errorf("%w: %d bytes, topic %s accepts %d", kerr.MessageTooLarge, recordBytes(out), out.Topic, w.wr.limit(out.Topic))
+		finished(w.redeliver(prod, log, tg, r, out, asIs, err))
+		return
+	}
+	prod.Produce(context.Background(), out, func(_ *kgo.Record, err error) {
+		if err != nil {
+			go func() { finished(w.redeliver(prod, log, tg, r, out, asIs, err)) }()
+			return
+		}
+		asIs()
 		finished(true, nil)
 	})
 }
 
-// redeliver writes what task r's record out (cut to fit, a dead letter)
-// becomes once writing it failed with err (see deliver), and reports
-// whether the task is finished.
-func (w *Worker) redeliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target, r *kgo.Record, out *kgo.Record, cut bool, written func(), err error) (bool, error) {
+// redeliver writes what task r's record out becomes once writing it
+// failed with err (see deliver), and reports whether the task is finished;
+// asIs is called if out is written as it is after all.
+func (w *Worker) redeliver(prod *kgo.Client, log *slog.Logger, tg *topology.Target, r *kgo.Record, out *kgo.Record, asIs func(), err error) (bool, error) {
 	ctx := context.Background()
 	write := func(rec *kgo.Record) error { return prod.ProduceSync(ctx, rec).FirstErr() }
 	// The broker refuses a record batch whole, so a record that fits its
@@ -533,10 +537,7 @@ func (w *Worker) redeliver(prod *kgo.Client, log *slog.Logger, tg *topology.Targ
 		// It fit the limit read at the start: the topic's may have changed.
 		w.wr.readLimits(ctx, out.Topic)
 		if err = again(out, err); err == nil {
-			if cut {
-				w.wr.rewritten(out.Topic, RewriteTruncated)
-			}
-			written()
+			asIs()
 			return true, nil
 		}
 	}
