@@ -880,22 +880,23 @@ func (r *Report) writeLimit(w io.Writer) {
 		if x.l == nil {
 			continue
 		}
-		runs := make([]string, len(x.l.Runs))
-		for i, v := range x.l.Runs {
-			runs[i] = fmt.Sprintf("%.0f", v)
-		}
-		warm := make([]string, len(x.l.Warmups))
-		for i, v := range x.l.Warmups {
-			warm[i] = fmt.Sprintf("%.0f", v)
-		}
 		fmt.Fprintf(w, "  %-5s median %9.0f records/s, spread %3.0f %% (%d runs of %.0fs: %s; warm-up %s)\n",
-			x.when, x.l.Median, 100*x.l.Spread, len(x.l.Runs), x.l.EachSeconds, strings.Join(runs, ", "), strings.Join(warm, ", "))
+			x.when, x.l.Median, 100*x.l.Spread, len(x.l.Runs), x.l.EachSeconds, joinRates(x.l.Runs), joinRates(x.l.Warmups))
 	}
 	fmt.Fprintf(w, "  efficiency uses %.0f records/s, the median of every run above\n", r.Raw)
 	for _, warn := range r.Warnings() {
 		fmt.Fprintf(w, "WARNING: %s\n", warn)
 	}
 	fmt.Fprintln(w)
+}
+
+// joinRates lists rates, whole, separated by commas.
+func joinRates(rates []float64) string {
+	s := make([]string, len(rates))
+	for i, v := range rates {
+		s[i] = fmt.Sprintf("%.0f", v)
+	}
+	return strings.Join(s, ", ")
 }
 
 // stepRow is a step of the tables by step: a scenario at its knee or at
